@@ -1,0 +1,5 @@
+import sys
+
+from aura.cli import main
+
+sys.exit(main())

@@ -1,0 +1,292 @@
+"""The agent run: plan, execute steps, stop for a human before sensitive tools, answer.
+
+LLM and tool work happens here, in the run's own task, never inside state-machine
+callbacks; the machine only records where the session is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from redis.exceptions import RedisError
+
+from statemachines import Trigger
+
+from aura.errors import ToolError
+from aura.events import EventType
+from aura.hitl_store import HitlStore
+from aura.ids import new_request_id
+from aura.planner import Plan, Planner, PlanStep, StepOutcome
+from aura.session import Session, SessionRegistry
+from aura.signal_hub import SignalHub
+from aura.signals import Decision, Signal
+from aura.tools import Tool, ToolContext, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_CONTENT_CHARS: Final = 1000  # keeps every frame a few KB (CONTRACT §3.6 point 2)
+MAX_RESULT_CHARS: Final = 2000
+
+
+class ErrorKind:
+    """``errorType`` and ``code`` of the `error` events (docs/EVENTS.md)."""
+
+    REJECTED = ("RejectionError", "E2001")
+    TIMEOUT = ("TimeoutError", "E5001")
+    TOOL = ("ToolError", "E5000")
+    CANCELLED = ("CancelledError", "E1000")
+    INTERNAL = ("InternalError", "E1000")
+
+
+class AgentRunner:
+    def __init__(
+        self,
+        *,
+        planner: Planner,
+        tools: ToolRegistry,
+        store: HitlStore,
+        hub: SignalHub,
+        registry: SessionRegistry,
+        tool_context_redis: Any,
+        hitl_timeout_seconds: float,
+        tool_timeout_seconds: float,
+        redis_timeout_seconds: float,
+    ) -> None:
+        self._planner = planner
+        self._tools = tools
+        self._store = store
+        self._hub = hub
+        self._registry = registry
+        self._redis = tool_context_redis
+        self._hitl_timeout = hitl_timeout_seconds
+        self._tool_timeout = tool_timeout_seconds
+        self._redis_timeout = redis_timeout_seconds
+
+    async def run(self, session: Session) -> None:
+        try:
+            await self._run(session)
+        except asyncio.CancelledError:
+            await self._abort(session, Trigger.CANCEL, ErrorKind.CANCELLED, "The session was cancelled")
+            raise
+        except Exception as exc:
+            log.exception("session %s failed", session.id)
+            await self._abort(session, Trigger.FAIL, ErrorKind.INTERNAL, _describe(exc))
+        finally:
+            self._registry.finish(session)
+
+    # -- the steps ------------------------------------------------------------------
+    async def _run(self, session: Session) -> None:
+        request = session.request
+        session.emit(EventType.THOUGHT, _thought("Analyzing the request...", "analysis"))
+        plan = await self._planner.plan(request.prompt, request.context)
+        session.emit(EventType.THOUGHT, _thought(plan.thought, "planning"))
+        for order, step in enumerate(plan.steps):
+            session.emit(EventType.PLAN_STEP, _plan_step(step, order))
+        await self._fire(session, Trigger.START_EXECUTION)
+
+        outcomes: list[StepOutcome] = []
+        for step in plan.steps:
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "executing"})
+            result: str | None = None
+            if step.tool is not None:
+                done, result = await self._run_tool_step(session, step)
+                if not done:
+                    return
+            outcomes.append(StepOutcome(step, result))
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "completed"})
+        await self._answer(session, plan, outcomes)
+        await self._fire(session, Trigger.FINISH)
+
+    async def _run_tool_step(self, session: Session, step: PlanStep) -> tuple[bool, str | None]:
+        assert step.tool is not None
+        tool = self._tools.get(step.tool)
+        if tool is None:
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
+            await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"Unknown tool: {step.tool}")
+            return False, None
+        if tool.requires_approval:
+            if not await self._approved(session, step, tool):
+                session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "skipped"})
+                return False, None
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "approved"})
+        ok, text = await self._execute(session, step, tool)
+        if not ok:
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
+            await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"{tool.name} failed: {text}")
+            return False, None
+        return True, text
+
+    async def _execute(self, session: Session, step: PlanStep, tool: Tool) -> tuple[bool, str]:
+        base = {"tool": tool.name, "params": step.params, "stepId": step.id}
+        session.emit(EventType.TOOL_EXECUTION, {**base, "status": "executing"})
+        ctx = ToolContext(session.owner.tenant_id, session.owner.user_id, session.id, self._redis)
+        try:
+            async with asyncio.timeout(self._tool_timeout):
+                result = await tool.run(step.params, ctx)
+        except ToolError as exc:
+            error = str(exc)
+        except TimeoutError:
+            error = f"timed out after {self._tool_timeout:g} s"
+        except Exception as exc:  # a broken tool must not take the session's error handling with it
+            log.exception("tool %s crashed in session %s", tool.name, session.id)
+            error = _describe(exc)
+        else:
+            session.emit(EventType.TOOL_EXECUTION, {**base, "status": "completed", "result": _clip(result)})
+            return True, result
+        session.emit(EventType.TOOL_EXECUTION, {**base, "status": "failed", "error": _clip(error)})
+        return False, error
+
+    async def _answer(self, session: Session, plan: Plan, outcomes: Sequence[StepOutcome]) -> None:
+        async for chunk in self._planner.answer(session.request.prompt, plan, outcomes):
+            for start in range(0, len(chunk), MAX_CONTENT_CHARS):
+                session.emit(EventType.CONTENT, {"content": chunk[start : start + MAX_CONTENT_CHARS], "format": "markdown"})
+
+    # -- HITL (CONTRACT §4.1) -----------------------------------------------------------
+    async def _approved(self, session: Session, step: PlanStep, tool: Tool) -> bool:
+        request_id = new_request_id()
+        waiter = self._hub.register(session.id, request_id)  # before the key exists: no approval can be missed
+        try:
+            record = {
+                "requestId": request_id,
+                "sessionId": session.id,
+                "userId": session.owner.user_id,
+                "tenantId": session.owner.tenant_id,
+                "actionType": tool.name,
+                "context": step.params,
+                "status": "pending",
+                "createdAt": int(time.time() * 1000),
+            }
+            async with asyncio.timeout(self._redis_timeout):
+                await self._store.create_request(record)
+            session.model.begin_approval(request_id)
+            await self._fire(session, Trigger.REQUEST_APPROVAL)
+            message = f"Approve {tool.name}? {step.description}"
+            hitl = {
+                "requestId": request_id,
+                "sessionId": session.id,
+                "actionType": tool.name,
+                "action": tool.name,
+                "message": message,
+                "params": step.params,
+                "context": step.params,
+                "requiresApproval": True,
+                "confidence": step.confidence,
+                "editableContent": message,
+                "stepId": step.id,
+                "timeoutSeconds": self._hitl_timeout,
+            }
+            session.emit(EventType.HITL, hitl)
+            session.emit(EventType.HITL_REQUEST, {"id": request_id, **hitl})
+            try:
+                await self._hub.recheck([waiter])
+            except (RedisError, TimeoutError) as exc:  # the hub's sweep retries
+                log.warning("re-check of %s after hitl failed: %s", request_id, exc)
+            signal = await self._wait(waiter.decision, request_id)
+        finally:
+            self._hub.unregister(waiter)
+        if signal is None:
+            await self._abort(
+                session,
+                Trigger.TIME_OUT,
+                ErrorKind.TIMEOUT,
+                f"No decision on {request_id} within {self._hitl_timeout:g} s; the request was withdrawn",
+            )
+            return False
+        if signal.decision is Decision.REJECTED:
+            reason = signal.reason or "User rejected"
+            await self._abort(
+                session, Trigger.REJECT, ErrorKind.REJECTED, f"{tool.name} was rejected: {reason}", request_id=request_id
+            )
+            return False
+        await self._fire(session, Trigger.APPROVE, request_id=request_id)
+        return True
+
+    async def _wait(self, decision: asyncio.Future[Signal], request_id: str) -> Signal | None:
+        try:
+            async with asyncio.timeout(self._hitl_timeout):
+                return await asyncio.shield(decision)
+        except TimeoutError:
+            pass
+        # Withdraw atomically; a human who decided in the meantime still wins.
+        async with asyncio.timeout(self._redis_timeout):
+            return await self._store.withdraw(request_id, "timeout")
+
+    # -- state changes ------------------------------------------------------------------
+    async def _fire(self, session: Session, trigger: Trigger, *, request_id: str | None = None) -> None:
+        moved = await session.model.fire(trigger, request_id=request_id)
+        # transitions' AsyncMachine swallows CancelledError inside triggers: re-raise it.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        if not moved:
+            raise RuntimeError(f"session {session.id}: {trigger.value} refused in state {session.state.value}")
+
+    async def _abort(
+        self,
+        session: Session,
+        trigger: Trigger,
+        kind: tuple[str, str],
+        message: str,
+        *,
+        request_id: str | None = None,
+    ) -> None:
+        pending = session.model.pending_request_id
+        if trigger is Trigger.CANCEL and pending is not None:
+            await self._withdraw_quietly(pending, "cancelled")
+        if not await session.model.fire(trigger, request_id=request_id, detail=message):
+            return  # already final: one error per session
+        error_type, code = kind
+        reason = session.model.abort_reason
+        session.emit(
+            EventType.ERROR,
+            {
+                "message": message,
+                "error": message,
+                "errorType": error_type,
+                "code": code,
+                "sessionId": session.id,
+                "reason": reason.value if reason else None,
+            },
+        )
+
+    async def _withdraw_quietly(self, request_id: str, reason: str) -> None:
+        try:
+            async with asyncio.timeout(self._redis_timeout):
+                await self._store.withdraw(request_id, reason)
+        except (RedisError, TimeoutError, OSError) as exc:
+            log.warning("could not withdraw %s: %s", request_id, exc)
+
+
+def _thought(content: str, kind: str) -> dict[str, Any]:
+    return {"content": content, "thoughtType": kind, "timestamp": int(time.time())}
+
+
+def _plan_step(step: PlanStep, order: int) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": step.id,
+        "title": step.title,
+        "description": step.description,
+        "order": order,
+        "status": "pending",
+        "confidence": step.confidence,
+        "canSkip": False,
+    }
+    if step.tool is not None:
+        data["tool"] = step.tool
+    return data
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (RedisError, OSError)):
+        return f"Redis is unavailable ({type(exc).__name__}: {exc})"
+    if isinstance(exc, TimeoutError):
+        return "Redis did not answer in time"
+    return f"Internal error ({type(exc).__name__})"

@@ -1,0 +1,131 @@
+"""HS256 JWT verification and tenant/user checks (CONTRACT §2).
+
+python-jose is wrapped here and nowhere else, so a swap stays one file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jose import jwt
+from jose.exceptions import ExpiredSignatureError, JOSEError
+
+from aura.errors import BadRequest, Forbidden, TenantMissing, TokenExpired, TokenInvalid, Unauthorized
+
+ALGORITHM = "HS256"
+_LONG = re.compile(r"^[+-]?[0-9]+$")
+TENANT_HEADER = "x-tenant-id"
+USER_HEADER = "x-user-id"
+AGENT_HEADER = "x-agent-id"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the JWT ``sub`` and the tenant, both as strings."""
+
+    user_id: str
+    tenant_id: str
+
+
+class TokenVerifier:
+    def __init__(self, secret: str, *, leeway_seconds: int = 10) -> None:
+        self._secret = secret  # python-jose uses a str key's UTF-8 bytes, like the Java side
+        self._leeway = leeway_seconds
+
+    def verify(self, token: str) -> dict[str, Any]:
+        try:
+            # algorithms must be a list: a string is a substring test in python-jose.
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require_exp": True, "leeway": self._leeway, "verify_aud": False},
+            )
+        except ExpiredSignatureError:
+            raise TokenExpired("Token expired") from None
+        except JOSEError as exc:  # JWTError, JWKError, ...: never a 500
+            raise TokenInvalid(f"Invalid token: {exc}") from None
+        return claims
+
+    def principal(self, token: str) -> Principal:
+        claims = self.verify(token)
+        return Principal(user_id=_claim_text(claims, "sub"), tenant_id=_tenant_claim(claims))
+
+    def issue(self, *, sub: str, tenant_id: str, lifetime_seconds: int, now: int) -> str:
+        """Mint a token shaped like dwp-auth-server's (CONTRACT §2.2): for dev and tests."""
+        claims = {"sub": sub, "tenant_id": tenant_id, "iat": now, "exp": now + lifetime_seconds}
+        token: str = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        return token
+
+
+def _claim_text(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+        raise TokenInvalid(f"Invalid token: claim '{name}' is missing or not a string")
+    return str(value)
+
+
+def _tenant_claim(claims: Mapping[str, Any]) -> str:
+    # auth-server writes a digit string; numbers are normalised with str() (CONTRACT §2.2).
+    name = "tenant_id" if "tenant_id" in claims else "tenantId"
+    return _claim_text(claims, name)
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of ``Authorization: Bearer <jwt>``; None when the header is absent."""
+    value = headers.get("authorization")
+    if value is None or value.strip() == "":
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def tenant_header(headers: Mapping[str, str]) -> str:
+    tenant = (headers.get(TENANT_HEADER) or "").strip()
+    if not tenant:
+        raise TenantMissing("X-Tenant-ID header is required")
+    return tenant
+
+
+def check_principal(principal: Principal, headers: Mapping[str, str], tenant: str) -> None:
+    """X-Tenant-ID must equal the claim (string compare); X-User-ID, when sent, must equal ``sub``."""
+    if principal.tenant_id != tenant:
+        raise Forbidden("Tenant ID mismatch")
+    user = headers.get(USER_HEADER)
+    if user is not None and user.strip() != principal.user_id:
+        raise Forbidden("User ID mismatch")
+
+
+def authenticate_approver(verifier: TokenVerifier, headers: Mapping[str, str]) -> tuple[Principal, int]:
+    """main-service's HitlSecurityInterceptor, then its Long binding of X-Tenant-ID (CONTRACT §2.4)."""
+    token = bearer_token(headers)
+    if token is None:
+        raise Unauthorized("Authorization header is required")
+    principal = verifier.principal(token)
+    tenant = (headers.get(TENANT_HEADER) or "").strip()
+    if not tenant:
+        raise Unauthorized("X-Tenant-ID header is required")
+    if principal.tenant_id != tenant:
+        raise Forbidden("Tenant ID mismatch")
+    user = (headers.get(USER_HEADER) or "").strip()
+    if not user:
+        raise Unauthorized("X-User-ID header is required")
+    if user != principal.user_id:
+        raise Forbidden("User ID mismatch")
+    tenant_number = parse_long(tenant)
+    if tenant_number is None:
+        raise BadRequest("X-Tenant-ID must be a number")
+    return principal, tenant_number
+
+
+def parse_long(text: str) -> int | None:
+    """Java's ``Long.parseLong``: optional sign, ASCII digits, 64-bit range."""
+    if not _LONG.match(text):
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None

@@ -1,0 +1,223 @@
+"""The HITL records in the shared Redis, in main-service's format (CONTRACT §4.2-4.4).
+
+Aura creates ``hitl:request:{id}`` itself (no Java endpoint does, CONTRACT §4.1) and,
+for standalone use, applies decisions with main-service's semantics. Decisions are
+optimistic transactions (WATCH/MULTI), so two concurrent approvals give one 200 and
+one 409, where main-service's check-then-set may give two 200s.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from aura.errors import MalformedSignal
+from aura.signals import DEFAULT_REJECTION_REASON, Decision, Signal, parse_signal
+
+REQUEST_TTL_SECONDS: Final = 1800
+SESSION_TTL_SECONDS: Final = 3600
+SIGNAL_TTL_SECONDS: Final = 300
+_TERMINAL: Final = frozenset({Decision.APPROVED.value, Decision.REJECTED.value})
+
+
+def request_key(request_id: str) -> str:
+    return f"hitl:request:{request_id}"
+
+
+def session_key(session_id: str) -> str:
+    return f"hitl:session:{session_id}"
+
+
+def signal_key(session_id: str) -> str:
+    return f"hitl:signal:{session_id}"
+
+
+def channel(session_id: str) -> str:
+    return f"hitl:channel:{session_id}"
+
+
+CHANNEL_PATTERN: Final = "hitl:channel:*"
+
+
+class Outcome(str, enum.Enum):
+    APPLIED = "applied"
+    ALREADY_PROCESSED = "already_processed"  # 409
+    NOT_FOUND = "not_found"  # 404 E1004
+    TENANT_MISMATCH = "tenant_mismatch"  # 403 E2007
+    CORRUPT = "corrupt"  # stored JSON unusable (main-service: NPE → 500)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionResult:
+    outcome: Outcome
+    record: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str | None:
+        return None if self.record is None else _text(self.record.get("status"))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _decoded(value: bytes | str | None) -> str | None:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _load(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+class HitlStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def create_request(self, record: dict[str, Any]) -> None:
+        """SET hitl:request (30 min) and hitl:session (60 min, bare requestId as Java writes it)."""
+        request_id = record["requestId"]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(request_key(request_id), json.dumps(record, separators=(",", ":")), ex=REQUEST_TTL_SECONDS)
+            pipe.set(session_key(record["sessionId"]), request_id, ex=SESSION_TTL_SECONDS)
+            await pipe.execute()
+
+    async def get_request(self, request_id: str) -> str | None:
+        return _decoded(await self._redis.get(request_key(request_id)))
+
+    async def get_signal(self, session_id: str) -> str | None:
+        return _decoded(await self._redis.get(signal_key(session_id)))
+
+    async def session_request(self, session_id: str) -> str | None:
+        """The request record that ``hitl:session:{sid}`` points at, if both still exist."""
+        request_id = _decoded(await self._redis.get(session_key(session_id)))
+        return None if request_id is None else await self.get_request(request_id)
+
+    async def decisions_for(self, pending: list[tuple[str, str]]) -> list[Signal | None]:
+        """For each ``(sessionId, requestId)``: the decision already made, if Redis has one.
+
+        Reads ``hitl:signal:{sid}`` (what main-service published) and, as a second
+        source, the status on ``hitl:request:{rid}``; two MGETs whatever the count.
+        """
+        if not pending:
+            return []
+        signals = [_decoded(v) for v in await self._redis.mget([signal_key(sid) for sid, _ in pending])]
+        requests = [_decoded(v) for v in await self._redis.mget([request_key(rid) for _, rid in pending])]
+        found: list[Signal | None] = []
+        for (_, request_id), signal_raw, request_raw in zip(pending, signals, requests, strict=True):
+            found.append(_signal_for(request_id, signal_raw) or _decision_on_record(request_id, request_raw))
+        return found
+
+    async def decide(
+        self, request_id: str, decision: Decision, *, actor: str, tenant: int, reason: str | None = None
+    ) -> DecisionResult:
+        """Approve or reject as main-service's HitlManager does, then publish the signal."""
+        key = request_key(request_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    record = _load(_decoded(await pipe.get(key)))
+                    if record is None:
+                        return DecisionResult(Outcome.NOT_FOUND)
+                    stored_tenant = _as_long(record.get("tenantId"))
+                    if stored_tenant is not None and stored_tenant != tenant:
+                        return DecisionResult(Outcome.TENANT_MISMATCH, record)
+                    if record.get("status") in _TERMINAL:
+                        return DecisionResult(Outcome.ALREADY_PROCESSED, record)
+                    session_id = record.get("sessionId")
+                    if not isinstance(session_id, str) or not session_id:
+                        return DecisionResult(Outcome.CORRUPT, record)
+                    now_ms = _now_ms()
+                    record["status"] = decision.value
+                    if decision is Decision.APPROVED:
+                        record["approvedBy"] = actor
+                        record["approvedAt"] = now_ms
+                        signal = Signal(request_id, decision, timestamp=now_ms // 1000)
+                    else:
+                        record["rejectedBy"] = actor
+                        record["rejectedAt"] = now_ms
+                        record["reason"] = reason or DEFAULT_REJECTION_REASON
+                        signal = Signal(request_id, decision, reason=record["reason"], timestamp=now_ms // 1000)
+                    signal_json = signal.to_json()
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, json.dumps(record, separators=(",", ":")), ex=REQUEST_TTL_SECONDS)
+                    pipe.set(signal_key(session_id), signal_json, ex=SIGNAL_TTL_SECONDS)
+                    pipe.publish(channel(session_id), signal_json)
+                    await pipe.execute()
+                    return DecisionResult(Outcome.APPLIED, record)
+                except WatchError:
+                    continue
+
+    async def withdraw(self, request_id: str, reason: str) -> Signal | None:
+        """Mark a still-pending request rejected with ``reason`` so a late approval gets 409.
+
+        Returns the decision a human already made if one beat us to it (it must
+        not be lost), else ``None``. A vanished key is left vanished: a late
+        approval then gets 404.
+        """
+        key = request_key(request_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    record = _load(_decoded(await pipe.get(key)))
+                    if record is None:
+                        return None
+                    if record.get("status") in _TERMINAL:
+                        return Signal(request_id, Decision(record["status"]), reason=_text(record.get("reason")))
+                    record["status"] = Decision.REJECTED.value
+                    record["reason"] = reason
+                    record["rejectedBy"] = "aura"
+                    record["rejectedAt"] = _now_ms()
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, json.dumps(record, separators=(",", ":")), keepttl=True)
+                    await pipe.execute()
+                    return None
+                except WatchError:
+                    continue
+
+
+def _signal_for(request_id: str, raw: str | None) -> Signal | None:
+    if raw is None:
+        return None
+    try:
+        signal = parse_signal(raw)
+    except MalformedSignal:
+        return None
+    # The signal key is per session: a decision on an earlier request is stale.
+    return signal if signal.request_id == request_id else None
+
+
+def _decision_on_record(request_id: str, raw: str | None) -> Signal | None:
+    record = _load(raw)
+    if not record or record.get("status") not in _TERMINAL:
+        return None
+    return Signal(request_id, Decision(record["status"]), reason=_text(record.get("reason")))
+
+
+def _as_long(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").isdigit() and text.isascii():
+            return int(text)
+    return None

@@ -1,0 +1,74 @@
+"""The Starlette application: routes, error envelopes and the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from aura.config import Settings
+from aura.envelope import error_response
+from aura.errors import ApiError, InternalError, MethodNotAllowed, NotFound
+from aura.http import health, hitl, stream
+from aura.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ROUTES = [
+    Route("/aura/test/stream", stream.stream, methods=["POST", "GET"]),
+    Route("/aura/hitl/approve/{request_id}", hitl.approve, methods=["POST"]),
+    Route("/aura/hitl/reject/{request_id}", hitl.reject, methods=["POST"]),
+    Route("/aura/hitl/requests/{request_id}", hitl.get_request, methods=["GET"]),
+    Route("/aura/hitl/signals/{session_id}", hitl.get_signal, methods=["GET"]),
+    Route("/aura/health", health.readiness, methods=["GET"]),
+    Route("/aura/agents/health", health.readiness, methods=["GET"]),
+    Route("/aura/info", health.info, methods=["GET"]),
+    Route("/health", health.liveness, methods=["GET"]),
+]
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(request.headers, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: ApiError
+    if exc.status_code == 404:
+        error = NotFound(f"No route for {request.method} {request.url.path}")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}")
+    else:
+        error = ApiError(exc.detail, error_code="E1001")
+        error.status_code = exc.status_code
+    return error_response(request.headers, error)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(request.headers, InternalError())
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
+    """Build the app; the runtime (Redis, subscriber, sessions) starts with the lifespan."""
+    rt = runtime if runtime is not None else Runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with rt:
+            yield
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
+    )
+    app.state.runtime = rt
+    return app

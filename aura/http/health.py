@@ -1,0 +1,59 @@
+"""Liveness, readiness and info (CONTRACT §7 item 5). All public."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from aura.envelope import envelope_response
+from aura.runtime import Runtime
+
+SERVICE_NAME = "aura-platform"
+
+
+def _version() -> str:
+    try:
+        return version("aura")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+async def liveness(request: Request) -> Response:
+    """``GET /health``: the process answers. Does not look at Redis, so an outage never restarts Aura."""
+    return envelope_response(200, {"status": "UP", "service": SERVICE_NAME})
+
+
+async def readiness(request: Request) -> Response:
+    """``GET /aura/health``: 200 UP when Redis answers and the subscriber listens, else 503 DEGRADED."""
+    runtime: Runtime = request.app.state.runtime
+    redis_up = await runtime.redis_ok()
+    subscriber_up = runtime.hub.subscribed.is_set()
+    healthy = redis_up and subscriber_up
+    body: dict[str, Any] = {
+        "status": "UP" if healthy else "DEGRADED",
+        "service": SERVICE_NAME,
+        "checks": {
+            "redis": {"status": "UP" if redis_up else "DOWN", "mode": runtime.redis.mode},
+            "hitlSubscriber": {"status": "UP" if subscriber_up else "DOWN"},
+        },
+        "sessions": runtime.counts(),
+    }
+    return envelope_response(200 if healthy else 503, body)
+
+
+async def info(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    settings = runtime.settings
+    body = {
+        "status": "UP",
+        "service": SERVICE_NAME,
+        "version": _version(),
+        "stream": {"path": "/aura/test/stream", "methods": ["POST", "GET"], "auth": settings.stream_auth.value},
+        "hitl": {"timeoutSeconds": settings.hitl_timeout_seconds, "heartbeatSeconds": settings.heartbeat_seconds},
+        "redis": {"mode": runtime.redis.mode},
+        "tools": runtime.tools.names(),
+    }
+    return envelope_response(200, body)

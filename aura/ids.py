@@ -1,0 +1,42 @@
+"""Identifiers: URL-path-safe, unguessable and collision-free (CONTRACT §4 item 36)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import NewType
+
+SessionId = NewType("SessionId", str)
+RequestId = NewType("RequestId", str)
+
+_EVENT_ID = re.compile(r"^(sess_[0-9a-f]{24})\.([0-9]{1,12})$")
+
+
+def new_session_id() -> SessionId:
+    return SessionId(f"sess_{secrets.token_hex(12)}")
+
+
+def new_request_id() -> RequestId:
+    return RequestId(f"req_{secrets.token_hex(12)}")
+
+
+@dataclass(frozen=True, slots=True)
+class EventId:
+    """``{sessionId}.{seq}``: globally unique, monotonic within a session (CONTRACT §3.6)."""
+
+    session_id: SessionId
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.session_id}.{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> EventId | None:
+        """Return the id Aura issued, or ``None`` for anything else (``event_123``, gateway ids)."""
+        if not text:
+            return None
+        match = _EVENT_ID.match(text.strip())
+        if match is None:
+            return None
+        return cls(SessionId(match.group(1)), int(match.group(2)))

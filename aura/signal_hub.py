@@ -1,0 +1,137 @@
+"""The one Redis subscriber per process, and the sessions waiting on it.
+
+A session registers its waiter *before* it writes ``hitl:request`` (so the
+fastest possible approval already has somewhere to land), and the hub listens on
+``hitl:channel:*`` with a single connection, whatever the number of sessions.
+Pub/Sub is at-most-once, so the hub also sweeps Redis for decisions of every
+waiting session after each (re)subscribe and every ``sweep_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from aura.errors import MalformedSignal
+from aura.hitl_store import CHANNEL_PATTERN, HitlStore
+from aura.signals import Signal, parse_signal
+
+log = logging.getLogger(__name__)
+
+_CHANNEL_PREFIX = CHANNEL_PATTERN[:-1]
+_MAX_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(eq=False)
+class ApprovalWaiter:
+    session_id: str
+    request_id: str
+    decision: asyncio.Future[Signal] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def offer(self, signal: Signal) -> bool:
+        """Accept the first decision for this request; stale and duplicate ones are no-ops."""
+        if signal.request_id != self.request_id or self.decision.done():
+            return False
+        self.decision.set_result(signal)
+        return True
+
+
+class SignalHub:
+    def __init__(
+        self, subscriber: Redis, store: HitlStore, *, sweep_seconds: float, redis_timeout_seconds: float
+    ) -> None:
+        self._subscriber = subscriber
+        self._store = store
+        self._sweep_seconds = sweep_seconds
+        self._timeout = redis_timeout_seconds
+        self._waiters: dict[str, ApprovalWaiter] = {}
+        self.subscribed = asyncio.Event()
+        self.ignored_signals = 0  # malformed, stale, duplicate or unclaimed: for tests and /aura/info
+
+    # -- waiters -----------------------------------------------------------------
+    def register(self, session_id: str, request_id: str) -> ApprovalWaiter:
+        waiter = ApprovalWaiter(session_id, request_id)
+        self._waiters[session_id] = waiter
+        return waiter
+
+    def unregister(self, waiter: ApprovalWaiter) -> None:
+        if self._waiters.get(waiter.session_id) is waiter:
+            del self._waiters[waiter.session_id]
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def deliver(self, session_id: str, raw: str) -> bool:
+        """Hand a raw signal for ``session_id`` to its waiter; False if it changed nothing."""
+        try:
+            signal = parse_signal(raw)
+        except MalformedSignal as exc:
+            self.ignored_signals += 1
+            log.warning("ignoring malformed HITL signal for %s: %s", session_id, exc)
+            return False
+        waiter = self._waiters.get(session_id)
+        if waiter is None or not waiter.offer(signal):
+            self.ignored_signals += 1
+            log.info("ignoring HITL signal for %s request %s: no such pending request", session_id, signal.request_id)
+            return False
+        return True
+
+    async def recheck(self, waiters: list[ApprovalWaiter] | None = None) -> None:
+        """Look in Redis for decisions that Pub/Sub may not have delivered."""
+        pending = [w for w in (waiters if waiters is not None else list(self._waiters.values())) if not w.decision.done()]
+        if not pending:
+            return
+        async with asyncio.timeout(self._timeout):
+            found = await self._store.decisions_for([(w.session_id, w.request_id) for w in pending])
+        for waiter, signal in zip(pending, found, strict=True):
+            if signal is not None:
+                waiter.offer(signal)
+
+    # -- the subscriber loop --------------------------------------------------------
+    async def run(self) -> None:
+        """Subscribe and dispatch forever; reconnect with backoff. Cancel to stop."""
+        backoff = 0.1
+        loop = asyncio.get_running_loop()
+        while True:
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await pubsub.psubscribe(CHANNEL_PATTERN)
+                self.subscribed.set()
+                backoff = 0.1
+                await self.recheck()  # whatever was published while we were not listening
+                next_sweep = loop.time() + self._sweep_seconds
+                while True:
+                    wait = max(0.0, min(1.0, next_sweep - loop.time()))
+                    message = await pubsub.get_message(timeout=wait)
+                    if message is not None:
+                        self._dispatch(message)
+                    if loop.time() >= next_sweep:
+                        await self.recheck()
+                        next_sweep = loop.time() + self._sweep_seconds
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # supervised: any failure means reconnect
+                self.subscribed.clear()
+                log.warning("HITL subscriber lost Redis (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
+            finally:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self._timeout):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "pmessage":
+            return
+        channel = message.get("channel")
+        data = message.get("data")
+        if not isinstance(channel, str) or not channel.startswith(_CHANNEL_PREFIX) or not isinstance(data, str):
+            return
+        self.deliver(channel[len(_CHANNEL_PREFIX) :], data)

@@ -1,0 +1,71 @@
+"""HITL decision signals as main-service publishes them (CONTRACT §4.3)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aura.errors import MalformedSignal
+
+DEFAULT_REJECTION_REASON = "User rejected"
+
+
+class Decision(str, enum.Enum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+_BY_TYPE = {"approval": Decision.APPROVED, "rejection": Decision.REJECTED}
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    request_id: str
+    decision: Decision
+    reason: str | None = None
+    timestamp: int | None = None
+
+    def to_json(self) -> str:
+        """The JSON main-service publishes (built from Map.of, so key order is not part of it)."""
+        body: dict[str, Any] = {
+            "type": "approval" if self.decision is Decision.APPROVED else "rejection",
+            "requestId": self.request_id,
+            "status": self.decision.value,
+            "timestamp": self.timestamp,
+        }
+        if self.decision is Decision.REJECTED:
+            body["reason"] = self.reason or DEFAULT_REJECTION_REASON
+        return json.dumps(body, separators=(",", ":"))
+
+
+def parse_signal(raw: str | bytes) -> Signal:
+    """Parse a signal; raise MalformedSignal for anything that is not one.
+
+    ``type`` decides; a ``status`` that contradicts it makes the signal malformed
+    rather than guessed at.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedSignal(f"signal is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedSignal("signal is not a JSON object")
+    decision = _BY_TYPE.get(body.get("type"))  # type: ignore[arg-type]
+    if decision is None:
+        raise MalformedSignal(f"signal type must be 'approval' or 'rejection' (got {body.get('type')!r})")
+    status = body.get("status")
+    if status is not None and status != decision.value:
+        raise MalformedSignal(f"signal type {body['type']!r} contradicts status {status!r}")
+    request_id = body.get("requestId")
+    if not isinstance(request_id, str) or not request_id:
+        raise MalformedSignal("signal has no requestId")
+    reason = body.get("reason")
+    timestamp = body.get("timestamp")
+    return Signal(
+        request_id=request_id,
+        decision=decision,
+        reason=reason if isinstance(reason, str) else None,
+        timestamp=timestamp if isinstance(timestamp, int) and not isinstance(timestamp, bool) else None,
+    )

@@ -1,0 +1,135 @@
+"""Tools: real functions with real results. Sensitive ones require human approval.
+
+Built-ins work without configuration against the Redis Aura is connected to:
+``send_email`` puts the message into the tenant's outbox list, where a mail
+relay (or a person) can read it; ``list_open_tasks`` reads the tenant's task hash.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+from aura.errors import ToolError
+
+OUTBOX_LIMIT = 1000
+_ADDRESS = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+_CLOSED = frozenset({"done", "completed", "closed", "cancelled"})
+
+
+def outbox_key(tenant_id: str) -> str:
+    return f"aura:outbox:{tenant_id}"
+
+
+def tasks_key(tenant_id: str) -> str:
+    return f"aura:tasks:{tenant_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    tenant_id: str
+    user_id: str
+    session_id: str
+    redis: Redis
+
+
+class Tool(Protocol):
+    name: str
+    description: str
+    requires_approval: bool
+
+    async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
+        """Do the work; return a short human-readable result or raise ToolError."""
+        ...
+
+
+class SendEmail:
+    name = "send_email"
+    description = "Send an email (stored in the tenant's outbox for the mail relay)."
+    requires_approval = True
+
+    async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
+        to = params.get("to")
+        if not isinstance(to, str) or not to.strip():
+            raise ToolError("send_email needs a recipient in 'to'")
+        recipients = [address.strip() for address in to.split(",") if address.strip()]
+        invalid = [address for address in recipients if not _ADDRESS.match(address)]
+        if invalid:
+            raise ToolError(f"invalid email address: {', '.join(invalid)}")
+        body = params.get("body")
+        if not isinstance(body, str) or not body.strip():
+            raise ToolError("send_email needs a non-empty 'body'")
+        subject = params.get("subject") if isinstance(params.get("subject"), str) else ""
+        message_id = f"msg_{secrets.token_hex(8)}"
+        message = {
+            "messageId": message_id,
+            "to": recipients,
+            "subject": subject,
+            "body": body,
+            "fromUserId": ctx.user_id,
+            "sessionId": ctx.session_id,
+            "createdAt": int(time.time() * 1000),
+        }
+        key = outbox_key(ctx.tenant_id)
+        async with ctx.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, json.dumps(message, ensure_ascii=False, separators=(",", ":")))
+            pipe.ltrim(key, 0, OUTBOX_LIMIT - 1)
+            await pipe.execute()
+        return f"email {message_id} to {', '.join(recipients)} placed in outbox {key}"
+
+
+class ListOpenTasks:
+    name = "list_open_tasks"
+    description = "List the tenant's open tasks due today or earlier."
+    requires_approval = False
+
+    async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
+        raw = {
+            _text(k): _text(v) for k, v in (await ctx.redis.hgetall(tasks_key(ctx.tenant_id))).items()
+        }
+        today = date.today().isoformat()
+        due: list[tuple[str, str]] = []
+        for task_id, text in sorted(raw.items()):
+            try:
+                task = json.loads(text)
+            except ValueError:
+                continue  # one unreadable task must not hide the others
+            if not isinstance(task, dict) or str(task.get("status", "open")).lower() in _CLOSED:
+                continue
+            due_date = task.get("due")
+            if isinstance(due_date, str) and due_date[:10] > today:
+                continue
+            title = task.get("title") if isinstance(task.get("title"), str) else task_id
+            overdue = isinstance(due_date, str) and due_date[:10] < today
+            due.append((str(title), " (overdue)" if overdue else ""))
+        if not due:
+            return "no open tasks for today"
+        lines = "; ".join(f"{title}{flag}" for title, flag in due)
+        return f"{len(due)} open task{'s' if len(due) != 1 else ''}: {lines}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class ToolRegistry:
+    def __init__(self, tools: list[Tool]) -> None:
+        self._tools = {tool.name: tool for tool in tools}
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+
+def builtin_tools() -> ToolRegistry:
+    return ToolRegistry([SendEmail(), ListOpenTasks()])

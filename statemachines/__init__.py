@@ -1,0 +1,32 @@
+"""The pure core of Aura: the agent-session state machine, with no I/O.
+
+Nothing here imports from ``aura``; the adapters in ``aura`` import from here.
+"""
+
+from statemachines.diagram import render_mermaid
+from statemachines.session import (
+    FINAL_STATES,
+    TRANSITIONS,
+    AbortReason,
+    SessionMachine,
+    SessionModel,
+    State,
+    Transition,
+    TransitionListener,
+    Trigger,
+    new_session_machine,
+)
+
+__all__ = [
+    "FINAL_STATES",
+    "TRANSITIONS",
+    "AbortReason",
+    "SessionMachine",
+    "SessionModel",
+    "State",
+    "Transition",
+    "TransitionListener",
+    "Trigger",
+    "new_session_machine",
+    "render_mermaid",
+]

@@ -1,0 +1,202 @@
+"""States, triggers and guards of one agent session.
+
+One shared ``AsyncMachine`` drives every live session (``add_model`` on start,
+``remove_model`` at the end): a machine per session would cost ~1 ms to build.
+Triggers never raise for an illegal move: :meth:`SessionModel.fire` returns
+``False`` instead, so duplicate or stale inputs (a second approval, a signal for
+another request) are harmless no-ops.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from transitions.extensions.asyncio import AsyncEventData, AsyncMachine
+
+
+class State(str, enum.Enum):
+    PLANNING = "planning"  # the planner is turning the prompt into steps
+    EXECUTING = "executing"  # steps and tools are running
+    AWAITING_APPROVAL = "awaiting_approval"  # paused until a human approves or rejects
+    DONE = "done"  # final: every step ran and the answer was sent
+    ABORTED = "aborted"  # final: see SessionModel.abort_reason
+
+
+class Trigger(str, enum.Enum):
+    START_EXECUTION = "start_execution"
+    REQUEST_APPROVAL = "request_approval"
+    APPROVE = "approve"
+    REJECT = "reject"
+    TIME_OUT = "time_out"
+    CANCEL = "cancel"
+    FAIL = "fail"
+    FINISH = "finish"
+
+
+class AbortReason(str, enum.Enum):
+    REJECTED = "rejected"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+FINAL_STATES: Final = frozenset({State.DONE, State.ABORTED})
+_LIVE: Final = [State.PLANNING.value, State.EXECUTING.value, State.AWAITING_APPROVAL.value]
+
+_ABORT_REASON_BY_TRIGGER: Final = {
+    Trigger.REJECT.value: AbortReason.REJECTED,
+    Trigger.TIME_OUT.value: AbortReason.TIMEOUT,
+    Trigger.CANCEL.value: AbortReason.CANCELLED,
+    Trigger.FAIL.value: AbortReason.FAILED,
+}
+
+STATES: Final[list[dict[str, Any]]] = [
+    {"name": State.PLANNING.value},
+    {"name": State.EXECUTING.value},
+    {"name": State.AWAITING_APPROVAL.value},
+    {"name": State.DONE.value, "final": True},
+    {"name": State.ABORTED.value, "final": True},
+]
+
+# The single definition: the live machine and the diagram are both built from it.
+TRANSITIONS: Final[list[dict[str, Any]]] = [
+    {"trigger": Trigger.START_EXECUTION.value, "source": State.PLANNING.value, "dest": State.EXECUTING.value},
+    {
+        "trigger": Trigger.REQUEST_APPROVAL.value,
+        "source": State.EXECUTING.value,
+        "dest": State.AWAITING_APPROVAL.value,
+        "conditions": "has_pending_request",
+    },
+    {
+        "trigger": Trigger.APPROVE.value,
+        "source": State.AWAITING_APPROVAL.value,
+        "dest": State.EXECUTING.value,
+        "conditions": "matches_pending_request",
+        "after": "clear_pending_request",
+    },
+    {
+        "trigger": Trigger.REJECT.value,
+        "source": State.AWAITING_APPROVAL.value,
+        "dest": State.ABORTED.value,
+        "conditions": "matches_pending_request",
+    },
+    {"trigger": Trigger.TIME_OUT.value, "source": State.AWAITING_APPROVAL.value, "dest": State.ABORTED.value},
+    {"trigger": Trigger.FINISH.value, "source": State.EXECUTING.value, "dest": State.DONE.value},
+    {"trigger": Trigger.CANCEL.value, "source": _LIVE, "dest": State.ABORTED.value},
+    {"trigger": Trigger.FAIL.value, "source": _LIVE, "dest": State.ABORTED.value},
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What one successful trigger did; sent to every listener."""
+
+    source: State
+    dest: State
+    trigger: Trigger
+
+
+TransitionListener = Callable[[Transition], None]
+
+
+class SessionModel:
+    """The machine's model: one per session.
+
+    A plain class, so equality is identity: transitions' ``add_model`` checks
+    membership with ``==`` and silently skips a value-equal model.
+    """
+
+    state: str  # set by the machine
+
+    def __init__(self, listener: TransitionListener | None = None) -> None:
+        self.pending_request_id: str | None = None
+        self.abort_reason: AbortReason | None = None
+        self.abort_detail: str | None = None
+        self.transitions_done = 0
+        self._listener = listener
+
+    # -- queries ---------------------------------------------------------------
+    @property
+    def current(self) -> State:
+        return State(self.state)
+
+    @property
+    def is_final(self) -> bool:
+        return self.current in FINAL_STATES
+
+    # -- the one way to move ----------------------------------------------------
+    async def fire(self, trigger: Trigger, *, request_id: str | None = None, detail: str | None = None) -> bool:
+        """Fire ``trigger``; return whether the session moved.
+
+        With ``queued='model'`` transitions' triggers always return ``True``, so the
+        answer comes from the transition counter instead.
+        """
+        before = self.transitions_done
+        await getattr(self, trigger.value)(request_id=request_id, detail=detail)
+        return self.transitions_done != before
+
+    def begin_approval(self, request_id: str) -> None:
+        """Record the request the session will wait for (before REQUEST_APPROVAL)."""
+        self.pending_request_id = request_id
+
+    # -- guards (names referenced by TRANSITIONS) -------------------------------
+    def has_pending_request(self, event: AsyncEventData) -> bool:
+        return self.pending_request_id is not None
+
+    def matches_pending_request(self, event: AsyncEventData) -> bool:
+        request_id = event.kwargs.get("request_id")
+        return request_id is not None and request_id == self.pending_request_id
+
+    # -- callbacks --------------------------------------------------------------
+    def clear_pending_request(self, event: AsyncEventData) -> None:
+        self.pending_request_id = None
+
+    def on_enter_aborted(self, event: AsyncEventData) -> None:
+        self.abort_reason = _ABORT_REASON_BY_TRIGGER[event.event.name]
+        detail = event.kwargs.get("detail")
+        self.abort_detail = detail if isinstance(detail, str) else None
+
+    def after_transition(self, event: AsyncEventData) -> None:
+        self.transitions_done += 1
+        assert event.transition is not None
+        change = Transition(
+            source=State(event.transition.source),
+            dest=State(event.transition.dest),
+            trigger=Trigger(event.event.name),
+        )
+        if self._listener is not None:
+            self._listener(change)
+
+
+class SessionMachine:
+    """The shared machine for all live sessions."""
+
+    def __init__(self) -> None:
+        self._machine = AsyncMachine(
+            model=None,
+            states=STATES,
+            transitions=TRANSITIONS,
+            initial=State.PLANNING.value,
+            auto_transitions=False,
+            queued="model",
+            send_event=True,
+            ignore_invalid_triggers=True,
+            after_state_change="after_transition",
+        )
+
+    def add(self, model: SessionModel) -> None:
+        self._machine.add_model(model)
+
+    def remove(self, model: SessionModel) -> None:
+        if model in self._machine.models:
+            self._machine.remove_model(model)
+
+    def __len__(self) -> int:
+        return len(self._machine.models)
+
+
+def new_session_machine() -> SessionMachine:
+    return SessionMachine()
