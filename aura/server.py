@@ -24,7 +24,7 @@ class AuraServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def build_server(settings: Settings, **overrides: object) -> AuraServer:
+def build_server(settings: Settings) -> AuraServer:
     runtime = Runtime(settings)
     config = uvicorn.Config(
         create_app(settings, runtime),
@@ -35,7 +35,6 @@ def build_server(settings: Settings, **overrides: object) -> AuraServer:
         lifespan="on",
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 1,
-        **overrides,  # type: ignore[arg-type]
     )
     return AuraServer(config, runtime)
 

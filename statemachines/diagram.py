@@ -40,5 +40,8 @@ def render_mermaid() -> str:
     ]
     while lines and not lines[-1]:
         lines.pop()
+    # transitions writes the title as a bare YAML scalar; mermaid's front matter wants `title:`.
+    if lines[:1] == ["---"] and not lines[1].startswith("title:"):
+        lines[1] = f"title: {lines[1]}"
     lines += [f"  {state['name']} --> [*]" for state in STATES if state.get("final")]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,50 @@
+"""The command line: dev tokens, configuration errors and the diagram check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from jose import jwt
+
+from tests.conftest import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "AURA_", "REDIS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "aura", *args], capture_output=True, text=True, cwd=ROOT, env={**base, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_token_prints_an_auth_server_shaped_jwt():
+    result = run("token", "--sub", "7", "--tenant", "3", env={"JWT_SECRET": SECRET})
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "7" and claims["tenant_id"] == "3"
+    assert claims["exp"] - claims["iat"] == 3600
+
+
+def test_serve_refuses_a_short_secret_with_the_exact_message():
+    result = run("serve", env={"JWT_SECRET": "too-short"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "aura: configuration error: JWT_SECRET must be at least 32 bytes of UTF-8 (got 9); "
+        "the Java services refuse shorter HS256 keys"
+    )
+
+
+def test_serve_refuses_a_hitl_timeout_at_the_gateway_limit():
+    result = run("serve", env={"JWT_SECRET": SECRET, "AURA_HITL_TIMEOUT_SECONDS": "300"})
+    assert result.returncode == 2
+    assert "AURA_HITL_TIMEOUT_SECONDS must be greater than 0 and less than the gateway's 300 s" in result.stderr
+
+
+def test_diagrams_check_passes_on_the_committed_file():
+    result = run("diagrams", "--check")
+    assert result.returncode == 0, result.stderr
