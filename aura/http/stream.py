@@ -35,7 +35,7 @@ async def stream(request: Request) -> Response:
     resume_from = EventId.parse(headers.get("last-event-id"))
     if resume_from is not None:
         session = runtime.sessions.get(resume_from.session_id, principal)
-        if session is not None:
+        if session is not None and resume_from.seq <= session.feed.last_seq:
             return _follow(runtime, session.feed, resume_from.seq)
 
     if request.method == "GET":  # legacy curl form (CONTRACT §1.4)

@@ -9,6 +9,7 @@ under /etc or /var is read or written. ``/api/aura/**`` is forwarded to
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,13 @@ def nginx_binary() -> str:
         "nginx is not installed (looked on PATH and in /usr/sbin): run `make test`, which installs it "
         "with apt-get when root, or `sudo apt-get install nginx`; the nginx proxy tests cannot run without it"
     )
+
+
+def _supports_error_log_flag(binary: str) -> bool:
+    """``-e`` (set the startup error log, so /var/log is never touched) exists since nginx 1.19.5."""
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10)
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out.stderr + out.stdout)
+    return match is None or tuple(int(part) for part in match.groups()) >= (1, 19, 5)
 
 
 def _config(prefix: Path, port: int, upstream_port: int) -> str:
@@ -73,15 +81,6 @@ http {{
             # Aura's X-Accel-Buffering through, so do the same to let clients see it.
             proxy_pass_header X-Accel-Buffering;
         }}
-
-        # Same mapping with nginx's default proxy_buffering (on): only Aura's
-        # `X-Accel-Buffering: no` keeps the stream unbuffered here (CONTRACT §3.7).
-        location /buffered/api/aura/ {{
-            proxy_pass http://127.0.0.1:{upstream_port}/aura/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_read_timeout 300s;
-        }}
     }}
 }}
 """
@@ -111,10 +110,9 @@ class NginxProxy:
         return "\n".join(out)
 
     def start(self) -> NginxProxy:
-        command = [
-            self.binary, "-p", f"{self.prefix}/", "-e", str(self.prefix / "error.log"),
-            "-c", str(self.conf), "-g", "daemon off;",
-        ]
+        command = [self.binary, "-p", f"{self.prefix}/", "-c", str(self.conf), "-g", "daemon off;"]
+        if _supports_error_log_flag(self.binary):
+            command[1:1] = ["-e", str(self.prefix / "error.log")]
         with open(self.prefix / "stderr.log", "wb") as stderr:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
         deadline = time.monotonic() + 10

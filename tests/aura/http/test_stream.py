@@ -135,3 +135,14 @@ async def test_client_disconnect_does_not_cancel_the_run(client, aura):
         rest = await stream.rest()
     assert rest[-2].body["to"] == "done"
     assert all(f.id.startswith(session_id) for f in rest[:-1])
+
+
+async def test_last_event_id_beyond_what_was_issued_is_unknown(client):
+    """An id Aura never issued (seq past the log) must not hang the client waiting (CONTRACT §3.6)."""
+    async with open_stream(client, "Summarize today's open tasks") as stream:
+        first = await stream.rest()
+    session_id = first[0].id.split(".")[0]
+    headers = {**auth_headers(), "Last-Event-ID": f"{session_id}.999"}
+    async with open_stream(client, "hello", headers=headers) as stream:
+        fresh = await stream.rest()
+    assert not fresh[0].id.startswith(session_id) and fresh[0].id.endswith(".1")
