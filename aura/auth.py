@@ -5,7 +5,6 @@ python-jose is wrapped here and nowhere else, so a swap stays one file.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +12,10 @@ from typing import Any
 from jose import jwt
 from jose.exceptions import ExpiredSignatureError, JOSEError
 
+from aura.ids import parse_long
 from aura.errors import BadRequest, Forbidden, TenantMissing, TokenExpired, TokenInvalid, Unauthorized
 
 ALGORITHM = "HS256"
-_LONG = re.compile(r"^[+-]?[0-9]+$")
 TENANT_HEADER = "x-tenant-id"
 USER_HEADER = "x-user-id"
 AGENT_HEADER = "x-agent-id"
@@ -48,6 +47,9 @@ class TokenVerifier:
             raise TokenExpired("Token expired") from None
         except JOSEError as exc:  # JWTError, JWKError, ...: never a 500
             raise TokenInvalid(f"Invalid token: {exc}") from None
+        except (TypeError, ValueError, OverflowError):
+            # python-jose compares ill-typed claims (exp: null, iat: []) without checking their type.
+            raise TokenInvalid("Invalid token: a time claim is not a number") from None
         return claims
 
     def principal(self, token: str) -> Principal:
@@ -122,10 +124,3 @@ def authenticate_approver(verifier: TokenVerifier, headers: Mapping[str, str]) -
         raise BadRequest("X-Tenant-ID must be a number")
     return principal, tenant_number
 
-
-def parse_long(text: str) -> int | None:
-    """Java's ``Long.parseLong``: optional sign, ASCII digits, 64-bit range."""
-    if not _LONG.match(text):
-        return None
-    value = int(text)
-    return value if -(2**63) <= value < 2**63 else None

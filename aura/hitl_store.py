@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from aura.errors import MalformedSignal
+from aura.ids import parse_long
 from aura.signals import DEFAULT_REJECTION_REASON, Decision, Signal, parse_signal
 
 REQUEST_TTL_SECONDS: Final = 1800
@@ -216,8 +217,4 @@ def _as_long(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("+-").isdigit() and text.isascii():
-            return int(text)
-    return None
+    return parse_long(value) if isinstance(value, str) else None

@@ -10,7 +10,16 @@ from typing import NewType
 SessionId = NewType("SessionId", str)
 RequestId = NewType("RequestId", str)
 
-_EVENT_ID = re.compile(r"^(sess_[0-9a-f]{24})\.([0-9]{1,12})$")
+_EVENT_ID = re.compile(r"(sess_[0-9a-f]{24})\.([0-9]{1,12})")
+_LONG = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_long(text: str) -> int | None:
+    """Java's ``Long.parseLong`` (tenant ids are Longs in main-service): sign, ASCII digits, 64 bits."""
+    if not _LONG.fullmatch(text):  # fullmatch: "$" would accept a trailing newline
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
 
 
 def new_session_id() -> SessionId:
@@ -36,7 +45,7 @@ class EventId:
         """Return the id Aura issued, or ``None`` for anything else (``event_123``, gateway ids)."""
         if not text:
             return None
-        match = _EVENT_ID.match(text.strip())
+        match = _EVENT_ID.fullmatch(text.strip())
         if match is None:
             return None
         return cls(SessionId(match.group(1)), int(match.group(2)))

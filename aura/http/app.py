@@ -48,7 +48,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = ApiError(exc.detail, error_code="E1001")
         error.status_code = exc.status_code
-    return error_response(request.headers, error)
+    response = error_response(request.headers, error)
+    for name, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+        response.headers[name] = value
+    return response
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -35,6 +35,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("Request body is not valid JSON", error_code="E4002") from None
+    except RecursionError:
+        raise ValidationFailed("Request body is nested too deeply", error_code="E4002") from None
     if not isinstance(value, dict):
         raise ValidationFailed("Request body must be a JSON object", error_code="E4002")
     return value
