@@ -16,7 +16,8 @@ from redis.exceptions import RedisError
 
 from statemachines import Trigger
 
-from aura.errors import ToolError
+from aura.agent_tasks import AgentTaskReporter
+from aura.errors import PlannerError, ToolError
 from aura.events import EventType
 from aura.hitl_store import HitlStore
 from aura.ids import new_request_id
@@ -24,7 +25,7 @@ from aura.planner import Plan, Planner, PlanStep, StepOutcome
 from aura.session import Session, SessionRegistry
 from aura.signal_hub import SignalHub
 from aura.signals import Decision, Signal
-from aura.tools import Tool, ToolContext, ToolRegistry
+from aura.tools import Tool, ToolContext, ToolRegistry, validate_params
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class ErrorKind:
     REJECTED = ("RejectionError", "E2001")
     TIMEOUT = ("TimeoutError", "E5001")
     TOOL = ("ToolError", "E5000")
+    PLANNER = ("PlannerError", "E5000")
     CANCELLED = ("CancelledError", "E1000")
     INTERNAL = ("InternalError", "E1000")
 
@@ -55,6 +57,9 @@ class AgentRunner:
         hitl_timeout_seconds: float,
         tool_timeout_seconds: float,
         redis_timeout_seconds: float,
+        http: Any = None,
+        gateway_url: str = "http://localhost:8080",
+        task_reporter: AgentTaskReporter | None = None,
     ) -> None:
         self._planner = planner
         self._tools = tools
@@ -65,13 +70,20 @@ class AgentRunner:
         self._hitl_timeout = hitl_timeout_seconds
         self._tool_timeout = tool_timeout_seconds
         self._redis_timeout = redis_timeout_seconds
+        self._http = http
+        self._gateway_url = gateway_url
+        self._tasks = task_reporter
 
     async def run(self, session: Session) -> None:
+        if self._tasks is not None:
+            self._tasks.track(session)
         try:
             await self._run(session)
         except asyncio.CancelledError:
             await self._abort(session, Trigger.CANCEL, ErrorKind.CANCELLED, "The session was cancelled")
             raise
+        except PlannerError as exc:
+            await self._abort(session, Trigger.FAIL, ErrorKind.PLANNER, f"The planner failed: {exc}")
         except Exception as exc:
             log.exception("session %s failed", session.id)
             await self._abort(session, Trigger.FAIL, ErrorKind.INTERNAL, _describe(exc))
@@ -83,6 +95,7 @@ class AgentRunner:
         request = session.request
         session.emit(EventType.THOUGHT, _thought("Analyzing the request...", "analysis"))
         plan = await self._planner.plan(request.prompt, request.context)
+        session.conversation = plan.conversation
         session.emit(EventType.THOUGHT, _thought(plan.thought, "planning"))
         for order, step in enumerate(plan.steps):
             session.emit(EventType.PLAN_STEP, _plan_step(step, order))
@@ -104,9 +117,18 @@ class AgentRunner:
     async def _run_tool_step(self, session: Session, step: PlanStep) -> tuple[bool, str | None]:
         assert step.tool is not None
         tool = self._tools.get(step.tool)
-        if tool is None:
+        # Checked before any approval is asked: a human never approves an impossible call.
+        problem = step.invalid or (f"unknown tool: {step.tool}" if tool is None else None)
+        if problem is None and tool is not None:
+            problem = validate_params(tool, step.params)
+        if problem is not None or tool is None:
+            message = problem or f"unknown tool: {step.tool}"
+            session.emit(
+                EventType.TOOL_EXECUTION,
+                {"tool": step.tool, "params": step.params, "stepId": step.id, "status": "failed", "error": message},
+            )
             session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
-            await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"Unknown tool: {step.tool}")
+            await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"{step.tool or 'tool'} cannot run: {message}")
             return False, None
         if tool.requires_approval:
             if not await self._approved(session, step, tool):
@@ -123,7 +145,16 @@ class AgentRunner:
     async def _execute(self, session: Session, step: PlanStep, tool: Tool) -> tuple[bool, str]:
         base = {"tool": tool.name, "params": step.params, "stepId": step.id}
         session.emit(EventType.TOOL_EXECUTION, {**base, "status": "executing"})
-        ctx = ToolContext(session.owner.tenant_id, session.owner.user_id, session.id, self._redis)
+        ctx = ToolContext(
+            session.owner.tenant_id,
+            session.owner.user_id,
+            session.id,
+            self._redis,
+            authorization=session.request.authorization,
+            agent_id=session.request.agent_id,
+            http=self._http,
+            gateway_url=self._gateway_url,
+        )
         try:
             async with asyncio.timeout(self._tool_timeout):
                 result = await tool.run(step.params, ctx)

@@ -59,14 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         return _diagrams(check=args.check)
     try:
         settings = Settings.from_env()
-    except ConfigError as exc:
+        if args.command == "token":
+            verifier = TokenVerifier(settings.jwt_secret)
+            print(verifier.issue(sub=args.sub, tenant_id=args.tenant, lifetime_seconds=args.ttl, now=int(time.time())))
+            return 0
+        return _serve(settings)
+    except ConfigError as exc:  # from the environment or from a tools file
         print(f"aura: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.command == "token":
-        verifier = TokenVerifier(settings.jwt_secret)
-        print(verifier.issue(sub=args.sub, tenant_id=args.tenant, lifetime_seconds=args.ttl, now=int(time.time())))
-        return 0
-    return _serve(settings)
 
 
 def _diagrams(*, check: bool) -> int:
@@ -84,11 +84,12 @@ def _diagrams(*, check: bool) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    from aura.server import serve  # uvicorn is only needed here
+    from aura.server import build_server  # uvicorn is only needed here
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
-    serve(settings)
+    server = build_server(settings)  # validates tool declarations before anything listens
+    server.run()
     return 0

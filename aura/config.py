@@ -39,6 +39,14 @@ class Settings:
     redis_timeout_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "info"
+    llm_base_url: str | None = None  # None: the offline rule-based planner
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout_seconds: float = 60.0
+    llm_max_retries: int = 2
+    dwp_gateway_url: str = "http://localhost:8080"
+    tools_file: str | None = None  # extra tool declarations, on top of aura/tools.json
+    agent_task_url: str | None = None  # e.g. http://localhost:8080/api/main/agent/tasks
 
     def __post_init__(self) -> None:
         secret_bytes = len(self.jwt_secret.encode("utf-8"))
@@ -58,6 +66,15 @@ class Settings:
             )
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"AURA_PORT must be between 1 and 65535 (got {self.port})")
+        if (self.llm_base_url is None) != (self.llm_model is None):
+            raise ConfigError("AURA_LLM_BASE_URL and AURA_LLM_MODEL must be set together (or neither)")
+        for name, url in (
+            ("AURA_LLM_BASE_URL", self.llm_base_url),
+            ("AURA_DWP_GATEWAY_URL", self.dwp_gateway_url),
+            ("AURA_AGENT_TASK_URL", self.agent_task_url),
+        ):
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must start with http:// or https:// (got {url!r})")
 
     @property
     def redis_embedded(self) -> bool:
@@ -95,6 +112,14 @@ class Settings:
             redis_timeout_seconds=_float(env, "AURA_REDIS_TIMEOUT_SECONDS", 5.0, low=0.01),
             shutdown_grace_seconds=_float(env, "AURA_SHUTDOWN_GRACE_SECONDS", 10.0, low=0.0),
             log_level=log_level,
+            llm_base_url=env.get("AURA_LLM_BASE_URL") or None,
+            llm_model=env.get("AURA_LLM_MODEL") or None,
+            llm_api_key=env.get("AURA_LLM_API_KEY") or None,
+            llm_timeout_seconds=_float(env, "AURA_LLM_TIMEOUT_SECONDS", 60.0, low=0.001),
+            llm_max_retries=_int(env, "AURA_LLM_MAX_RETRIES", 2, low=0, high=10),
+            dwp_gateway_url=env.get("AURA_DWP_GATEWAY_URL") or "http://localhost:8080",
+            tools_file=env.get("AURA_TOOLS_FILE") or None,
+            agent_task_url=env.get("AURA_AGENT_TASK_URL") or None,
         )
 
 

@@ -17,6 +17,7 @@
     │   ├── StoreUnavailable   503 E5000 (Redis did not answer in time)
     │   └── InternalError      500 E1000
     ├── MalformedSignal        a HITL signal that is not the JSON of CONTRACT §4.3
+    ├── PlannerError           the planner (e.g. the LLM) failed or answered garbage; the session aborts
     └── ToolError              a tool failed; its message becomes tool_execution.error
 """
 
@@ -97,6 +98,10 @@ class InternalError(ApiError):
 
 class MalformedSignal(AuraError):
     """A message on ``hitl:channel:*`` (or in ``hitl:signal:*``) that cannot be a decision."""
+
+
+class PlannerError(AuraError):
+    """The planner could not produce a plan or an answer; the message is shown to the user."""
 
 
 class ToolError(AuraError):

@@ -9,7 +9,15 @@ from types import TracebackType
 
 from statemachines import State, new_session_machine
 
+from pathlib import Path
+
+import httpx
+
 from aura.agent import AgentRunner
+from aura.agent_tasks import AgentTaskReporter
+from aura.http_tools import load_tools
+from aura.llm import ChatClient, LlmSettings
+from aura.llm_planner import LlmPlanner
 from aura.auth import TokenVerifier
 from aura.config import Settings
 from aura.hitl_store import HitlStore
@@ -42,9 +50,16 @@ class Runtime:
             redis_timeout_seconds=settings.redis_timeout_seconds,
         )
         self.sessions = SessionRegistry(new_session_machine(), retention_seconds=settings.session_retention_seconds)
-        self.tools = tools if tools is not None else builtin_tools()
+        self.tools = tools if tools is not None else default_tools(settings)
+        # One outbound client for the LLM, DWP tools and AgentTask reports.
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.tool_timeout_seconds))
+        self.task_reporter = (
+            AgentTaskReporter(self.http, settings.agent_task_url, timeout_seconds=settings.tool_timeout_seconds)
+            if settings.agent_task_url
+            else None
+        )
         self.runner = AgentRunner(
-            planner=planner if planner is not None else RuleBasedPlanner(),
+            planner=planner if planner is not None else default_planner(settings, self.http, self.tools),
             tools=self.tools,
             store=self.store,
             hub=self.hub,
@@ -53,6 +68,9 @@ class Runtime:
             hitl_timeout_seconds=settings.hitl_timeout_seconds,
             tool_timeout_seconds=settings.tool_timeout_seconds,
             redis_timeout_seconds=settings.redis_timeout_seconds,
+            http=self.http,
+            gateway_url=settings.dwp_gateway_url,
+            task_reporter=self.task_reporter,
         )
         self._runs: set[asyncio.Task[None]] = set()
         self._hub_task: asyncio.Task[None] | None = None
@@ -69,6 +87,9 @@ class Runtime:
             self._hub_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._hub_task
+        if self.task_reporter is not None:
+            await self.task_reporter.aclose()
+        await self.http.aclose()
         await self.redis.aclose()
 
     def start(self, session: Session) -> None:
@@ -101,3 +122,24 @@ class Runtime:
             "awaitingApproval": sum(1 for s in live if s.state is State.AWAITING_APPROVAL),
             "retained": len(self.sessions),
         }
+
+
+def default_tools(settings: Settings) -> ToolRegistry:
+    """Built-ins, then aura/tools.json, then the user's AURA_TOOLS_FILE (later names win)."""
+    registry = builtin_tools().with_tools(load_tools())
+    if settings.tools_file:
+        registry = registry.with_tools(load_tools(Path(settings.tools_file)))
+    return registry
+
+
+def default_planner(settings: Settings, http: httpx.AsyncClient, tools: ToolRegistry) -> Planner:
+    if settings.llm_base_url is None or settings.llm_model is None:
+        return RuleBasedPlanner()
+    llm = LlmSettings(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key,
+        timeout_seconds=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+    )
+    return LlmPlanner(ChatClient(llm, http), tools)

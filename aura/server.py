@@ -37,7 +37,3 @@ def build_server(settings: Settings) -> AuraServer:
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 1,
     )
     return AuraServer(config, runtime)
-
-
-def serve(settings: Settings) -> None:
-    build_server(settings).run()

@@ -23,6 +23,7 @@ class SessionRequest:
     prompt: str
     context: dict[str, Any]
     agent_id: str | None = None
+    authorization: str | None = None  # "Bearer <jwt>", propagated to DWP tools; never logged or emitted
 
 
 @dataclass(eq=False)
@@ -33,6 +34,7 @@ class Session:
     feed: SessionFeed
     model: SessionModel = field(init=False)
     created_at: float = field(default_factory=time.time)
+    conversation: list[dict[str, Any]] = field(default_factory=list)  # the planner's chat so far
 
     def __post_init__(self) -> None:
         self.model = SessionModel(listener=self._on_transition)

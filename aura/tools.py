@@ -3,6 +3,7 @@
 Built-ins work without configuration against the Redis Aura is connected to:
 ``send_email`` puts the message into the tenant's outbox list, where a mail
 relay (or a person) can read it; ``list_open_tasks`` reads the tenant's task hash.
+Tools declared in a JSON file call DWP services over HTTP (``aura/http_tools.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
+import httpx
+from jsonschema import Draft202012Validator
 from redis.asyncio import Redis
 
 from aura.errors import ToolError
@@ -39,12 +42,17 @@ class ToolContext:
     user_id: str
     session_id: str
     redis: Redis
+    authorization: str | None = None  # the caller's "Bearer <jwt>", propagated to DWP (CONTRACT §2.3)
+    agent_id: str | None = None
+    http: httpx.AsyncClient | None = None
+    gateway_url: str = "http://localhost:8080"
 
 
 class Tool(Protocol):
     name: str
     description: str
     requires_approval: bool
+    parameters: dict[str, Any]  # JSON schema of the params, checked before approval is asked
 
     async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
         """Do the work; return a short human-readable result or raise ToolError."""
@@ -55,6 +63,15 @@ class SendEmail:
     name = "send_email"
     description = "Send an email (stored in the tenant's outbox for the mail relay)."
     requires_approval = True
+    parameters: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "to": {"type": "string", "description": "recipient addresses, comma-separated"},
+            "subject": {"type": "string"},
+            "body": {"type": "string"},
+        },
+        "required": ["to", "body"],
+    }
 
     async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
         to = params.get("to")
@@ -90,6 +107,10 @@ class ListOpenTasks:
     name = "list_open_tasks"
     description = "List the tenant's open tasks due today or earlier."
     requires_approval = False
+    parameters: dict[str, Any] = {
+        "type": "object",
+        "properties": {"scope": {"type": "string", "enum": ["today"]}},
+    }
 
     async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
         raw = {
@@ -120,6 +141,16 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+def validate_params(tool: Tool, params: Mapping[str, Any]) -> str | None:
+    """The first schema violation of ``params`` as a sentence, or None when they are valid."""
+    errors = sorted(Draft202012Validator(tool.parameters).iter_errors(params), key=lambda e: list(e.path))
+    if not errors:
+        return None
+    first = errors[0]
+    where = "/".join(str(p) for p in first.path)
+    return f"invalid parameters for {tool.name}: {where + ': ' if where else ''}{first.message}"
+
+
 class ToolRegistry:
     def __init__(self, tools: list[Tool]) -> None:
         self._tools = {tool.name: tool for tool in tools}
@@ -129,6 +160,20 @@ class ToolRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._tools)
+
+    def with_tools(self, tools: list[Tool]) -> ToolRegistry:
+        """A registry with ``tools`` added; a tool of the same name replaces the earlier one."""
+        return ToolRegistry([*self._tools.values(), *tools])
+
+    def openai_schemas(self) -> list[dict[str, Any]]:
+        """The tools in Chat Completions' ``tools`` format."""
+        return [
+            {
+                "type": "function",
+                "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
+            }
+            for tool in (self._tools[name] for name in self.names())
+        ]
 
 
 def builtin_tools() -> ToolRegistry:

@@ -45,7 +45,8 @@ async def stream(request: Request) -> Response:
         body = parse_json_object(await read_body(request))
         prompt = validate_prompt(body.get("prompt"))
         context = validate_context(body.get("context"))
-    session = runtime.sessions.create(principal, SessionRequest(prompt, context, headers.get(AGENT_HEADER)))
+    request_data = SessionRequest(prompt, context, headers.get(AGENT_HEADER), f"Bearer {token}")
+    session = runtime.sessions.create(principal, request_data)
     runtime.start(session)
     return _follow(runtime, session.feed, 0)
 

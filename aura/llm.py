@@ -1,0 +1,171 @@
+"""A streaming client for any OpenAI-compatible Chat Completions endpoint (vLLM, Ollama, LiteLLM, ...).
+
+Retries cover only what is safe to retry: connection failures, 429 and 5xx answers
+that arrive before any streamed byte was consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from aura.errors import PlannerError
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class LlmSettings:
+    base_url: str
+    model: str
+    api_key: str | None = None
+    timeout_seconds: float = 60.0
+    max_retries: int = 2
+    retry_backoff_seconds: float = 0.5
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A tool call assembled from streamed fragments; ``arguments`` stays raw JSON text."""
+
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class ChatTurn:
+    """What one streamed completion said."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDelta:
+    content: str | None = None
+    reasoning: str | None = None
+
+
+class ChatClient:
+    def __init__(self, settings: LlmSettings, http: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._http = http
+        self._url = settings.base_url.rstrip("/") + "/chat/completions"
+
+    async def stream(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        turn: ChatTurn,
+    ) -> AsyncIterator[ChatDelta]:
+        """Stream one completion; text deltas are yielded, everything is also gathered in ``turn``."""
+        body: dict[str, Any] = {"model": self._settings.model, "messages": list(messages), "stream": True}
+        if tools:
+            body["tools"] = list(tools)
+            body["tool_choice"] = "auto"
+        headers = {"Accept": "text/event-stream"}
+        if self._settings.api_key:
+            headers["Authorization"] = f"Bearer {self._settings.api_key}"
+        timeout = httpx.Timeout(self._settings.timeout_seconds)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._http.stream("POST", self._url, json=body, headers=headers, timeout=timeout) as response:
+                    if response.status_code in _RETRYABLE_STATUS and attempt <= self._settings.max_retries:
+                        log.warning("LLM answered %d; retry %d", response.status_code, attempt)
+                    elif response.status_code >= 400:
+                        text = (await response.aread()).decode("utf-8", "replace")[:500]
+                        raise PlannerError(f"the model endpoint answered HTTP {response.status_code}: {text}")
+                    else:
+                        async for delta in _parse_stream(response, turn):
+                            yield delta
+                        return
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                if attempt > self._settings.max_retries:
+                    raise PlannerError(f"the model endpoint is unreachable: {type(exc).__name__}") from None
+                log.warning("LLM connection failed (%s); retry %d", type(exc).__name__, attempt)
+            except httpx.TimeoutException:
+                raise PlannerError(f"the model did not answer within {self._settings.timeout_seconds:g} s") from None
+            except httpx.HTTPError as exc:
+                raise PlannerError(f"the model request failed: {type(exc).__name__}") from None
+            await asyncio.sleep(self._settings.retry_backoff_seconds * attempt)
+
+
+async def _parse_stream(response: httpx.Response, turn: ChatTurn) -> AsyncIterator[ChatDelta]:
+    saw_done = False
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue  # comments, event names, blank separators
+        data = line[5:].strip()
+        if data == "[DONE]":
+            saw_done = True
+            break
+        try:
+            chunk = json.loads(data)
+            choices = chunk["choices"]
+        except (ValueError, KeyError, TypeError):
+            raise PlannerError(f"the model sent a malformed stream chunk: {data[:200]!r}") from None
+        if not isinstance(choices, list):
+            raise PlannerError(f"the model sent a malformed stream chunk: {data[:200]!r}")
+        if not choices:
+            continue  # e.g. a final usage-only chunk
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise PlannerError("the model sent a malformed choice")
+        delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise PlannerError("the model sent a malformed delta")
+        if choice.get("finish_reason"):
+            turn.finish_reason = str(choice["finish_reason"])
+        _merge_tool_calls(turn, delta.get("tool_calls"))
+        content = delta.get("content")
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        out = ChatDelta(
+            content=content if isinstance(content, str) and content else None,
+            reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
+        )
+        if out.content:
+            turn.content += out.content
+        if out.reasoning:
+            turn.reasoning += out.reasoning
+        if out.content or out.reasoning:
+            yield out
+    if not saw_done and turn.finish_reason is None:
+        raise PlannerError("the model stream ended before it finished")
+
+
+def _merge_tool_calls(turn: ChatTurn, fragments: Any) -> None:
+    if fragments is None:
+        return
+    if not isinstance(fragments, list):
+        raise PlannerError("the model sent malformed tool_calls")
+    for fragment in fragments:
+        if not isinstance(fragment, dict):
+            raise PlannerError("the model sent a malformed tool call")
+        index = fragment.get("index", len(turn.tool_calls))
+        if not isinstance(index, int) or index < 0 or index > 64:
+            raise PlannerError("the model sent a tool call with a bad index")
+        while len(turn.tool_calls) <= index:
+            turn.tool_calls.append(ToolCall())
+        call = turn.tool_calls[index]
+        if isinstance(fragment.get("id"), str):
+            call.id = fragment["id"]
+        function = fragment.get("function") or {}
+        if isinstance(function, dict):
+            if isinstance(function.get("name"), str):
+                call.name += function["name"]
+            if isinstance(function.get("arguments"), str):
+                call.arguments += function["arguments"]

@@ -1,0 +1,103 @@
+"""Tools declared in JSON: validation at start-up, templates, and the HTTP call (respx)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from aura.errors import ConfigError, ToolError
+from aura.http_tools import load_tools
+from aura.tools import ToolContext, builtin_tools, validate_params
+
+pytestmark = pytest.mark.anyio
+
+GOOD = {
+    "name": "find_user",
+    "description": "Find a user.",
+    "requires_approval": False,
+    "parameters": {"type": "object", "properties": {"q": {"type": "string"}, "limit": {"type": "integer", "default": 5}},
+                   "required": ["q"]},
+    "http": {"method": "post", "url": "{gateway}/api/main/users/{q}?limit={limit}",
+             "body": {"query": "{q}", "limit": "{limit}", "note": "by {user_id}"}},
+}
+
+
+def write(tmp_path: Path, document) -> Path:
+    path = tmp_path / "tools.json"
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return path
+
+
+def test_shipped_tools_load_and_extend_the_builtins():
+    names = builtin_tools().with_tools(load_tools()).names()
+    assert names == ["get_agent_task", "list_agent_tasks", "list_open_tasks", "send_email"]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("{", "is not valid JSON"),
+        ({"tool": []}, "must be a JSON object with a 'tools' list"),
+        ({"tools": [dict(GOOD, name="bad name")]}, "tools[0]: 'name' must be 1-64 letters, digits, '_' or '-'"),
+        ({"tools": [dict(GOOD, description="")]}, "tool 'find_user': 'description' must be a non-empty string"),
+        ({"tools": [dict(GOOD, requires_approval="yes")]}, "'requires_approval' must be true or false"),
+        ({"tools": [dict(GOOD, parameters={"type": "array"})]}, "'parameters' must be a JSON schema with \"type\": \"object\""),
+        ({"tools": [dict(GOOD, parameters={"type": "object", "properties": 3})]}, "'parameters' is not a valid JSON schema"),
+        ({"tools": [dict(GOOD, http={"method": "BREW", "url": "{gateway}/x"})]}, "http.method must be one of DELETE, GET, PATCH, POST, PUT"),
+        ({"tools": [dict(GOOD, http={"method": "GET", "url": "/x"})]}, "http.url must start with {gateway}/, http:// or https://"),
+        ({"tools": [GOOD, GOOD]}, "declares find_user more than once"),
+    ],
+)
+def test_bad_declarations_are_refused_at_start_up(tmp_path, document, message):
+    with pytest.raises(ConfigError) as caught:
+        load_tools(write(tmp_path, document))
+    assert message in str(caught.value)
+
+
+def test_missing_tools_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_tools(tmp_path / "nope.json")
+
+
+def test_params_are_validated_against_the_schema():
+    tool = load_tools_from(GOOD)
+    assert validate_params(tool, {"q": "kim"}) is None
+    assert validate_params(tool, {}) == "invalid parameters for find_user: 'q' is a required property"
+    assert validate_params(tool, {"q": "kim", "limit": "5"}) == "invalid parameters for find_user: limit: '5' is not of type 'integer'"
+
+
+def load_tools_from(declaration):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_tools(write(Path(tmp), {"tools": [declaration]}))[0]
+
+
+@respx.mock
+async def test_templates_encode_url_values_and_keep_body_types():
+    tool = load_tools_from(GOOD)
+    route = respx.post(url__startswith="http://gw.test/api/main/users/").mock(return_value=httpx.Response(201, text="ok"))
+    async with httpx.AsyncClient() as http:
+        ctx = ToolContext("1", "7", "sess_x", redis=None, authorization="Bearer t", http=http, gateway_url="http://gw.test/")  # type: ignore[arg-type]
+        assert await tool.run({"q": "kim lee/../x"}, ctx) == "ok"
+    request = route.calls.last.request
+    assert str(request.url) == "http://gw.test/api/main/users/kim%20lee%2F..%2Fx?limit=5"
+    assert json.loads(request.content) == {"query": "kim lee/../x", "limit": 5, "note": "by 7"}
+    assert "x-agent-id" not in request.headers
+
+
+@respx.mock
+async def test_transport_errors_and_http_errors_are_tool_errors():
+    tool = load_tools_from(GOOD)
+    route = respx.post(url__startswith="http://gw.test/").mock(side_effect=httpx.ConnectError("refused"))
+    async with httpx.AsyncClient() as http:
+        ctx = ToolContext("1", "7", "s", redis=None, http=http, gateway_url="http://gw.test")  # type: ignore[arg-type]
+        with pytest.raises(ToolError, match="POST http://gw.test/api/main/users/a failed: ConnectError"):
+            await tool.run({"q": "a"}, ctx)
+        route.mock(return_value=httpx.Response(404, text="no such user"))
+        with pytest.raises(ToolError, match="answered HTTP 404: no such user"):
+            await tool.run({"q": "a"}, ctx)

@@ -1,0 +1,189 @@
+"""Sessions planned by a (respx-mocked) OpenAI-compatible model, through a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from tests.conftest import auth_headers, open_stream
+from tests.support import main_service
+from tests.support.llm import text_stream, tool_call_stream
+
+pytestmark = pytest.mark.anyio
+
+LLM = "https://llm.test/v1/chat/completions"
+GATEWAY = "http://gateway.test"
+MAIL_TOOL = {
+    "name": "send_dwp_mail",
+    "description": "Send a mail through DWP mail-service.",
+    "requires_approval": True,
+    "parameters": {
+        "type": "object",
+        "properties": {"to": {"type": "string", "format": "email"}, "subject": {"type": "string", "minLength": 1}},
+        "required": ["to", "subject"],
+        "additionalProperties": False,
+    },
+    "http": {"method": "POST", "url": "{gateway}/api/mail/send", "body": {"to": "{to}", "subject": "{subject}", "tenant": "{tenant_id}"}},
+}
+
+
+@pytest.fixture
+def mocked() -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="127.0.0.1").pass_through()  # the real Aura server under test
+        yield router
+
+
+@pytest.fixture
+def llm_server(start_server, tmp_path: Path):
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps({"tools": [MAIL_TOOL]}))
+    return start_server(
+        llm_base_url="https://llm.test/v1", llm_model="test-model", llm_api_key="sk-test", llm_max_retries=2,
+        llm_timeout_seconds=5, dwp_gateway_url=GATEWAY, tools_file=str(tools),
+    )
+
+
+async def run_session(server, prompt: str, headers: dict[str, str] | None = None, approve=None):
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with open_stream(client, prompt, headers=headers) as stream:
+            if approve is not None:
+                hitl = await stream.until("hitl")
+                await approve(hitl)
+            await stream.rest()
+            return [f for f in stream.frames if f.comment is None]
+
+
+def of_type(frames, type_):
+    return [f for f in frames if f.type == type_]
+
+
+def final_state(frames) -> dict:
+    assert frames[-1].is_done
+    return of_type(frames, "state")[-1].body
+
+
+async def test_streamed_llm_answer_becomes_small_content_events(mocked, llm_server):
+    answer = ["Aura ", "here. ", "x" * 60, " and ", "the end."]
+    mocked.post(LLM).mock(return_value=text_stream(*answer, reasoning="The user greets me."))
+    frames = await run_session(llm_server, "hello there")
+    contents = of_type(frames, "content")
+    assert "".join(f.body["content"] for f in contents) == "".join(answer)
+    assert of_type(frames, "thought")[1].body["content"] == "The user greets me."
+    assert frames[-2].body["to"] == "done" and frames[-1].is_done
+    body = json.loads(mocked.calls.last.request.content)
+    assert body["model"] == "test-model" and body["stream"] is True
+    assert {t["function"]["name"] for t in body["tools"]} >= {"send_email", "send_dwp_mail", "list_agent_tasks"}
+
+
+async def test_llm_tool_call_is_approved_then_calls_dwp_with_propagated_headers(mocked, llm_server, redis):
+    llm = mocked.post(LLM).mock(side_effect=[
+        tool_call_stream("send_dwp_mail", '{"to":"kim@example.com","subject":"Release"}', say="I will send the mail."),
+        text_stream("Mail sent."),
+    ])
+    dwp = mocked.post(f"{GATEWAY}/api/mail/send").mock(return_value=httpx.Response(200, json={"status": "SUCCESS", "data": {"mailId": 7}}))
+    headers = auth_headers(sub="5", tenant="1", **{"X-Agent-ID": "agent_session_1_abc", "X-User-ID": "5"})
+
+    async def approve(hitl):
+        assert not dwp.called  # nothing runs before the human said yes
+        await main_service.decide(redis, hitl.body["requestId"], approve=True, user_id="5")
+
+    frames = await run_session(llm_server, "Mail kim about the release", headers=headers, approve=approve)
+    assert of_type(frames, "thought")[1].body["content"] == "I will send the mail."
+    assert of_type(frames, "plan_step")[0].body["title"] == "send_dwp_mail"
+    request = dwp.calls.last.request
+    assert request.headers["authorization"] == headers["Authorization"]
+    assert request.headers["x-tenant-id"] == "1" and request.headers["x-user-id"] == "5"
+    assert request.headers["x-agent-id"] == "agent_session_1_abc"
+    assert request.headers["x-dwp-source"] == "AURA" and request.headers["x-dwp-caller-type"] == "AGENT"
+    assert json.loads(request.content) == {"to": "kim@example.com", "subject": "Release", "tenant": "1"}
+    done = [f for f in of_type(frames, "tool_execution") if f.body["status"] == "completed"]
+    assert json.loads(done[0].body["result"]) == {"status": "SUCCESS", "data": {"mailId": 7}}
+    # The tool result went back to the model, with the call id it gave.
+    second = json.loads(llm.calls[1].request.content)
+    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "call_1", "content": done[0].body["result"]}
+    assert "tools" not in second
+    assert "".join(f.body["content"] for f in of_type(frames, "content")) == "Mail sent."
+    assert frames[-2].body["to"] == "done"
+
+
+async def test_transient_llm_errors_are_retried(mocked, llm_server):
+    route = mocked.post(LLM).mock(side_effect=[httpx.Response(503), httpx.Response(429), text_stream("fine")])
+    frames = await run_session(llm_server, "hello")
+    assert route.call_count == 3 and frames[-2].body["to"] == "done"
+
+
+async def test_llm_timeout_aborts_with_a_clear_error(mocked, llm_server):
+    mocked.post(LLM).mock(side_effect=httpx.ReadTimeout("slow"))
+    frames = await run_session(llm_server, "hello")
+    error = of_type(frames, "error")[0].body
+    assert error["errorType"] == "PlannerError" and "did not answer within 5 s" in error["message"]
+    assert final_state(frames)["to"] == "aborted" and final_state(frames)["reason"] == "failed"
+    assert [f.type for f in frames[-3:-1]] == ["state", "error"]
+
+
+async def test_dwp_500_is_a_failed_tool_execution_with_the_real_body(mocked, llm_server):
+    mocked.post(LLM).mock(return_value=tool_call_stream("list_agent_tasks", "{}"))
+    mocked.get(url__startswith=f"{GATEWAY}/api/main/agent/tasks").mock(
+        return_value=httpx.Response(500, json={"status": "ERROR", "errorCode": "E1000"})
+    )
+    frames = await run_session(llm_server, "show my tasks")
+    failed = of_type(frames, "tool_execution")[-1].body
+    assert failed["status"] == "failed"
+    assert failed["error"] == 'GET http://gateway.test/api/main/agent/tasks answered HTTP 500: {"status":"ERROR","errorCode":"E1000"}'
+    assert of_type(frames, "error")[0].body["errorType"] == "ToolError"
+    assert final_state(frames)["reason"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "error"),
+    [
+        ("send_dwp_mail", '{"to": "kim@example.com", "subj', "arguments that are not JSON"),
+        ("send_dwp_mail", '["kim@example.com"]', "not a JSON object"),
+        ("send_dwp_mail", '{"to": "kim@example.com"}', "'subject' is a required property"),
+        ("drop_database", "{}", "unknown tool: drop_database"),
+    ],
+)
+async def test_malformed_tool_calls_fail_cleanly_before_any_approval(mocked, llm_server, name, arguments, error):
+    mocked.post(LLM).mock(return_value=tool_call_stream(name, arguments))
+    frames = await run_session(llm_server, "do it")
+    assert not of_type(frames, "hitl")
+    failed = of_type(frames, "tool_execution")
+    assert len(failed) == 1 and failed[0].body["status"] == "failed" and error in failed[0].body["error"]
+    assert final_state(frames)["to"] == "aborted"
+
+
+async def test_garbage_model_output_aborts_the_session_not_the_server(mocked, llm_server):
+    mocked.post(LLM).mock(return_value=httpx.Response(200, content=b"data: <html>oops</html>\n\n"))
+    frames = await run_session(llm_server, "hello")
+    assert of_type(frames, "error")[0].body["errorType"] == "PlannerError"
+    mocked.post(LLM).mock(return_value=text_stream("back"))
+    frames = await run_session(llm_server, "hello again")
+    assert frames[-2].body["to"] == "done"
+
+
+async def test_agent_task_is_created_started_progressed_and_completed(mocked, start_server):
+    base = f"{GATEWAY}/api/main/agent/tasks"
+    create = mocked.post(base).mock(return_value=httpx.Response(201, json={"status": "SUCCESS", "data": {"taskId": "task-9"}}))
+    start = mocked.post(f"{base}/task-9/start").mock(return_value=httpx.Response(200, json={}))
+    progress = mocked.patch(f"{base}/task-9/progress").mock(return_value=httpx.Response(200, json={}))
+    complete = mocked.post(f"{base}/task-9/complete").mock(return_value=httpx.Response(200, json={}))
+    server = start_server(agent_task_url=base)
+    frames = await run_session(server, "Summarize today's open tasks")
+    assert frames[-2].body["to"] == "done"
+    for _ in range(100):  # the reporter follows the feed in its own task
+        if complete.called:
+            break
+        await asyncio.sleep(0.02)
+    created = json.loads(create.calls.last.request.content)
+    assert created["taskType"] == "AURA_SESSION" and created["userId"] == "1" and created["tenantId"] == "1"
+    assert create.calls.last.request.headers["x-dwp-source"] == "AURA"
+    assert start.called and progress.call_count == 2
+    assert [json.loads(c.request.content)["progress"] for c in progress.calls] == [50, 99]
+    assert complete.calls.last.request.content.decode() == "".join(f.body["content"] for f in of_type(frames, "content"))
