@@ -12,9 +12,11 @@ import enum
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from aura.errors import MalformedSignal
@@ -25,6 +27,9 @@ REQUEST_TTL_SECONDS: Final = 1800
 SESSION_TTL_SECONDS: Final = 3600
 SIGNAL_TTL_SECONDS: Final = 300
 _TERMINAL: Final = frozenset({Decision.APPROVED.value, Decision.REJECTED.value})
+_MAX_RACES: Final = 50
+T = TypeVar("T")
+_Write = Callable[[Pipeline], None]
 
 
 def request_key(request_id: str) -> str:
@@ -76,6 +81,10 @@ def _decoded(value: bytes | str | None) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
+def _dump(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
 def _load(raw: str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
@@ -94,7 +103,7 @@ class HitlStore:
         """SET hitl:request (30 min) and hitl:session (60 min, bare requestId as Java writes it)."""
         request_id = record["requestId"]
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(request_key(request_id), json.dumps(record, separators=(",", ":")), ex=REQUEST_TTL_SECONDS)
+            pipe.set(request_key(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
             pipe.set(session_key(record["sessionId"]), request_id, ex=SESSION_TTL_SECONDS)
             await pipe.execute()
 
@@ -128,42 +137,34 @@ class HitlStore:
         self, request_id: str, decision: Decision, *, actor: str, tenant: int, reason: str | None = None
     ) -> DecisionResult:
         """Approve or reject as main-service's HitlManager does, then publish the signal."""
-        key = request_key(request_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    record = _load(_decoded(await pipe.get(key)))
-                    if record is None:
-                        return DecisionResult(Outcome.NOT_FOUND)
-                    stored_tenant = _as_long(record.get("tenantId"))
-                    if stored_tenant is not None and stored_tenant != tenant:
-                        return DecisionResult(Outcome.TENANT_MISMATCH, record)
-                    if record.get("status") in _TERMINAL:
-                        return DecisionResult(Outcome.ALREADY_PROCESSED, record)
-                    session_id = record.get("sessionId")
-                    if not isinstance(session_id, str) or not session_id:
-                        return DecisionResult(Outcome.CORRUPT, record)
-                    now_ms = _now_ms()
-                    record["status"] = decision.value
-                    if decision is Decision.APPROVED:
-                        record["approvedBy"] = actor
-                        record["approvedAt"] = now_ms
-                        signal = Signal(request_id, decision, timestamp=now_ms // 1000)
-                    else:
-                        record["rejectedBy"] = actor
-                        record["rejectedAt"] = now_ms
-                        record["reason"] = reason or DEFAULT_REJECTION_REASON
-                        signal = Signal(request_id, decision, reason=record["reason"], timestamp=now_ms // 1000)
-                    signal_json = signal.to_json()
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, json.dumps(record, separators=(",", ":")), ex=REQUEST_TTL_SECONDS)
-                    pipe.set(signal_key(session_id), signal_json, ex=SIGNAL_TTL_SECONDS)
-                    pipe.publish(channel(session_id), signal_json)
-                    await pipe.execute()
-                    return DecisionResult(Outcome.APPLIED, record)
-                except WatchError:
-                    continue
+
+        def plan(record: dict[str, Any] | None) -> tuple[DecisionResult, _Write | None]:
+            if record is None:
+                return DecisionResult(Outcome.NOT_FOUND), None
+            stored_tenant = _as_long(record.get("tenantId"))
+            if stored_tenant is not None and stored_tenant != tenant:
+                return DecisionResult(Outcome.TENANT_MISMATCH, record), None
+            if record.get("status") in _TERMINAL:
+                return DecisionResult(Outcome.ALREADY_PROCESSED, record), None
+            session_id = record.get("sessionId")
+            if not isinstance(session_id, str) or not session_id:
+                return DecisionResult(Outcome.CORRUPT, record), None
+            now_ms = _now_ms()
+            record["status"] = decision.value
+            if decision is Decision.APPROVED:
+                record.update(approvedBy=actor, approvedAt=now_ms)
+            else:
+                record.update(rejectedBy=actor, rejectedAt=now_ms, reason=reason or DEFAULT_REJECTION_REASON)
+            signal_json = Signal(request_id, decision, reason=record.get("reason"), timestamp=now_ms // 1000).to_json()
+
+            def write(pipe: Pipeline) -> None:
+                pipe.set(request_key(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
+                pipe.set(signal_key(session_id), signal_json, ex=SIGNAL_TTL_SECONDS)
+                pipe.publish(channel(session_id), signal_json)
+
+            return DecisionResult(Outcome.APPLIED, record), write
+
+        return await self._compare_and_set(request_key(request_id), plan)
 
     async def withdraw(self, request_id: str, reason: str) -> Signal | None:
         """Mark a still-pending request rejected with ``reason`` so a late approval gets 409.
@@ -172,26 +173,40 @@ class HitlStore:
         not be lost), else ``None``. A vanished key is left vanished: a late
         approval then gets 404.
         """
-        key = request_key(request_id)
+
+        def plan(record: dict[str, Any] | None) -> tuple[Signal | None, _Write | None]:
+            if record is None:
+                return None, None
+            if record.get("status") in _TERMINAL:
+                return Signal(request_id, Decision(record["status"]), reason=_text(record.get("reason"))), None
+            record.update(status=Decision.REJECTED.value, reason=reason, rejectedBy="aura", rejectedAt=_now_ms())
+
+            def write(pipe: Pipeline) -> None:
+                pipe.set(request_key(request_id), _dump(record), keepttl=True)
+
+            return None, write
+
+        return await self._compare_and_set(request_key(request_id), plan)
+
+    async def _compare_and_set(
+        self, key: str, plan: Callable[[dict[str, Any] | None], tuple[T, _Write | None]]
+    ) -> T:
+        """Read ``key`` under WATCH, let ``plan`` decide, and write atomically; retry on a race."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
+            for _ in range(_MAX_RACES):
                 try:
                     await pipe.watch(key)
-                    record = _load(_decoded(await pipe.get(key)))
-                    if record is None:
-                        return None
-                    if record.get("status") in _TERMINAL:
-                        return Signal(request_id, Decision(record["status"]), reason=_text(record.get("reason")))
-                    record["status"] = Decision.REJECTED.value
-                    record["reason"] = reason
-                    record["rejectedBy"] = "aura"
-                    record["rejectedAt"] = _now_ms()
+                    result, write = plan(_load(_decoded(await pipe.get(key))))
+                    if write is None:
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        return result
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, json.dumps(record, separators=(",", ":")), keepttl=True)
+                    write(pipe)
                     await pipe.execute()
-                    return None
+                    return result
                 except WatchError:
                     continue
+        raise WatchError(f"{key} kept changing during {_MAX_RACES} attempts")
 
 
 def _signal_for(request_id: str, raw: str | None) -> Signal | None:
