@@ -132,7 +132,6 @@ class AgentRunner:
             return False, None
         if tool.requires_approval:
             if not await self._approved(session, step, tool):
-                session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "skipped"})
                 return False, None
             session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "approved"})
         ok, text = await self._execute(session, step, tool)
@@ -219,6 +218,9 @@ class AgentRunner:
             signal = await self._wait(waiter.decision, request_id)
         finally:
             self._hub.unregister(waiter)
+        if signal is None or signal.decision is Decision.REJECTED:
+            # Before the abort, so that `error` is the last event before [DONE] (CONTRACT §3.8).
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "skipped"})
         if signal is None:
             await self._abort(
                 session,
