@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
+import httpx
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from statemachines import Trigger
@@ -53,11 +55,11 @@ class AgentRunner:
         store: HitlStore,
         hub: SignalHub,
         registry: SessionRegistry,
-        tool_context_redis: Any,
+        tool_context_redis: Redis,
         hitl_timeout_seconds: float,
         tool_timeout_seconds: float,
         redis_timeout_seconds: float,
-        http: Any = None,
+        http: httpx.AsyncClient | None = None,
         gateway_url: str = "http://localhost:8080",
         task_reporter: AgentTaskReporter | None = None,
     ) -> None:
@@ -96,7 +98,8 @@ class AgentRunner:
         session.emit(EventType.THOUGHT, _thought("Analyzing the request...", "analysis"))
         plan = await self._planner.plan(request.prompt, request.context)
         session.conversation = plan.conversation
-        session.emit(EventType.THOUGHT, _thought(plan.thought, "planning"))
+        for piece in _pieces(plan.thought):
+            session.emit(EventType.THOUGHT, _thought(piece, "planning"))
         for order, step in enumerate(plan.steps):
             session.emit(EventType.PLAN_STEP, _plan_step(step, order))
         await self._fire(session, Trigger.START_EXECUTION)
@@ -172,8 +175,8 @@ class AgentRunner:
 
     async def _answer(self, session: Session, plan: Plan, outcomes: Sequence[StepOutcome]) -> None:
         async for chunk in self._planner.answer(session.request.prompt, plan, outcomes):
-            for start in range(0, len(chunk), MAX_CONTENT_CHARS):
-                session.emit(EventType.CONTENT, {"content": chunk[start : start + MAX_CONTENT_CHARS], "format": "markdown"})
+            for piece in _pieces(chunk):
+                session.emit(EventType.CONTENT, {"content": piece, "format": "markdown"})
 
     # -- HITL (CONTRACT §4.1) -----------------------------------------------------------
     async def _approved(self, session: Session, step: PlanStep, tool: Tool) -> bool:
@@ -311,6 +314,11 @@ def _plan_step(step: PlanStep, order: int) -> dict[str, Any]:
     if step.tool is not None:
         data["tool"] = step.tool
     return data
+
+
+def _pieces(text: str) -> list[str]:
+    """Long text as several events, so no frame outgrows a network buffer (CONTRACT §3.6 point 2)."""
+    return [text[start : start + MAX_CONTENT_CHARS] for start in range(0, len(text), MAX_CONTENT_CHARS)]
 
 
 def _clip(text: str) -> str:

@@ -187,3 +187,13 @@ async def test_agent_task_is_created_started_progressed_and_completed(mocked, st
     assert start.called and progress.call_count == 2
     assert [json.loads(c.request.content)["progress"] for c in progress.calls] == [50, 99]
     assert complete.calls.last.request.content.decode() == "".join(f.body["content"] for f in of_type(frames, "content"))
+
+
+async def test_long_reasoning_and_answers_are_split_into_small_frames(mocked, llm_server):
+    """CONTRACT §3.6 point 2: a big event could be split by the network and corrupted by the gateway."""
+    mocked.post(LLM).mock(return_value=text_stream("y" * 2500, reasoning="r" * 2500))
+    frames = await run_session(llm_server, "hello")
+    thoughts = [f for f in of_type(frames, "thought") if f.body["thoughtType"] == "planning"]
+    assert [len(f.body["content"]) for f in thoughts] == [1000, 1000, 500]
+    assert all(len(f.raw) < 2048 for f in frames)
+    assert "".join(f.body["content"] for f in of_type(frames, "content")) == "y" * 2500
