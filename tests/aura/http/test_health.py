@@ -1,0 +1,129 @@
+"""Liveness, readiness and info: public, and honest about Redis (CONTRACT §2.5, §7 item 5)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from aura.config import StreamAuthPolicy
+from tests.support.redis_server import free_port
+
+pytestmark = pytest.mark.anyio
+
+READINESS_PATHS = ["/aura/health", "/aura/agents/health"]
+
+
+def json_body(response: httpx.Response) -> dict[str, Any]:
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert isinstance(body, dict)
+    return body
+
+
+async def ready(client: httpx.AsyncClient, path: str = "/aura/health", *, within: float = 3.0) -> httpx.Response:
+    """Readiness once the HITL subscriber had its moment to connect after start-up."""
+    deadline = time.monotonic() + within
+    while True:
+        response = await client.get(path)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        await anyio.sleep(0.05)
+
+
+async def test_liveness_is_public_200_up(client):
+    response = await client.get("/health")
+    assert response.status_code == 200
+    body = json_body(response)
+    assert body["status"] == "UP"
+    assert response.request.headers.get("authorization") is None
+
+
+@pytest.mark.parametrize("path", READINESS_PATHS)
+async def test_s2_5_readiness_is_public_200_up_with_external_redis(client, path):
+    response = await ready(client, path)
+    assert response.status_code == 200, response.text
+    body = json_body(response)
+    assert body["status"] == "UP"
+    assert body["checks"]["redis"] == {"status": "UP", "mode": "external"}
+    assert body["checks"]["hitlSubscriber"]["status"] == "UP"
+    assert set(body["sessions"]) >= {"live", "awaitingApproval", "retained"}
+    assert all(isinstance(v, int) and v >= 0 for v in body["sessions"].values())
+
+
+@pytest.mark.parametrize("path", ["/health", *READINESS_PATHS, "/aura/info"])
+async def test_s2_5_health_endpoints_ignore_bad_credentials(client, path):
+    """Public means public: a stale token or a foreign tenant must not turn health into a 401/403."""
+    headers = {"Authorization": "Bearer garbage", "X-Tenant-ID": "nope", "X-User-ID": "x"}
+    response = await client.get(path, headers=headers)
+    assert response.status_code == 200, response.text
+    assert json_body(response)["status"] == "UP"
+
+
+async def test_info_is_public_with_tools_and_stream_auth_policy(client):
+    response = await client.get("/aura/info")
+    assert response.status_code == 200
+    body = json_body(response)
+    assert body["status"] == "UP"
+    assert isinstance(body["tools"], list) and {"send_email", "list_open_tasks"} <= set(body["tools"])
+    assert all(isinstance(t, str) for t in body["tools"])
+    assert body["stream"]["auth"] == "strict"
+    assert body["stream"]["path"] == "/aura/test/stream"
+    assert "POST" in body["stream"]["methods"]
+    assert body["redis"]["mode"] == "external"
+
+
+async def test_info_reports_the_compat_policy(start_server):
+    server = start_server(stream_auth=StreamAuthPolicy.COMPAT)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+        body = json_body(await c.get("/aura/info"))
+    assert body["stream"]["auth"] == "compat"
+
+
+async def test_redis_down_readiness_is_503_degraded_fast_while_liveness_stays_200(start_server):
+    server = start_server(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_seconds=0.5)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+        for path in READINESS_PATHS:
+            started = time.monotonic()
+            response = await c.get(path)
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert elapsed < 3.0
+            body = json_body(response)
+            assert body["status"] == "DEGRADED"
+            assert body["checks"]["redis"]["status"] == "DOWN"
+            assert body["checks"]["redis"]["mode"] == "external"
+        started = time.monotonic()
+        live = await c.get("/health")
+        assert live.status_code == 200 and json_body(live)["status"] == "UP"
+        assert time.monotonic() - started < 1.0
+
+
+async def test_redis_down_hitl_api_is_an_envelope_not_a_hang(start_server):
+    """With Redis gone, the approval API answers within the Redis timeout with an error envelope."""
+    from tests.conftest import make_token
+
+    server = start_server(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_seconds=0.5)
+    headers = {"Authorization": f"Bearer {make_token()}", "X-Tenant-ID": "1", "X-User-ID": "1"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+        started = time.monotonic()
+        response = await c.post("/aura/hitl/approve/req_x", json={"userId": "1"}, headers=headers)
+        assert time.monotonic() - started < 3.0
+    assert response.status_code == 503
+    body = json_body(response)
+    assert body["status"] == "ERROR" and body["success"] is False and body["errorCode"] == "E5000"
+
+
+async def test_embedded_backend_reports_mode_embedded_and_up(start_server):
+    server = start_server(redis_url=None)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+        for path in READINESS_PATHS:
+            response = await ready(c, path)
+            assert response.status_code == 200, response.text
+            body = json_body(response)
+            assert body["status"] == "UP"
+            assert body["checks"]["redis"] == {"status": "UP", "mode": "embedded"}
+        assert json_body(await c.get("/aura/info"))["redis"]["mode"] == "embedded"

@@ -1,0 +1,497 @@
+"""Aura's approval API with main-service semantics (CONTRACT §2.4, §4.2-4.4).
+
+Request records are written straight into the real Redis in the Java format (§4.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.conftest import make_token
+
+pytestmark = pytest.mark.anyio
+
+ISO_LOCAL_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?$")
+APPROVED_MESSAGE = "Request approved successfully"
+REJECTED_MESSAGE = "Request rejected"
+IDEMPOTENT_MESSAGE = "Request was already processed (idempotent)"
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+async def put_request(
+    redis: Redis, *, tenant: Any = "1", status: Any = "pending", ttl: int = 600, **overrides: Any
+) -> tuple[str, str, dict[str, Any]]:
+    """SET hitl:request:{id} (and hitl:session:{sid}) as Aura/Java write them (CONTRACT §4.2)."""
+    request_id = f"req_{uuid.uuid4().hex[:12]}"
+    session_id = f"session_1_{uuid.uuid4().hex[:10]}"
+    record: dict[str, Any] = {
+        "requestId": request_id,
+        "sessionId": session_id,
+        "userId": "1",
+        "tenantId": tenant,
+        "actionType": "send_email",
+        "context": {"to": "user@example.com"},
+        "status": status,
+        "createdAt": int(time.time() * 1000),
+        "taskId": "task-123",
+        "customField": {"kept": True},
+    }
+    record.update(overrides)
+    record = {k: v for k, v in record.items() if v is not ...}
+    await redis.set(f"hitl:request:{request_id}", json.dumps(record), ex=ttl)
+    await redis.set(f"hitl:session:{session_id}", request_id, ex=3600)
+    return request_id, session_id, record
+
+
+def approver_headers(sub: str = "1", tenant: str = "1", **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(sub, tenant)}", "X-Tenant-ID": tenant, "X-User-ID": sub, **extra}
+
+
+async def approve(client: httpx.AsyncClient, request_id: str, body: Any = None, headers: dict[str, str] | None = None):
+    return await client.post(
+        f"/aura/hitl/approve/{request_id}",
+        json={"userId": "1"} if body is None else body,
+        headers=approver_headers() if headers is None else headers,
+    )
+
+
+async def reject(client: httpx.AsyncClient, request_id: str, body: Any = None, headers: dict[str, str] | None = None):
+    return await client.post(
+        f"/aura/hitl/reject/{request_id}",
+        json={"userId": "1"} if body is None else body,
+        headers=approver_headers() if headers is None else headers,
+    )
+
+
+def let_server_log_its_crash(response: httpx.Response) -> None:
+    """On an unexpected 5xx, give uvicorn's thread time to log the traceback before pytest formats ours.
+
+    CPython 3.11 before 3.11.8 keeps the AST constructor's recursion counter in shared state
+    (gh-106905): two threads formatting tracebacks at once can raise SystemError inside pytest
+    and abort the session with INTERNALERROR instead of reporting the failure.
+    """
+    if response.status_code >= 500:
+        time.sleep(0.5)
+
+
+def assert_success(response: httpx.Response, status: int, message: str, *, has_data: bool = True) -> Any:
+    """CONTRACT §2.6 success envelope: {"status","message","data","timestamp","success"}, nulls omitted."""
+    let_server_log_its_crash(response)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    expected = ["status", "message", "data", "timestamp", "success"] if has_data else [
+        "status", "message", "timestamp", "success"]
+    assert list(body) == expected, body
+    assert body["status"] == "SUCCESS" and body["success"] is True
+    assert body["message"] == message
+    assert ISO_LOCAL_DATETIME.match(body["timestamp"]) and datetime.fromisoformat(body["timestamp"]).tzinfo is None
+    return body.get("data")
+
+
+def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None) -> dict[str, Any]:
+    if status < 500:
+        let_server_log_its_crash(response)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["status", "message", "errorCode", "timestamp", "success"], body
+    assert body["status"] == "ERROR" and body["success"] is False and body["errorCode"] == code
+    assert ISO_LOCAL_DATETIME.match(body["timestamp"])
+    if message is not None:
+        assert body["message"] == message
+    return body
+
+
+class ChannelListener:
+    """A plain Redis subscriber on hitl:channel:{sessionId}, like Aura's hub or any other replica."""
+
+    def __init__(self, redis: Redis, session_id: str) -> None:
+        self.pubsub = redis.pubsub()
+        self.channel = f"hitl:channel:{session_id}"
+
+    async def __aenter__(self) -> ChannelListener:
+        await self.pubsub.subscribe(self.channel)
+        confirmation = await self.pubsub.get_message(timeout=5)  # subscribed before anything is published
+        assert confirmation is not None and confirmation["type"] == "subscribe", confirmation
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pubsub.unsubscribe()
+        await self.pubsub.aclose()
+
+    async def messages(self, quiet_seconds: float = 0.2) -> list[str]:
+        """Every message published so far, waiting until the channel stays quiet."""
+        out: list[str] = []
+        while True:
+            message = await self.pubsub.get_message(timeout=quiet_seconds)
+            if message is None:
+                return out
+            assert message["type"] == "message" and message["channel"] == self.channel, message
+            out.append(message["data"])
+
+
+@pytest.fixture
+async def listen(redis: Redis) -> AsyncIterator[Any]:
+    listeners: list[ChannelListener] = []
+
+    async def start(session_id: str) -> ChannelListener:
+        listener = await ChannelListener(redis, session_id).__aenter__()
+        listeners.append(listener)
+        return listener
+
+    yield start
+    for listener in listeners:
+        await listener.__aexit__()
+
+
+async def stored(redis: Redis, request_id: str) -> dict[str, Any]:
+    raw = await redis.get(f"hitl:request:{request_id}")
+    assert raw is not None
+    return json.loads(raw)
+
+
+# -- approve / reject: 200 (CONTRACT §4.4) ---------------------------------------------------------
+
+
+async def test_s4_4_approve_200_updates_record_sets_signal_and_publishes(client, redis, listen):
+    request_id, session_id, original = await put_request(redis, ttl=100)
+    listener = await listen(session_id)
+    before_ms = int(time.time() * 1000)
+    response = await approve(client, request_id, body={"userId": "1"})
+    after_ms = int(time.time() * 1000)
+
+    data = assert_success(response, 200, APPROVED_MESSAGE)
+    assert data == {"requestId": request_id, "sessionId": session_id, "status": "approved"}
+
+    record = await stored(redis, request_id)
+    assert record["status"] == "approved"
+    assert record["approvedBy"] == "1"
+    assert isinstance(record["approvedAt"], int) and before_ms <= record["approvedAt"] <= after_ms
+    assert {k: v for k, v in record.items() if k not in {"status", "approvedBy", "approvedAt"}} == {
+        k: v for k, v in original.items() if k != "status"
+    }  # main-service preserves unknown fields (§4.2)
+    assert 1790 <= await redis.ttl(f"hitl:request:{request_id}") <= 1800  # TTL reset to 30 min
+
+    raw_signal = await redis.get(f"hitl:signal:{session_id}")
+    assert 290 <= await redis.ttl(f"hitl:signal:{session_id}") <= 300
+    signal = json.loads(raw_signal)
+    assert set(signal) == {"type", "requestId", "status", "timestamp"}
+    assert signal["type"] == "approval" and signal["requestId"] == request_id and signal["status"] == "approved"
+    assert isinstance(signal["timestamp"], int) and before_ms // 1000 <= signal["timestamp"] <= after_ms // 1000 + 1
+
+    published = await listener.messages()
+    assert [json.loads(m) for m in published] == [signal]
+
+
+async def test_s4_4_approver_identity_comes_from_body_user_id(client, redis):
+    request_id, _, _ = await put_request(redis)
+    assert_success(await approve(client, request_id, body={"userId": "manager-7"}), 200, APPROVED_MESSAGE)
+    assert (await stored(redis, request_id))["approvedBy"] == "manager-7"
+
+
+async def test_s4_4_reject_200_default_reason_user_rejected(client, redis, listen):
+    request_id, session_id, _ = await put_request(redis, ttl=100)
+    listener = await listen(session_id)
+    before_ms = int(time.time() * 1000)
+    data = assert_success(await reject(client, request_id), 200, REJECTED_MESSAGE)
+    assert data == {"requestId": request_id, "sessionId": session_id, "status": "rejected", "reason": "User rejected"}
+
+    record = await stored(redis, request_id)
+    assert record["status"] == "rejected" and record["rejectedBy"] == "1" and record["reason"] == "User rejected"
+    assert before_ms <= record["rejectedAt"] <= int(time.time() * 1000)
+    assert "approvedBy" not in record and "approvedAt" not in record
+    assert 1790 <= await redis.ttl(f"hitl:request:{request_id}") <= 1800
+
+    signal = json.loads(await redis.get(f"hitl:signal:{session_id}"))
+    assert set(signal) == {"type", "requestId", "status", "reason", "timestamp"}
+    assert (signal["type"], signal["requestId"], signal["status"], signal["reason"]) == (
+        "rejection", request_id, "rejected", "User rejected")
+    assert 290 <= await redis.ttl(f"hitl:signal:{session_id}") <= 300
+    assert [json.loads(m) for m in await listener.messages()] == [signal]
+
+
+async def test_s4_4_reject_200_with_reason(client, redis, listen):
+    request_id, session_id, _ = await put_request(redis)
+    listener = await listen(session_id)
+    data = assert_success(await reject(client, request_id, body={"userId": "1", "reason": "Wrong recipient"}),
+                          200, REJECTED_MESSAGE)
+    assert data["reason"] == "Wrong recipient" and data["status"] == "rejected"
+    assert (await stored(redis, request_id))["reason"] == "Wrong recipient"
+    [published] = await listener.messages()
+    assert json.loads(published)["reason"] == "Wrong recipient"
+
+
+@pytest.mark.parametrize("status", ["expired", "PENDING", ..., None, "approving"], ids=repr)
+async def test_s4_2_only_approved_and_rejected_are_terminal(client, redis, status):
+    request_id, _, _ = await put_request(redis, status=status)
+    assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
+    assert (await stored(redis, request_id))["status"] == "approved"
+
+
+# -- 409 idempotent (CONTRACT §4.4) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first,second,current",
+    [
+        (approve, approve, "approved"),
+        (approve, reject, "approved"),
+        (reject, approve, "rejected"),
+        (reject, reject, "rejected"),
+    ],
+    ids=["approve-approve", "approve-reject", "reject-approve", "reject-reject"],
+)
+async def test_s4_4_second_decision_is_409_success_envelope_without_write_or_publish(
+    client, redis, listen, first, second, current
+):
+    request_id, session_id, _ = await put_request(redis)
+    listener = await listen(session_id)
+    assert (await first(client, request_id)).status_code == 200
+    assert len(await listener.messages()) == 1
+    record_after_first = await redis.get(f"hitl:request:{request_id}")
+    signal_after_first = await redis.get(f"hitl:signal:{session_id}")
+    await redis.expire(f"hitl:request:{request_id}", 500)
+    await redis.expire(f"hitl:signal:{session_id}", 100)
+
+    data = assert_success(await second(client, request_id), 409, IDEMPOTENT_MESSAGE)
+    assert data["requestId"] == request_id and data["sessionId"] == session_id and data["status"] == current
+
+    assert await listener.messages() == []
+    assert await redis.get(f"hitl:request:{request_id}") == record_after_first
+    assert await redis.get(f"hitl:signal:{session_id}") == signal_after_first
+    assert await redis.ttl(f"hitl:request:{request_id}") <= 500  # not reset: no Redis write on 409
+    assert await redis.ttl(f"hitl:signal:{session_id}") <= 100
+
+
+async def test_s4_4_reject_409_reports_the_stored_reason(client, redis):
+    request_id, _, _ = await put_request(redis)
+    await reject(client, request_id, body={"userId": "1", "reason": "No"})
+    data = assert_success(await reject(client, request_id, body={"userId": "1", "reason": "Other"}), 409,
+                          IDEMPOTENT_MESSAGE)
+    assert data["status"] == "rejected" and data["reason"] == "No"
+
+
+@pytest.mark.parametrize("status", ["approved", "rejected"])
+async def test_s4_4_record_already_terminal_in_redis_is_409(client, redis, listen, status):
+    request_id, session_id, _ = await put_request(redis, status=status)
+    listener = await listen(session_id)
+    data = assert_success(await approve(client, request_id), 409, IDEMPOTENT_MESSAGE)
+    assert data["status"] == status
+    assert await redis.get(f"hitl:signal:{session_id}") is None
+    assert await listener.messages() == []
+
+
+async def test_s4_4_concurrent_approvals_one_200_rest_409_exactly_one_publish(client, redis, listen):
+    request_id, session_id, _ = await put_request(redis)
+    listener = await listen(session_id)
+    responses = await asyncio.gather(*(approve(client, request_id) for _ in range(10)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] + [409] * 9
+    for r in responses:
+        assert r.json()["data"]["status"] == "approved"
+    assert len(await listener.messages(quiet_seconds=0.5)) == 1
+
+
+async def test_s4_4_concurrent_approve_and_reject_decide_once(client, redis, listen):
+    request_id, session_id, _ = await put_request(redis)
+    listener = await listen(session_id)
+    calls = [approve(client, request_id) if i % 2 else reject(client, request_id) for i in range(10)]
+    responses = await asyncio.gather(*calls)
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 9
+    winner = next(r for r in responses if r.status_code == 200).json()["data"]["status"]
+    assert {r.json()["data"]["status"] for r in responses} == {winner}
+    [published] = await listener.messages(quiet_seconds=0.5)
+    assert json.loads(published)["status"] == winner == (await stored(redis, request_id))["status"]
+
+
+# -- 404 / 403 E2007 (CONTRACT §2.4) ------------------------------------------------------------
+
+
+async def test_s2_4_unknown_request_is_404_e1004(client):
+    assert_error(await approve(client, "req_does_not_exist"), 404, "E1004")
+    assert_error(await reject(client, "req_does_not_exist"), 404, "E1004")
+
+
+@pytest.mark.parametrize("stored_tenant", [2, "2", "+2"], ids=repr)
+async def test_s2_4_stored_numeric_tenant_differs_is_403_e2007(client, redis, listen, stored_tenant):
+    request_id, session_id, _ = await put_request(redis, tenant=stored_tenant)
+    listener = await listen(session_id)
+    raw_before = await redis.get(f"hitl:request:{request_id}")
+    assert_error(await approve(client, request_id), 403, "E2007")
+    assert_error(await reject(client, request_id), 403, "E2007")
+    assert await redis.get(f"hitl:request:{request_id}") == raw_before
+    assert await redis.get(f"hitl:signal:{session_id}") is None
+    assert await listener.messages() == []
+
+
+@pytest.mark.parametrize("stored_tenant", [1, "1", "+1", "01"], ids=repr)
+async def test_s2_4_stored_tenant_equal_as_long_is_accepted(client, redis, stored_tenant):
+    request_id, _, _ = await put_request(redis, tenant=stored_tenant)
+    assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
+
+
+@pytest.mark.parametrize("stored_tenant", ["tenant9", ..., None, "", "1.0", "--2", "+-2"], ids=repr)
+async def test_s4_2_stored_non_numeric_tenant_skips_the_check(client, redis, stored_tenant):
+    """§4.2: a tenantId that does not parse as a Java Long (or is missing) skips the E2007 check."""
+    request_id, _, _ = await put_request(redis, tenant=stored_tenant)
+    assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
+
+
+async def test_s2_4_stored_record_without_session_id_is_500_e1000_like_main_service(client, redis):
+    request_id, _, _ = await put_request(redis, sessionId=...)
+    assert_error(await approve(client, request_id), 500, "E1000")
+    assert (await stored(redis, request_id))["status"] == "pending"
+
+
+# -- interceptor checks (CONTRACT §2.4) ---------------------------------------------------------
+
+
+async def assert_untouched(redis: Redis, request_id: str, session_id: str) -> None:
+    assert (await stored(redis, request_id))["status"] == "pending"
+    assert await redis.get(f"hitl:signal:{session_id}") is None
+
+
+def without(headers: dict[str, str], name: str) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k != name}
+
+
+@pytest.mark.parametrize(
+    "headers,status,code,message",
+    [
+        (without(approver_headers(), "Authorization"), 401, "E2000", None),
+        ({**approver_headers(), "Authorization": "Basic eHg6eXk="}, 401, "E2000", None),
+        ({**approver_headers(), "Authorization": f"Bearer {make_token(lifetime=-120)}"}, 401, "E2002", None),
+        ({**approver_headers(), "Authorization": "Bearer garbage"}, 401, "E2003", None),
+        ({**approver_headers(), "Authorization": f"Bearer {make_token('1', None)}"}, 401, "E2003", None),
+        (without(approver_headers(), "X-Tenant-ID"), 401, "E2000", "X-Tenant-ID header is required"),
+        ({**approver_headers(), "X-Tenant-ID": "2"}, 403, "E2001", "Tenant ID mismatch"),
+        (without(approver_headers(), "X-User-ID"), 401, "E2000", "X-User-ID header is required"),
+        ({**approver_headers(), "X-User-ID": "2"}, 403, "E2001", "User ID mismatch"),
+        (approver_headers("1", "tenant1"), 400, "E1001", None),
+    ],
+    ids=[
+        "no-authorization", "basic", "expired", "garbage-token", "no-tenant-claim", "no-tenant-header",
+        "tenant-mismatch", "no-user-header", "user-mismatch", "non-numeric-tenant",
+    ],
+)
+async def test_s2_4_approver_checks(client, redis, headers, status, code, message):
+    request_id, session_id, _ = await put_request(redis)
+    assert_error(await approve(client, request_id, headers=headers), status, code, message)
+    assert_error(await reject(client, request_id, headers=headers), status, code, message)
+    await assert_untouched(redis, request_id, session_id)
+
+
+async def test_s2_4_auth_is_checked_before_the_request_exists(client):
+    headers = without(approver_headers(), "Authorization")
+    assert_error(await approve(client, "req_does_not_exist", headers=headers), 401, "E2000")
+
+
+async def test_s2_6_error_envelope_echoes_trace_headers(client):
+    headers = {**without(approver_headers(), "Authorization"), "X-Trace-Id": "t-9", "X-Gateway-Request-Id": "g-9"}
+    body = (await approve(client, "req_x", headers=headers)).json()
+    assert body["traceId"] == "t-9" and body["gatewayRequestId"] == "g-9"
+
+
+@pytest.mark.parametrize("body", [{}, {"userId": ""}, {"userId": "   "}, {"userId": None}, {"reason": "x"}],
+                         ids=repr)
+async def test_s2_4_blank_user_id_in_body_is_400_e4000(client, redis, body):
+    request_id, session_id, _ = await put_request(redis)
+    assert_error(await approve(client, request_id, body=body), 400, "E4000")
+    assert_error(await reject(client, request_id, body=body), 400, "E4000")
+    await assert_untouched(redis, request_id, session_id)
+
+
+async def test_s2_4_body_that_is_not_json_is_a_4xx(client, redis):
+    request_id, session_id, _ = await put_request(redis)
+    for content in (b"", b"{", b"[1]"):
+        response = await client.post(f"/aura/hitl/approve/{request_id}", content=content,
+                                     headers={**approver_headers(), "Content-Type": "application/json"})
+        let_server_log_its_crash(response)
+        assert 400 <= response.status_code < 500, response.text
+        assert response.json()["success"] is False
+    await assert_untouched(redis, request_id, session_id)
+
+
+# -- GET /aura/hitl/requests/{id} (CONTRACT §4.4) -----------------------------------------------
+
+
+async def test_s4_4_get_request_returns_the_stored_json_as_a_string(client, redis):
+    request_id, _, record = await put_request(redis)
+    response = await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "1"})
+    data = assert_success(response, 200, "Approval request retrieved")
+    assert isinstance(data, str)
+    assert data == await redis.get(f"hitl:request:{request_id}")
+    assert json.loads(data) == record
+
+
+async def test_s4_4_get_request_needs_no_authorization_but_a_tenant(client, redis):
+    request_id, _, _ = await put_request(redis)
+    response = await client.get(f"/aura/hitl/requests/{request_id}")
+    body = response.json()
+    assert response.status_code == 400 and body["errorCode"] == "E2006" and body["status"] == "ERROR"
+
+
+async def test_s4_4_get_unknown_request_is_404_e1004(client):
+    assert_error(await client.get("/aura/hitl/requests/req_nope", headers={"X-Tenant-ID": "1"}), 404, "E1004")
+
+
+async def test_s4_4_get_another_tenants_request_is_404(client, redis):
+    request_id, _, _ = await put_request(redis, tenant="2")
+    assert_error(await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "1"}), 404, "E1004")
+    assert_success(await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "2"}), 200,
+                   "Approval request retrieved")
+
+
+async def test_s4_4_get_request_reflects_a_decision(client, redis):
+    request_id, _, _ = await put_request(redis)
+    await approve(client, request_id)
+    data = assert_success(await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "1"}),
+                          200, "Approval request retrieved")
+    assert json.loads(data)["status"] == "approved"
+
+
+# -- GET /aura/hitl/signals/{sessionId} (CONTRACT §4.3) -----------------------------------------
+
+
+async def test_s4_3_get_signal_after_approve_returns_it_as_a_string(client, redis):
+    request_id, session_id, _ = await put_request(redis)
+    await approve(client, request_id)
+    data = assert_success(await client.get(f"/aura/hitl/signals/{session_id}", headers={"X-Tenant-ID": "1"}),
+                          200, "Signal retrieved")
+    assert isinstance(data, str) and data == await redis.get(f"hitl:signal:{session_id}")
+    assert json.loads(data)["requestId"] == request_id
+
+
+async def test_s4_3_get_signal_written_by_main_service_is_returned_verbatim(client, redis):
+    session_id = f"session_1_{uuid.uuid4().hex[:10]}"
+    raw = '{"timestamp":1706152860,"status":"approved","requestId":"req_java","type":"approval"}'
+    await redis.set(f"hitl:signal:{session_id}", raw, ex=300)
+    data = assert_success(await client.get(f"/aura/hitl/signals/{session_id}", headers={"X-Tenant-ID": "1"}),
+                          200, "Signal retrieved")
+    assert data == raw
+
+
+async def test_s4_3_no_signal_is_200_without_data_key(client):
+    response = await client.get("/aura/hitl/signals/session_none", headers={"X-Tenant-ID": "1"})
+    assert assert_success(response, 200, "No signal found for session", has_data=False) is None
+
+
+async def test_s4_3_another_tenants_signal_is_not_disclosed(client, redis):
+    request_id, session_id, _ = await put_request(redis, tenant="2")
+    assert_success(await approve(client, request_id, headers=approver_headers("1", "2")), 200, APPROVED_MESSAGE)
+    response = await client.get(f"/aura/hitl/signals/{session_id}", headers={"X-Tenant-ID": "1"})
+    assert_success(response, 200, "No signal found for session", has_data=False)
