@@ -16,10 +16,10 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from statemachines import Trigger
+from statemachines import State, Trigger
 
 from aura.agent_tasks import AgentTaskReporter
-from aura.errors import PlannerError, ToolError
+from aura.errors import LeaseLost, PlannerError, ToolError
 from aura.events import EventType
 from aura.hitl_store import HitlStore
 from aura.ids import new_request_id
@@ -77,47 +77,86 @@ class AgentRunner:
         self._tasks = task_reporter
 
     async def run(self, session: Session) -> None:
-        if self._tasks is not None:
+        """Drive ``session`` from wherever its snapshot says it is, to a final state."""
+        if self._tasks is not None and session.seq == 0:
             self._tasks.track(session)
         try:
+            if session.cancel_requested:
+                raise asyncio.CancelledError
             await self._run(session)
         except asyncio.CancelledError:
+            if session.detached:
+                return  # another instance continues it: touch nothing
             await self._abort(session, Trigger.CANCEL, ErrorKind.CANCELLED, "The session was cancelled")
-            raise
+            if not session.cancel_requested:
+                raise
+        except LeaseLost:
+            session.detached = True
+            log.warning("session %s: lease lost; another instance drives it now", session.id)
         except PlannerError as exc:
             await self._abort(session, Trigger.FAIL, ErrorKind.PLANNER, f"The planner failed: {exc}")
         except Exception as exc:
             log.exception("session %s failed", session.id)
             await self._abort(session, Trigger.FAIL, ErrorKind.INTERNAL, _describe(exc))
         finally:
-            self._registry.finish(session)
+            await self._end(session)
+
+    async def _end(self, session: Session) -> None:
+        if not session.detached and session.model.is_final:
+            try:
+                await session.close()
+            except (LeaseLost, RedisError, OSError, TimeoutError) as exc:
+                log.warning("session %s: could not mark its log ended: %s", session.id, exc)
+        self._registry.drop(session)
 
     # -- the steps ------------------------------------------------------------------
     async def _run(self, session: Session) -> None:
-        request = session.request
-        session.emit(EventType.THOUGHT, _thought("Analyzing the request...", "analysis"))
-        plan = await self._planner.plan(request.prompt, request.context)
-        session.conversation = plan.conversation
-        for piece in _pieces(plan.thought):
-            session.emit(EventType.THOUGHT, _thought(piece, "planning"))
-        for order, step in enumerate(plan.steps):
-            session.emit(EventType.PLAN_STEP, _plan_step(step, order))
-        await self._fire(session, Trigger.START_EXECUTION)
-
-        outcomes: list[StepOutcome] = []
-        for step in plan.steps:
-            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "executing"})
+        if session.plan is None:
+            await self._make_plan(session)
+        plan = session.plan
+        assert plan is not None
+        if session.tool_started is not None:
+            await self._interrupted(session, plan)
+            return
+        while session.step_index < len(plan.steps):
+            step = plan.steps[session.step_index]
+            waiting = session.state is State.AWAITING_APPROVAL  # adopted while waiting: keep waiting
+            if not waiting:
+                await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "executing"})
             result: str | None = None
             if step.tool is not None:
-                done, result = await self._run_tool_step(session, step)
+                done, result = await self._run_tool_step(session, step, resume_wait=waiting)
                 if not done:
                     return
-            outcomes.append(StepOutcome(step, result))
-            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "completed"})
-        await self._answer(session, plan, outcomes)
+            session.record_outcome(step.id, result)
+            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "completed"})
+        await self._answer(session, plan)
         await self._fire(session, Trigger.FINISH)
 
-    async def _run_tool_step(self, session: Session, step: PlanStep) -> tuple[bool, str | None]:
+    async def _make_plan(self, session: Session) -> None:
+        request = session.request
+        await session.emit(EventType.THOUGHT, _thought("Analyzing the request...", "analysis"))
+        plan = await self._planner.plan(request.prompt, request.context)
+        session.set_plan(plan)
+        for piece in _pieces(plan.thought):
+            await session.emit(EventType.THOUGHT, _thought(piece, "planning"))
+        for order, step in enumerate(plan.steps):
+            await session.emit(EventType.PLAN_STEP, _plan_step(step, order))
+        await self._fire(session, Trigger.START_EXECUTION)
+
+    async def _interrupted(self, session: Session, plan: Plan) -> None:
+        """A tool was running when the previous driver died: it is not run again (at most once)."""
+        step = next(s for s in plan.steps if s.id == session.tool_started)
+        message = "interrupted: the process running this tool stopped; it was not retried, to avoid running it twice"
+        session.tool_started = None
+        await session.emit(
+            EventType.TOOL_EXECUTION,
+            {"tool": step.tool, "params": step.params, "stepId": step.id, "status": "failed", "error": message},
+        )
+        await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
+        await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"{step.tool} {message}")
+
+    async def _run_tool_step(self, session: Session, step: PlanStep, *, resume_wait: bool) -> tuple[bool, str | None]:
         assert step.tool is not None
         tool = self._tools.get(step.tool)
         # Checked before any approval is asked: a human never approves an impossible call.
@@ -126,27 +165,29 @@ class AgentRunner:
             problem = validate_params(tool, step.params)
         if problem is not None or tool is None:
             message = problem or f"unknown tool: {step.tool}"
-            session.emit(
+            await session.emit(
                 EventType.TOOL_EXECUTION,
                 {"tool": step.tool, "params": step.params, "stepId": step.id, "status": "failed", "error": message},
             )
-            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
+            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
             await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"{step.tool or 'tool'} cannot run: {message}")
             return False, None
         if tool.requires_approval:
-            if not await self._approved(session, step, tool):
+            if not await self._approved(session, step, tool, resume_wait=resume_wait):
                 return False, None
-            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "approved"})
+            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "approved"})
         ok, text = await self._execute(session, step, tool)
         if not ok:
-            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
+            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
             await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"{tool.name} failed: {text}")
             return False, None
         return True, text
 
     async def _execute(self, session: Session, step: PlanStep, tool: Tool) -> tuple[bool, str]:
         base = {"tool": tool.name, "params": step.params, "stepId": step.id}
-        session.emit(EventType.TOOL_EXECUTION, {**base, "status": "executing"})
+        session.tool_started = step.id
+        # Persisted before the tool runs: a successor never runs it a second time.
+        await session.emit(EventType.TOOL_EXECUTION, {**base, "status": "executing"})
         ctx = ToolContext(
             session.owner.tenant_id,
             session.owner.user_id,
@@ -168,62 +209,47 @@ class AgentRunner:
             log.exception("tool %s crashed in session %s", tool.name, session.id)
             error = _describe(exc)
         else:
-            session.emit(EventType.TOOL_EXECUTION, {**base, "status": "completed", "result": _clip(result)})
+            session.tool_started = None
+            await session.emit(EventType.TOOL_EXECUTION, {**base, "status": "completed", "result": _clip(result)})
             return True, result
-        session.emit(EventType.TOOL_EXECUTION, {**base, "status": "failed", "error": _clip(error)})
+        session.tool_started = None
+        await session.emit(EventType.TOOL_EXECUTION, {**base, "status": "failed", "error": _clip(error)})
         return False, error
 
-    async def _answer(self, session: Session, plan: Plan, outcomes: Sequence[StepOutcome]) -> None:
+    async def _answer(self, session: Session, plan: Plan) -> None:
+        outcomes = [StepOutcome(step, session.outcomes.get(step.id)) for step in plan.steps]
+        skip = session.answered_chars  # what a previous driver already sent (deterministic planners)
         async for chunk in self._planner.answer(session.request.prompt, plan, outcomes):
             for piece in _pieces(chunk):
-                session.emit(EventType.CONTENT, {"content": piece, "format": "markdown"})
+                if skip >= len(piece):
+                    skip -= len(piece)
+                    continue
+                piece, skip = piece[skip:], 0
+                session.answered_chars += len(piece)
+                await session.emit(EventType.CONTENT, {"content": piece, "format": "markdown"})
 
     # -- HITL (CONTRACT §4.1) -----------------------------------------------------------
-    async def _approved(self, session: Session, step: PlanStep, tool: Tool) -> bool:
-        request_id = new_request_id()
-        waiter = self._hub.register(session.id, request_id)  # before the key exists: no approval can be missed
+    async def _approved(self, session: Session, step: PlanStep, tool: Tool, *, resume_wait: bool) -> bool:
+        if resume_wait and session.model.pending_request_id is not None:
+            request_id = session.model.pending_request_id
+            waiter = self._hub.register(session.id, request_id)
+        else:
+            request_id = new_request_id()
+            waiter = self._hub.register(session.id, request_id)  # before the key exists: no approval is missed
         try:
-            record = {
-                "requestId": request_id,
-                "sessionId": session.id,
-                "userId": session.owner.user_id,
-                "tenantId": session.owner.tenant_id,
-                "actionType": tool.name,
-                "context": step.params,
-                "status": "pending",
-                "createdAt": int(time.time() * 1000),
-            }
-            async with asyncio.timeout(self._redis_timeout):
-                await self._store.create_request(record)
-            session.model.begin_approval(request_id)
-            await self._fire(session, Trigger.REQUEST_APPROVAL)
-            message = f"Approve {tool.name}? {step.description}"
-            hitl = {
-                "requestId": request_id,
-                "sessionId": session.id,
-                "actionType": tool.name,
-                "action": tool.name,
-                "message": message,
-                "params": step.params,
-                "context": step.params,
-                "requiresApproval": True,
-                "confidence": step.confidence,
-                "editableContent": message,
-                "stepId": step.id,
-                "timeoutSeconds": self._hitl_timeout,
-            }
-            session.emit(EventType.HITL, hitl)
-            session.emit(EventType.HITL_REQUEST, {"id": request_id, **hitl})
+            if not resume_wait:
+                await self._request_approval(session, step, tool, request_id)
             try:
                 await self._hub.recheck([waiter])
             except (RedisError, TimeoutError) as exc:  # the hub's sweep retries
-                log.warning("re-check of %s after hitl failed: %s", request_id, exc)
-            signal = await self._wait(waiter.decision, request_id)
+                log.warning("re-check of %s failed: %s", request_id, exc)
+            remaining = (session.approval_deadline or time.time()) - time.time()
+            signal = await self._wait(waiter.decision, request_id, max(remaining, 0.0))
         finally:
             self._hub.unregister(waiter)
         if signal is None or signal.decision is Decision.REJECTED:
             # Before the abort, so that `error` is the last event before [DONE] (CONTRACT §3.8).
-            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "skipped"})
+            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "skipped"})
         if signal is None:
             await self._abort(
                 session,
@@ -241,9 +267,43 @@ class AgentRunner:
         await self._fire(session, Trigger.APPROVE, request_id=request_id)
         return True
 
-    async def _wait(self, decision: asyncio.Future[Signal], request_id: str) -> Signal | None:
+    async def _request_approval(self, session: Session, step: PlanStep, tool: Tool, request_id: str) -> None:
+        record = {
+            "requestId": request_id,
+            "sessionId": session.id,
+            "userId": session.owner.user_id,
+            "tenantId": session.owner.tenant_id,
+            "actionType": tool.name,
+            "context": step.params,
+            "status": "pending",
+            "createdAt": int(time.time() * 1000),
+        }
+        async with asyncio.timeout(self._redis_timeout):
+            await self._store.create_request(record)
+        session.model.begin_approval(request_id)
+        session.approval_deadline = time.time() + self._hitl_timeout
+        await self._fire(session, Trigger.REQUEST_APPROVAL)
+        message = f"Approve {tool.name}? {step.description}"
+        hitl = {
+            "requestId": request_id,
+            "sessionId": session.id,
+            "actionType": tool.name,
+            "action": tool.name,
+            "message": message,
+            "params": step.params,
+            "context": step.params,
+            "requiresApproval": True,
+            "confidence": step.confidence,
+            "editableContent": message,
+            "stepId": step.id,
+            "timeoutSeconds": self._hitl_timeout,
+        }
+        await session.emit(EventType.HITL, hitl)
+        await session.emit(EventType.HITL_REQUEST, {"id": request_id, **hitl})
+
+    async def _wait(self, decision: asyncio.Future[Signal], request_id: str, timeout: float) -> Signal | None:
         try:
-            async with asyncio.timeout(self._hitl_timeout):
+            async with asyncio.timeout(timeout):
                 return await asyncio.shield(decision)
         except TimeoutError:
             pass
@@ -260,6 +320,7 @@ class AgentRunner:
             raise asyncio.CancelledError
         if not moved:
             raise RuntimeError(f"session {session.id}: {trigger.value} refused in state {session.state.value}")
+        await session.flush()
 
     async def _abort(
         self,
@@ -277,17 +338,25 @@ class AgentRunner:
             return  # already final: one error per session
         error_type, code = kind
         reason = session.model.abort_reason
-        session.emit(
-            EventType.ERROR,
-            {
-                "message": message,
-                "error": message,
-                "errorType": error_type,
-                "code": code,
-                "sessionId": session.id,
-                "reason": reason.value if reason else None,
-            },
-        )
+        try:
+            await session.flush()
+            await session.emit(
+                EventType.ERROR,
+                {
+                    "message": message,
+                    "error": message,
+                    "errorType": error_type,
+                    "code": code,
+                    "sessionId": session.id,
+                    "reason": reason.value if reason else None,
+                },
+            )
+        except LeaseLost:
+            session.detached = True
+        except (RedisError, OSError, TimeoutError) as exc:
+            # The log cannot take the abort; the lease will lapse and the session be adopted again.
+            session.detached = True
+            log.warning("session %s: could not record its abort: %s", session.id, exc)
 
     async def _withdraw_quietly(self, request_id: str, reason: str) -> None:
         try:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from aura.events import AgentEvent, EventType
+from aura.events import EventType
+from aura.feed import SessionFeed
 from aura.session import Session
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,11 @@ TASK_TYPE = "AURA_SESSION"
 
 
 class AgentTaskReporter:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, *, timeout_seconds: float) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, feed: Callable[[str], SessionFeed], *, timeout_seconds: float
+    ) -> None:
         self._http = http
+        self._feed = feed
         self._base = base_url.rstrip("/")
         self._timeout = timeout_seconds
         self._tasks: set[asyncio.Task[None]] = set()
@@ -57,40 +62,44 @@ class AgentTaskReporter:
         if task_id is None:
             return
         await self._call("POST", f"{self._base}/{task_id}/start", headers)
+        feed = self._feed(session.id)
         cursor = 0
         steps = _Steps()
         while True:
-            events = await session.feed.read_after(cursor, timeout=60)
-            for event in events:
-                await self._report(task_id, session, event, headers, steps)
-            if events:
-                cursor = events[-1].seq
-            elif session.feed.closed:
+            frames = await feed.read_after(cursor, timeout=60)
+            for seq, frame in frames:
+                await self._report(task_id, _payload(frame), headers, steps)
+                cursor = seq
+            if not frames and (feed.closed or feed.draining):
                 return
 
-    async def _report(
-        self, task_id: str, session: Session, event: AgentEvent, headers: dict[str, str], steps: _Steps
-    ) -> None:
-        if event.type is EventType.PLAN_STEP:
+    async def _report(self, task_id: str, event: dict[str, Any], headers: dict[str, str], steps: _Steps) -> None:
+        kind, data = event.get("type"), event.get("data") or {}
+        if kind == EventType.PLAN_STEP.value:
             steps.planned += 1
-        elif event.type is EventType.PLAN_STEP_UPDATE and event.data.get("status") == "completed":
+        elif kind == EventType.CONTENT.value:
+            steps.answer += str(data.get("content", ""))
+        elif kind == EventType.PLAN_STEP_UPDATE.value and data.get("status") == "completed":
             steps.completed += 1
             progress = int(100 * steps.completed / steps.planned) if steps.planned else 100
             await self._call(
                 "PATCH",
                 f"{self._base}/{task_id}/progress",
                 headers,
-                json={"progress": min(progress, 99), "description": f"step {event.data.get('id')} completed"},
+                json={"progress": min(progress, 99), "description": f"step {data.get('id')} completed"},
             )
-        elif event.type is EventType.STATE and event.data.get("to") == "done":
-            result = "".join(
-                e.data.get("content", "") for e in session.feed.events_after(0) if e.type is EventType.CONTENT
+        elif kind == EventType.STATE.value and data.get("to") == "done":
+            await self._call(
+                "POST",
+                f"{self._base}/{task_id}/complete",
+                headers,
+                content=steps.answer.encode("utf-8"),
+                content_type="text/plain; charset=utf-8",
             )
-            await self._call("POST", f"{self._base}/{task_id}/complete", headers, content=result.encode("utf-8"),
-                             content_type="text/plain; charset=utf-8")
-        elif event.type is EventType.ERROR:
-            await self._call("POST", f"{self._base}/{task_id}/fail", headers,
-                             params={"errorMessage": str(event.data.get("message", ""))[:500]})
+        elif kind == EventType.ERROR.value:
+            await self._call(
+                "POST", f"{self._base}/{task_id}/fail", headers, params={"errorMessage": str(data.get("message", ""))[:500]}
+            )
 
     async def _call(
         self,
@@ -123,11 +132,20 @@ class AgentTaskReporter:
 
 
 class _Steps:
-    """Progress as the feed tells it: steps planned and steps completed so far."""
+    """Progress as the feed tells it: steps planned and completed so far, and the answer."""
 
     def __init__(self) -> None:
         self.planned = 0
         self.completed = 0
+        self.answer = ""
+
+
+def _payload(frame: bytes) -> dict[str, Any]:
+    for line in frame.decode("ascii").split("\n"):
+        if line.startswith("data: {"):
+            body = json.loads(line[6:])
+            return body if isinstance(body, dict) else {}
+    return {}
 
 
 def _headers(session: Session) -> dict[str, str]:

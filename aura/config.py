@@ -34,7 +34,9 @@ class Settings:
     stream_auth: StreamAuthPolicy = StreamAuthPolicy.STRICT
     jwt_leeway_seconds: int = 10
     tool_timeout_seconds: float = 30.0
-    session_retention_seconds: float = 600.0
+    session_ttl_seconds: int = 3600  # the Redis log and snapshot; at least the HITL request's 30 min
+    session_max_events: int = 10_000
+    lease_seconds: float = 10.0
     signal_sweep_seconds: float = 5.0
     redis_timeout_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
@@ -107,7 +109,9 @@ class Settings:
             stream_auth=policy,
             jwt_leeway_seconds=_int(env, "AURA_JWT_LEEWAY_SECONDS", 10, low=0, high=300),
             tool_timeout_seconds=_float(env, "AURA_TOOL_TIMEOUT_SECONDS", 30.0, low=0.001),
-            session_retention_seconds=_float(env, "AURA_SESSION_RETENTION_SECONDS", 600.0, low=0.0),
+            session_ttl_seconds=_int(env, "AURA_SESSION_TTL_SECONDS", 3600, low=1800, high=30 * 86400),
+            session_max_events=_int(env, "AURA_SESSION_MAX_EVENTS", 10_000, low=100, high=1_000_000),
+            lease_seconds=_float(env, "AURA_LEASE_SECONDS", 10.0, low=0.5),
             signal_sweep_seconds=_float(env, "AURA_SIGNAL_SWEEP_SECONDS", 5.0, low=0.01),
             redis_timeout_seconds=_float(env, "AURA_REDIS_TIMEOUT_SECONDS", 5.0, low=0.01),
             shutdown_grace_seconds=_float(env, "AURA_SHUTDOWN_GRACE_SECONDS", 10.0, low=0.0),

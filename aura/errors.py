@@ -18,6 +18,7 @@
     │   └── InternalError      500 E1000
     ├── MalformedSignal        a HITL signal that is not the JSON of CONTRACT §4.3
     ├── PlannerError           the planner (e.g. the LLM) failed or answered garbage; the session aborts
+    ├── LeaseLost              another instance now drives the session; this one stops touching it
     └── ToolError              a tool failed; its message becomes tool_execution.error
 """
 
@@ -102,6 +103,10 @@ class MalformedSignal(AuraError):
 
 class PlannerError(AuraError):
     """The planner could not produce a plan or an answer; the message is shown to the user."""
+
+
+class LeaseLost(AuraError):
+    """This instance no longer holds the session's lease (it expired and another replica took it)."""
 
 
 class ToolError(AuraError):

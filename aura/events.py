@@ -27,6 +27,7 @@ class EventType(str, enum.Enum):
     CONTENT = "content"
     ERROR = "error"
     STATE = "state"  # Aura's extra: one per state-machine transition; clients may ignore it
+    SNAPSHOT = "snapshot"  # Aura's extra: the session's state, when a cursor fell out of the bounded log
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +65,16 @@ def encode_frame(event_id: str, event_type: str, payload: dict[str, Any]) -> byt
     """
     data = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
     return f"id: {event_id}\nevent: {event_type}\ndata: {data}\n\n".encode("ascii")
+
+
+def snapshot_frame(session_id: str, seq: int, view: dict[str, Any]) -> bytes:
+    """A `snapshot` event standing in for events no longer in the log; its id resumes after them."""
+    event_id = f"{session_id}.{seq}"
+    payload = {
+        "type": EventType.SNAPSHOT.value,
+        "version": PAYLOAD_VERSION,
+        "eventId": event_id,
+        "timestamp": int(time.time()),
+        "data": view,
+    }
+    return encode_frame(event_id, EventType.SNAPSHOT.value, payload)

@@ -1,66 +1,102 @@
-"""A session's event log and its live followers.
+"""Following a session's event log: local fast path, Redis for everything else.
 
-The SSE writer only calls :meth:`SessionFeed.read_after` and looks at
-:attr:`SessionFeed.closed`; moving the log into a Redis Stream (XADD / XREAD
-BLOCK) keeps that interface, so the writer does not change.
+The writer is the session itself (:meth:`aura.session.Session.emit`): an event
+is appended to the Redis Stream first and only then becomes visible, so every
+follower, on any replica, sees the same sequence. :class:`Notifier` wakes
+followers when the log grows, from a local append or a notification published
+by another replica.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from aura.events import AgentEvent, EventType
-from aura.ids import EventId, SessionId
+from aura.events import snapshot_frame
+from aura.session_store import SessionStore
+from aura.snapshot import public_view
+
+if TYPE_CHECKING:
+    from aura.session import Session
+
+
+class Notifier:
+    """One asyncio.Event per session that somebody is waiting on; none otherwise."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+        self.draining = False
+
+    def event(self, session_id: str) -> asyncio.Event:
+        event = self._events.get(session_id)
+        if event is None:
+            event = self._events[session_id] = asyncio.Event()
+        return event
+
+    def wake(self, session_id: str) -> None:
+        event = self._events.pop(session_id, None)
+        if event is not None:
+            event.set()
+
+    def drain(self) -> None:
+        """Wake every follower for good: the process is going away."""
+        self.draining = True
+        for event in self._events.values():
+            event.set()
+        self._events.clear()
 
 
 class SessionFeed:
-    """Append-only, in-memory log; events are numbered from 1."""
+    """A follower's view of one session's log, from a cursor on."""
 
-    def __init__(self, session_id: SessionId) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        store: SessionStore,
+        notifier: Notifier,
+        local: Callable[[str], Session | None],
+    ) -> None:
         self.session_id = session_id
-        self._events: list[AgentEvent] = []
-        self._closed = False
-        self._changed = asyncio.Event()
+        self._store = store
+        self._notifier = notifier
+        self._local = local
+        self.closed = False
 
     @property
-    def closed(self) -> bool:
-        return self._closed
+    def draining(self) -> bool:
+        return self._notifier.draining
 
-    @property
-    def last_seq(self) -> int:
-        return len(self._events)
+    async def read_after(self, seq: int, *, timeout: float) -> list[tuple[int, bytes]]:
+        """Frames after ``seq``; waits up to ``timeout`` for one; ``[]`` on timeout, close or drain.
 
-    def append(self, type_: EventType, data: dict[str, Any]) -> AgentEvent:
-        if self._closed:
-            raise RuntimeError(f"feed of {self.session_id} is closed")
-        event = AgentEvent.create(EventId(self.session_id, len(self._events) + 1), type_, data)
-        self._events.append(event)
-        self._wake()
-        return event
+        A wake-up can be spurious (another replica's notification of an event
+        already read): then it waits again, until the timeout is really over.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            # Take the event before reading, so a wake between the read and the wait is not lost.
+            event = self._notifier.event(self.session_id)
+            frames = await self._read(seq)
+            if frames or self.closed or self._notifier.draining:
+                return frames
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await event.wait()
+            except TimeoutError:
+                return await self._read(seq)  # a heartbeat is due; this read also catches a lost notification
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._wake()
-
-    def events_after(self, seq: int) -> list[AgentEvent]:
-        return self._events[max(seq, 0) :]
-
-    async def read_after(self, seq: int, *, timeout: float) -> list[AgentEvent]:
-        """Events after ``seq``; waits up to ``timeout`` for one; ``[]`` on timeout or when closed."""
-        if seq < len(self._events) or self._closed:
-            return self.events_after(seq)
-        changed = self._changed
-        try:
-            async with asyncio.timeout(timeout):
-                await changed.wait()
-        except TimeoutError:
-            return []
-        return self.events_after(seq)
-
-    def _wake(self) -> None:
-        # One Event per generation: every waiter of this generation wakes, and
-        # the next readers wait on a fresh one.
-        self._changed.set()
-        self._changed = asyncio.Event()
+    async def _read(self, seq: int) -> list[tuple[int, bytes]]:
+        session = self._local(self.session_id)
+        if session is not None and session.covers(seq):
+            frames = session.frames_after(seq)
+            self.closed = session.ended and not frames
+            return frames
+        page = await self._store.read(self.session_id, seq)
+        frames = [(n, frame.encode("ascii")) for n, frame in page.frames]
+        if frames and frames[0][0] > seq + 1:
+            # The cursor fell out of the bounded log: send the snapshot first, then what is left.
+            view = public_view(await self._store.load(self.session_id) or {})
+            frames.insert(0, (frames[0][0] - 1, snapshot_frame(self.session_id, frames[0][0] - 1, view)))
+        self.closed = page.ended and not frames
+        return frames

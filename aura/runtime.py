@@ -5,25 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
+from pathlib import Path
 from types import TracebackType
+
+import httpx
+from redis.exceptions import RedisError
 
 from statemachines import State, new_session_machine
 
-from pathlib import Path
-
-import httpx
-
 from aura.agent import AgentRunner
 from aura.agent_tasks import AgentTaskReporter
+from aura.auth import TokenVerifier
+from aura.config import Settings
+from aura.feed import Notifier, SessionFeed
+from aura.hitl_store import HitlStore
 from aura.http_tools import load_tools
 from aura.llm import ChatClient, LlmSettings
 from aura.llm_planner import LlmPlanner
-from aura.auth import TokenVerifier
-from aura.config import Settings
-from aura.hitl_store import HitlStore
 from aura.planner import Planner, RuleBasedPlanner
 from aura.redis_backend import RedisClients, connect
 from aura.session import Session, SessionRegistry
+from aura.session_store import SessionStore
 from aura.signal_hub import SignalHub
 from aura.tools import ToolRegistry, builtin_tools
 
@@ -40,21 +43,32 @@ class Runtime:
         tools: ToolRegistry | None = None,
     ) -> None:
         self.settings = settings
+        self.instance_id = f"aura-{uuid.uuid4().hex[:12]}"
         self.redis = redis if redis is not None else connect(settings)
         self.verifier = TokenVerifier(settings.jwt_secret, leeway_seconds=settings.jwt_leeway_seconds)
         self.store = HitlStore(self.redis.commands)
+        self.session_store = SessionStore(
+            self.redis.commands,
+            self.instance_id,
+            ttl_seconds=settings.session_ttl_seconds,
+            max_events=settings.session_max_events,
+            lease_seconds=settings.lease_seconds,
+        )
+        self.notifier = Notifier()
         self.hub = SignalHub(
             self.redis.subscriber,
             self.store,
             sweep_seconds=settings.signal_sweep_seconds,
             redis_timeout_seconds=settings.redis_timeout_seconds,
+            on_log_grew=self.notifier.wake,
+            on_cancel=self._cancel_requested,
         )
-        self.sessions = SessionRegistry(new_session_machine(), retention_seconds=settings.session_retention_seconds)
+        self.sessions = SessionRegistry(new_session_machine(), self.session_store, self.notifier)
         self.tools = tools if tools is not None else default_tools(settings)
         # One outbound client for the LLM, DWP tools and AgentTask reports.
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.tool_timeout_seconds))
         self.task_reporter = (
-            AgentTaskReporter(self.http, settings.agent_task_url, timeout_seconds=settings.tool_timeout_seconds)
+            AgentTaskReporter(self.http, settings.agent_task_url, self.feed, timeout_seconds=settings.tool_timeout_seconds)
             if settings.agent_task_url
             else None
         )
@@ -72,42 +86,123 @@ class Runtime:
             gateway_url=settings.dwp_gateway_url,
             task_reporter=self.task_reporter,
         )
-        self._runs: set[asyncio.Task[None]] = set()
-        self._hub_task: asyncio.Task[None] | None = None
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self.runs_started = 0  # created or adopted here, since start-up
+        self._background: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Runtime:
-        self._hub_task = asyncio.create_task(self.hub.run(), name="aura-signal-hub")
+        self._background = [
+            asyncio.create_task(self.hub.run(), name="aura-signal-hub"),
+            asyncio.create_task(self._keep_leases(), name="aura-leases"),
+        ]
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.drain()
-        if self._hub_task is not None:
-            self._hub_task.cancel()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._hub_task
+                await task
         if self.task_reporter is not None:
             await self.task_reporter.aclose()
         await self.http.aclose()
         await self.redis.aclose()
 
+    def feed(self, session_id: str) -> SessionFeed:
+        return SessionFeed(session_id, self.session_store, self.notifier, self.sessions.local)
+
     def start(self, session: Session) -> None:
         """Run the session in a task owned by this runtime, not by the HTTP request."""
         task = asyncio.create_task(self.runner.run(session), name=f"aura-session-{session.id}")
-        self._runs.add(task)
-        task.add_done_callback(self._runs.discard)
+        self.runs_started += 1
+        self._runs[session.id] = task
+        task.add_done_callback(lambda _: self._runs.pop(session.id, None))
 
     async def drain(self) -> None:
-        """Cancel every run (each ends its stream with `error` and [DONE]) within the grace time."""
-        runs = list(self._runs)
-        if not runs:
-            return
-        log.info("draining %d session run(s)", len(runs))
+        """Stop driving sessions without ending them: streams end, leases go, others adopt.
+
+        Each session stays in Redis where it was; a replica (or this process,
+        restarted) takes it over as soon as it sees the lease gone.
+        """
+        self.notifier.drain()
+        sessions = self.sessions.all()
+        for session in sessions:
+            session.detached = True
+        runs = list(self._runs.values())
         for task in runs:
             task.cancel()
-        await asyncio.wait(runs, timeout=self.settings.shutdown_grace_seconds)
+        if runs:
+            log.info("draining %d session run(s)", len(runs))
+            await asyncio.wait(runs, timeout=self.settings.shutdown_grace_seconds)
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.settings.redis_timeout_seconds):
+                    await self.session_store.release(session.id)
 
+    # -- leases and adoption -----------------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            try:
+                await self._renew_and_adopt()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("lease upkeep failed (%s: %s); retrying", type(exc).__name__, exc)
+            except Exception:
+                log.exception("lease upkeep failed")
+            await asyncio.sleep(interval)
+
+    async def _renew_and_adopt(self) -> None:
+        if self.notifier.draining:
+            return
+        timeout = self.settings.redis_timeout_seconds
+        for session in self.sessions.all():
+            async with asyncio.timeout(timeout):
+                kept = await self.session_store.renew(session.id)
+            if not kept:
+                log.warning("session %s: lease taken by another instance; stopping here", session.id)
+                self._detach(session)
+        async with asyncio.timeout(timeout):
+            candidates = await self.session_store.live_sessions()
+        for session_id in candidates:
+            if self.sessions.local(session_id) is not None or self.notifier.draining:
+                continue
+            async with asyncio.timeout(timeout):
+                if await self.session_store.acquire(session_id):
+                    await self._adopt(session_id)
+
+    async def _adopt(self, session_id: str) -> None:
+        fields = await self.session_store.load(session_id)
+        if fields is None or fields.get("state") in (State.DONE.value, State.ABORTED.value):
+            await self.session_store.forget(session_id)
+            await self.session_store.release(session_id)
+            return
+        session = self.sessions.adopt(fields)
+        log.info("adopted session %s in state %s at event %d", session_id, fields.get("state"), session.seq)
+        self.start(session)
+
+    def _detach(self, session: Session) -> None:
+        session.detached = True
+        task = self._runs.get(session.id)
+        if task is not None:
+            task.cancel()
+        else:
+            self.sessions.drop(session)
+
+    def _cancel_requested(self, session_id: str) -> None:
+        """A cancel published for a session: act on it if this process drives it."""
+        session = self.sessions.local(session_id)
+        task = self._runs.get(session_id)
+        if session is None or task is None:
+            return
+        session.cancel_requested = True
+        task.cancel()
+
+    # -- health ---------------------------------------------------------------------------------
     async def redis_ok(self) -> bool:
         try:
             async with asyncio.timeout(min(1.0, self.settings.redis_timeout_seconds)):
@@ -116,11 +211,12 @@ class Runtime:
             return False
 
     def counts(self) -> dict[str, int]:
-        live = self.sessions.live()
+        live = [s for s in self.sessions.all() if not s.model.is_final]
         return {
             "live": len(live),
             "awaitingApproval": sum(1 for s in live if s.state is State.AWAITING_APPROVAL),
-            "retained": len(self.sessions),
+            "driven": len(self.sessions),
+            "started": self.runs_started,
         }
 
 

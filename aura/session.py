@@ -1,21 +1,35 @@
-"""A live agent session: its identity, its state machine model and its event feed."""
+"""An agent session driven by this process: identity, state machine model, progress and its log.
+
+Everything needed to continue the session elsewhere is written to its Redis
+snapshot together with each event (one transaction), so a replica that adopts
+the session (:meth:`Session.restore`) continues exactly where it stopped.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from statemachines import SessionMachine, SessionModel, State, Transition
+from redis.exceptions import RedisError
+
+from statemachines import AbortReason, SessionMachine, SessionModel, State, Transition
 
 from aura.auth import Principal
+from aura.errors import LeaseLost
 from aura.events import AgentEvent, EventType
-from aura.feed import SessionFeed
-from aura.ids import SessionId, new_session_id
+from aura.feed import Notifier
+from aura.ids import EventId, SessionId, new_session_id
+from aura.planner import Plan
+from aura.session_store import SessionStore
+from aura.snapshot import plan_from_json, plan_to_json
 
 log = logging.getLogger(__name__)
+
+_APPEND_BACKOFF_SECONDS: Final = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +45,26 @@ class Session:
     id: SessionId
     owner: Principal
     request: SessionRequest
-    feed: SessionFeed
+    store: SessionStore
+    notifier: Notifier
     model: SessionModel = field(init=False)
     created_at: float = field(default_factory=time.time)
-    conversation: list[dict[str, Any]] = field(default_factory=list)  # the planner's chat so far
+    # progress, persisted with every event
+    plan: Plan | None = None
+    step_index: int = 0
+    outcomes: dict[str, str | None] = field(default_factory=dict)  # step id -> tool result
+    approval_deadline: float | None = None
+    tool_started: str | None = None  # a step whose tool began and has not reported back
+    answered_chars: int = 0
+    seq: int = 0
+    # local only
+    events: list[AgentEvent] = field(default_factory=list)  # appended events since cache_base
+    cache_base: int = 0
+    ended: bool = False
+    detached: bool = False  # this process stopped driving the session (drain, lease lost)
+    cancel_requested: bool = False
+    _pending: list[tuple[EventType, dict[str, Any]]] = field(default_factory=list)
+    _plan_dirty: bool = False
 
     def __post_init__(self) -> None:
         self.model = SessionModel(listener=self._on_transition)
@@ -43,8 +73,67 @@ class Session:
     def state(self) -> State:
         return self.model.current
 
-    def emit(self, type_: EventType, data: dict[str, Any]) -> AgentEvent:
-        return self.feed.append(type_, data)
+    @property
+    def conversation(self) -> list[dict[str, Any]]:
+        return self.plan.conversation if self.plan is not None else []
+
+    def set_plan(self, plan: Plan) -> None:
+        self.plan = plan
+        self.step_index = 0
+        self._plan_dirty = True
+
+    def record_outcome(self, step_id: str, result: str | None) -> None:
+        self.outcomes[step_id] = result
+        self.step_index += 1
+        self._plan_dirty = True
+
+    # -- the log -------------------------------------------------------------------------
+    async def emit(self, type_: EventType, data: dict[str, Any]) -> AgentEvent:
+        """Append one event to the Redis log (with the snapshot), then show it to followers."""
+        event = AgentEvent.create(EventId(self.id, self.seq + 1), type_, data)
+        await self._append([event])
+        return event
+
+    async def flush(self) -> None:
+        """Write the events that state transitions produced (their callbacks cannot await)."""
+        pending, self._pending = self._pending, []
+        events: list[AgentEvent] = []
+        for type_, data in pending:
+            events.append(AgentEvent.create(EventId(self.id, self.seq + len(events) + 1), type_, data))
+        if events:
+            await self._append(events)
+
+    async def close(self) -> None:
+        """Mark the end of the log: followers then get [DONE]."""
+        await self._append([], end=True)
+        self.ended = True
+        self.notifier.wake(self.id)
+
+    async def _append(self, events: list[AgentEvent], *, end: bool = False) -> None:
+        fields = self._fields(events[-1].seq if events else self.seq)
+        frames = [(e.seq, e.frame.decode("ascii")) for e in events]
+        for delay in (*_APPEND_BACKOFF_SECONDS, None):
+            try:
+                await self.store.append(self.id, frames, fields, end=end)
+                break
+            except LeaseLost:
+                raise
+            except (RedisError, OSError, TimeoutError) as exc:
+                if delay is None:
+                    raise
+                log.warning("session %s: Redis refused an append (%s); retrying in %.1f s", self.id, exc, delay)
+                await asyncio.sleep(delay)
+        self._plan_dirty = False
+        if events:
+            self.seq = events[-1].seq
+            self.events.extend(events)
+            self.notifier.wake(self.id)
+
+    def covers(self, seq: int) -> bool:
+        return seq >= self.cache_base
+
+    def frames_after(self, seq: int) -> list[tuple[int, bytes]]:
+        return [(e.seq, e.frame) for e in self.events[seq - self.cache_base :]]
 
     def _on_transition(self, change: Transition) -> None:
         data: dict[str, Any] = {
@@ -55,42 +144,103 @@ class Session:
         }
         if change.dest is State.ABORTED and self.model.abort_reason is not None:
             data["reason"] = self.model.abort_reason.value
-        self.emit(EventType.STATE, data)
+        self._pending.append((EventType.STATE, data))
+
+    # -- the snapshot --------------------------------------------------------------------
+    def _fields(self, seq: int) -> dict[str, str]:
+        fields = {
+            "state": self.model.state,
+            "seq": str(seq),
+            "step": str(self.step_index),
+            "pendingRequestId": self.model.pending_request_id or "",
+            "approvalDeadline": "" if self.approval_deadline is None else repr(self.approval_deadline),
+            "toolStarted": self.tool_started or "",
+            "answeredChars": str(self.answered_chars),
+            "abortReason": self.model.abort_reason.value if self.model.abort_reason else "",
+            "abortDetail": self.model.abort_detail or "",
+            "updatedAt": repr(time.time()),
+        }
+        if self._plan_dirty and self.plan is not None:
+            fields["plan"] = plan_to_json(self.plan)
+            fields["outcomes"] = json.dumps(self.outcomes, ensure_ascii=False, separators=(",", ":"))
+        return fields
+
+    def identity_fields(self) -> dict[str, str]:
+        return {
+            "sessionId": self.id,
+            "tenantId": self.owner.tenant_id,
+            "userId": self.owner.user_id,
+            "agentId": self.request.agent_id or "",
+            "authorization": self.request.authorization or "",
+            "prompt": self.request.prompt,
+            "context": json.dumps(self.request.context, ensure_ascii=False, separators=(",", ":")),
+            "createdAt": repr(self.created_at),
+            **self._fields(0),
+        }
+
+    @classmethod
+    def restore(cls, fields: dict[str, str], store: SessionStore, notifier: Notifier) -> Session:
+        request = SessionRequest(
+            prompt=fields["prompt"],
+            context=json.loads(fields.get("context") or "{}"),
+            agent_id=fields.get("agentId") or None,
+            authorization=fields.get("authorization") or None,
+        )
+        owner = Principal(user_id=fields["userId"], tenant_id=fields["tenantId"])
+        session = cls(SessionId(fields["sessionId"]), owner, request, store, notifier, created_at=float(fields["createdAt"]))
+        if fields.get("plan"):
+            session.plan = plan_from_json(fields["plan"])
+            session.outcomes = json.loads(fields.get("outcomes") or "{}")
+        session.step_index = int(fields.get("step") or 0)
+        session.seq = session.cache_base = int(fields.get("seq") or 0)
+        session.tool_started = fields.get("toolStarted") or None
+        session.answered_chars = int(fields.get("answeredChars") or 0)
+        deadline = fields.get("approvalDeadline")
+        session.approval_deadline = float(deadline) if deadline else None
+        session.model.pending_request_id = fields.get("pendingRequestId") or None
+        if fields.get("abortReason"):
+            session.model.abort_reason = AbortReason(fields["abortReason"])
+        session.cancel_requested = fields.get("cancelRequested") == "1"
+        return session
 
 
 class SessionRegistry:
-    """Live sessions, plus finished ones kept ``retention_seconds`` for replay by Last-Event-ID."""
+    """The sessions this process drives (created here or adopted)."""
 
-    def __init__(self, machine: SessionMachine, *, retention_seconds: float) -> None:
+    def __init__(self, machine: SessionMachine, store: SessionStore, notifier: Notifier) -> None:
         self._machine = machine
-        self._retention = retention_seconds
-        self._sessions: dict[SessionId, Session] = {}
+        self._store = store
+        self._notifier = notifier
+        self._sessions: dict[str, Session] = {}
 
-    def create(self, owner: Principal, request: SessionRequest) -> Session:
-        session_id = new_session_id()
-        session = Session(session_id, owner, request, SessionFeed(session_id))
+    async def create(self, owner: Principal, request: SessionRequest) -> Session:
+        session = Session(new_session_id(), owner, request, self._store, self._notifier)
         self._machine.add(session.model)
-        self._sessions[session_id] = session
+        try:
+            await self._store.create(session.id, session.identity_fields())
+        except BaseException:
+            self._machine.remove(session.model)
+            raise
+        self._sessions[session.id] = session
         return session
 
-    def get(self, session_id: SessionId, owner: Principal) -> Session | None:
-        """The session, only for its owner (tenant and user): others learn nothing."""
-        session = self._sessions.get(session_id)
-        if session is None or session.owner != owner:
-            return None
+    def adopt(self, fields: dict[str, str]) -> Session:
+        session = Session.restore(fields, self._store, self._notifier)
+        self._machine.add(session.model, State(fields["state"]))
+        self._sessions[session.id] = session
         return session
 
-    def live(self) -> list[Session]:
-        return [s for s in self._sessions.values() if not s.model.is_final]
+    def local(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def all(self) -> list[Session]:
+        return list(self._sessions.values())
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def finish(self, session: Session) -> None:
-        """Detach a final session from the machine; forget it after the retention time."""
+    def drop(self, session: Session) -> None:
+        """Stop tracking a session here (it ended, or another instance drives it now)."""
         self._machine.remove(session.model)
-        session.feed.close()
-        if self._retention <= 0:
-            self._sessions.pop(session.id, None)
-            return
-        asyncio.get_running_loop().call_later(self._retention, self._sessions.pop, session.id, None)
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]

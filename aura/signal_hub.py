@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +20,14 @@ from redis.asyncio import Redis
 
 from aura.errors import MalformedSignal
 from aura.hitl_store import CHANNEL_PATTERN, HitlStore
+from aura.session_store import CANCEL_CHANNEL_PATTERN, EVENTS_CHANNEL_PATTERN
 from aura.signals import Signal, parse_signal
 
 log = logging.getLogger(__name__)
 
 _CHANNEL_PREFIX = CHANNEL_PATTERN[:-1]
+_EVENTS_PREFIX = EVENTS_CHANNEL_PATTERN[:-1]
+_CANCEL_PREFIX = CANCEL_CHANNEL_PATTERN[:-1]
 _MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -43,9 +47,18 @@ class ApprovalWaiter:
 
 class SignalHub:
     def __init__(
-        self, subscriber: Redis, store: HitlStore, *, sweep_seconds: float, redis_timeout_seconds: float
+        self,
+        subscriber: Redis,
+        store: HitlStore,
+        *,
+        sweep_seconds: float,
+        redis_timeout_seconds: float,
+        on_log_grew: Callable[[str], None] | None = None,
+        on_cancel: Callable[[str], None] | None = None,
     ) -> None:
         self._subscriber = subscriber
+        self._on_log_grew = on_log_grew
+        self._on_cancel = on_cancel
         self._store = store
         self._sweep_seconds = sweep_seconds
         self._timeout = redis_timeout_seconds
@@ -102,7 +115,7 @@ class SignalHub:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 async with asyncio.timeout(self._timeout):
-                    await pubsub.psubscribe(CHANNEL_PATTERN)
+                    await pubsub.psubscribe(CHANNEL_PATTERN, EVENTS_CHANNEL_PATTERN, CANCEL_CHANNEL_PATTERN)
                 self.subscribed.set()
                 backoff = 0.1
                 await self.recheck()  # whatever was published while we were not listening
@@ -132,6 +145,11 @@ class SignalHub:
             return
         channel = message.get("channel")
         data = message.get("data")
-        if not isinstance(channel, str) or not channel.startswith(_CHANNEL_PREFIX) or not isinstance(data, str):
+        if not isinstance(channel, str) or not isinstance(data, str):
             return
-        self.deliver(channel[len(_CHANNEL_PREFIX) :], data)
+        if channel.startswith(_CHANNEL_PREFIX):
+            self.deliver(channel[len(_CHANNEL_PREFIX) :], data)
+        elif channel.startswith(_EVENTS_PREFIX) and self._on_log_grew is not None:
+            self._on_log_grew(channel[len(_EVENTS_PREFIX) :])
+        elif channel.startswith(_CANCEL_PREFIX) and self._on_cancel is not None:
+            self._on_cancel(channel[len(_CANCEL_PREFIX) :])

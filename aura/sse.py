@@ -21,6 +21,8 @@ SSE_HEADERS: Final[Mapping[str, str]] = {
 DONE_FRAME: Final = b"data: [DONE]\n\n"  # CONTRACT §3.3: ends every stream
 # A comment the gateway passes untouched because it contains "id:" (CONTRACT §3.6 point 4, §3.7).
 HEARTBEAT_FRAME: Final = b": keepalive id:-\n\n"
+# Ends a stream when the server shuts down, without [DONE]; "id:" keeps the gateway out of it.
+DRAIN_FRAME: Final = b": server draining, reconnect with Last-Event-ID id:-\n\n"
 
 
 class EventStreamResponse(StreamingResponse):
@@ -33,16 +35,21 @@ async def feed_frames(feed: SessionFeed, *, after_seq: int, heartbeat_seconds: f
 
     One writer sends both events and heartbeats, so frames never interleave. Each
     event is yielded on its own: one ``http.response.body`` message, one write.
+    When the server drains, the stream ends without [DONE]: the session is not
+    over, and the client reconnects with its Last-Event-ID (to another replica).
     """
     cursor = after_seq
     while True:
-        events = await feed.read_after(cursor, timeout=heartbeat_seconds)
-        if events:
-            for event in events:
-                yield event.frame
-            cursor = events[-1].seq
+        frames = await feed.read_after(cursor, timeout=heartbeat_seconds)
+        if frames:
+            for seq, frame in frames:
+                yield frame
+                cursor = seq
         elif feed.closed:
             break
+        elif feed.draining:
+            yield DRAIN_FRAME
+            return
         else:
             yield HEARTBEAT_FRAME
     yield DONE_FRAME

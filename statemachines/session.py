@@ -187,8 +187,9 @@ class SessionMachine:
             after_state_change="after_transition",
         )
 
-    def add(self, model: SessionModel) -> None:
-        self._machine.add_model(model)
+    def add(self, model: SessionModel, state: State | None = None) -> None:
+        """Attach ``model``; ``state`` restores a session persisted elsewhere (default: planning)."""
+        self._machine.add_model(model, initial=state.value if state is not None else None)
 
     def remove(self, model: SessionModel) -> None:
         if model in self._machine.models:

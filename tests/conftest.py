@@ -41,7 +41,7 @@ def base_settings(redis_server: RedisServer) -> Settings:
         redis_url=redis_server.url,
         hitl_timeout_seconds=30,
         heartbeat_seconds=15,
-        session_retention_seconds=120,
+        lease_seconds=3,
         signal_sweep_seconds=5,
         shutdown_grace_seconds=5,
     )

@@ -15,13 +15,16 @@ from starlette.routing import Route
 from aura.config import Settings
 from aura.envelope import error_response
 from aura.errors import ApiError, InternalError, MethodNotAllowed, NotFound
-from aura.http import health, hitl, stream
+from aura.http import health, hitl, sessions, stream
 from aura.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 ROUTES = [
     Route("/aura/test/stream", stream.stream, methods=["POST", "GET"]),
+    Route("/aura/sessions/{session_id}", sessions.get_session, methods=["GET"]),
+    Route("/aura/sessions/{session_id}/events", sessions.session_events, methods=["GET"]),
+    Route("/aura/sessions/{session_id}/cancel", sessions.cancel_session, methods=["POST"]),
     Route("/aura/hitl/approve/{request_id}", hitl.approve, methods=["POST"]),
     Route("/aura/hitl/reject/{request_id}", hitl.reject, methods=["POST"]),
     Route("/aura/hitl/requests/{request_id}", hitl.get_request, methods=["GET"]),

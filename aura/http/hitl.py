@@ -6,20 +6,19 @@ serves them for direct callers and demos without Java.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from aura.auth import authenticate_approver, tenant_header
 from aura.envelope import success_response
-from aura.errors import InternalError, NotFound, StoreUnavailable, TenantMismatch, ValidationFailed
+from aura.errors import InternalError, NotFound, TenantMismatch, ValidationFailed
 from aura.hitl_store import DecisionResult, Outcome
 from aura.http.body import parse_json_object, read_body
+from aura.http.storage import bounded
 from aura.runtime import Runtime
 from aura.signals import Decision
 
@@ -102,8 +101,4 @@ def _same_tenant(raw_record: str, tenant: str) -> bool:
 
 
 async def _store_call(runtime: Runtime, call: Awaitable[T]) -> T:
-    try:
-        async with asyncio.timeout(runtime.settings.redis_timeout_seconds):
-            return await call
-    except (RedisError, OSError, TimeoutError) as exc:
-        raise StoreUnavailable(f"Redis is unavailable: {type(exc).__name__}") from None
+    return await bounded(call, runtime.settings.redis_timeout_seconds)

@@ -1,56 +1,128 @@
-"""The session feed: numbering, replay and waking followers."""
+"""Following a session's log in Redis: order, wake-ups, end, trimming, and the SSE writer."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
+from aura.auth import Principal
+from aura.errors import LeaseLost
 from aura.events import EventType
-from aura.feed import SessionFeed
-from aura.ids import new_session_id
-from aura.sse import DONE_FRAME, HEARTBEAT_FRAME, feed_frames
+from aura.feed import Notifier, SessionFeed
+from aura.session import Session, SessionRegistry, SessionRequest
+from aura.session_store import SessionStore
+from aura.sse import DONE_FRAME, DRAIN_FRAME, HEARTBEAT_FRAME, feed_frames
+from statemachines import SessionMachine
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_events_are_numbered_from_one_and_replayed_after_a_cursor():
-    feed = SessionFeed(new_session_id())
+def store_for(redis, instance: str = "test-a", max_events: int = 10_000) -> SessionStore:
+    return SessionStore(redis, instance, ttl_seconds=1800, max_events=max_events, lease_seconds=30)
+
+
+async def new_session(redis, **kwargs) -> tuple[Session, SessionStore, Notifier, SessionRegistry]:
+    store, notifier = store_for(redis, **kwargs), Notifier()
+    registry = SessionRegistry(SessionMachine(), store, notifier)
+    session = await registry.create(Principal("1", "1"), SessionRequest("hi", {}))
+    return session, store, notifier, registry
+
+
+def remote_feed(session: Session, store: SessionStore, notifier: Notifier) -> SessionFeed:
+    """A follower on another replica: nothing local, everything from Redis."""
+    return SessionFeed(session.id, store, notifier, lambda _: None)
+
+
+async def test_events_are_read_back_in_order_from_redis_and_locally(redis):
+    session, store, notifier, registry = await new_session(redis)
     for n in range(5):
-        feed.append(EventType.CONTENT, {"content": str(n)})
-    assert [e.seq for e in feed.events_after(0)] == [1, 2, 3, 4, 5]
-    assert [e.data["content"] for e in feed.events_after(3)] == ["3", "4"]
-    assert feed.events_after(99) == []
+        await session.emit(EventType.CONTENT, {"content": str(n)})
+    remote = await remote_feed(session, store, notifier).read_after(2, timeout=1)
+    local = await SessionFeed(session.id, store, notifier, registry.local).read_after(2, timeout=1)
+    assert [seq for seq, _ in remote] == [3, 4, 5]
+    assert remote == local
+    assert json.loads(remote[0][1].split(b"data: ")[1])["data"]["content"] == "2"
 
 
-async def test_read_after_wakes_every_follower_on_append():
-    feed = SessionFeed(new_session_id())
-    readers = [asyncio.create_task(feed.read_after(0, timeout=5)) for _ in range(3)]
-    await asyncio.sleep(0)
-    feed.append(EventType.CONTENT, {"content": "x"})
-    results = await asyncio.gather(*readers)
-    assert all([e.seq for e in r] == [1] for r in results)
+async def test_read_after_wakes_every_follower_on_append(redis):
+    session, store, notifier, _ = await new_session(redis)
+    readers = [asyncio.create_task(remote_feed(session, store, notifier).read_after(0, timeout=5)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    await session.emit(EventType.CONTENT, {"content": "x"})
+    results = await asyncio.wait_for(asyncio.gather(*readers), 2)
+    assert all([seq for seq, _ in r] == [1] for r in results)
 
 
-async def test_read_after_times_out_empty():
-    feed = SessionFeed(new_session_id())
-    assert await feed.read_after(0, timeout=0.01) == []
+async def test_a_spurious_wake_does_not_end_the_wait_early(redis):
+    """Regression: a notification for an event already read made the writer send a heartbeat at once."""
+    session, store, notifier, _ = await new_session(redis)
+    feed = remote_feed(session, store, notifier)
+    reader = asyncio.create_task(feed.read_after(0, timeout=0.5))
+    await asyncio.sleep(0.05)
+    notifier.wake(session.id)  # nothing new in the log
+    await asyncio.sleep(0.05)
+    assert not reader.done()
+    await session.emit(EventType.CONTENT, {"content": "x"})
+    assert [seq for seq, _ in await asyncio.wait_for(reader, 1)] == [1]
 
 
-async def test_closed_feed_refuses_appends():
-    feed = SessionFeed(new_session_id())
-    feed.close()
-    with pytest.raises(RuntimeError):
-        feed.append(EventType.CONTENT, {})
+async def test_read_after_times_out_empty(redis):
+    session, store, notifier, _ = await new_session(redis)
+    assert await remote_feed(session, store, notifier).read_after(0, timeout=0.05) == []
 
 
-async def test_writer_sends_heartbeats_while_idle_then_events_then_done():
-    feed = SessionFeed(new_session_id())
-    frames = feed_frames(feed, after_seq=0, heartbeat_seconds=0.01)
+async def test_end_marker_closes_the_feed(redis):
+    session, store, notifier, _ = await new_session(redis)
+    await session.emit(EventType.CONTENT, {"content": "x"})
+    await session.close()
+    feed = remote_feed(session, store, notifier)
+    assert len(await feed.read_after(0, timeout=1)) == 1
+    assert await feed.read_after(1, timeout=1) == [] and feed.closed
+    assert session.id not in await store.live_sessions()
+
+
+async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(redis):
+    session, store, notifier, _ = await new_session(redis, max_events=100)
+    for n in range(400):
+        await session.emit(EventType.CONTENT, {"content": str(n)})
+    frames = await remote_feed(session, store, notifier).read_after(1, timeout=1)
+    first_kept = frames[1][0]
+    assert first_kept > 2  # Redis trimmed the start
+    assert frames[0][0] == first_kept - 1
+    assert b"event: snapshot" in frames[0][1] and f"id: {session.id}.{first_kept - 1}".encode() in frames[0][1]
+    view = json.loads(frames[0][1].split(b"data: ")[1])["data"]
+    assert view["seq"] == 400 and "authorization" not in view
+    assert [seq for seq, _ in frames[1:]] == list(range(first_kept, first_kept + len(frames) - 1))
+
+
+async def test_appends_are_fenced_by_the_lease(redis):
+    session, store, _, _ = await new_session(redis)
+    await redis.set(f"aura:session:{session.id}:lease", "someone-else")
+    with pytest.raises(LeaseLost):
+        await session.emit(EventType.CONTENT, {"content": "x"})
+    assert await redis.xlen(f"aura:session:{session.id}:events") == 0
+
+
+async def test_writer_sends_heartbeats_while_idle_then_events_then_done(redis):
+    session, store, notifier, registry = await new_session(redis)
+    frames = feed_frames(SessionFeed(session.id, store, notifier, registry.local), after_seq=0, heartbeat_seconds=0.05)
     assert await anext(frames) == HEARTBEAT_FRAME
-    event = feed.append(EventType.CONTENT, {"content": "x"})
-    feed.close()
+    event = await session.emit(EventType.CONTENT, {"content": "x"})
     assert await anext(frames) == event.frame
+    await session.close()
     assert await anext(frames) == DONE_FRAME
+    with pytest.raises(StopAsyncIteration):
+        await anext(frames)
+
+
+async def test_writer_ends_without_done_when_the_server_drains(redis):
+    session, store, notifier, _ = await new_session(redis)
+    frames = feed_frames(remote_feed(session, store, notifier), after_seq=0, heartbeat_seconds=5)
+    pending = asyncio.create_task(anext(frames))
+    await asyncio.sleep(0.05)
+    notifier.drain()
+    assert await asyncio.wait_for(pending, 1) == DRAIN_FRAME
     with pytest.raises(StopAsyncIteration):
         await anext(frames)

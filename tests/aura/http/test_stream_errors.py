@@ -388,7 +388,7 @@ async def test_s1_4_legacy_get_still_requires_authorization(client):
 async def test_s2_5_compat_missing_authorization_is_200_sse_with_one_error_event_and_no_session(start_server):
     server = start_server(stream_auth=StreamAuthPolicy.COMPAT)
     before = server.runtime.counts()
-    assert before == {"live": 0, "awaitingApproval": 0, "retained": 0}
+    assert before == {"live": 0, "awaitingApproval": 0, "driven": 0, "started": 0}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
         hdrs = {"Accept": "text/event-stream", "Content-Type": "application/json", "X-Tenant-ID": "1"}
         async with c.stream("POST", PATH, json={"prompt": "test"}, headers=hdrs) as response:
@@ -411,7 +411,7 @@ async def test_s2_5_compat_still_runs_nothing_for_the_legacy_get(start_server):
             assert response.status_code == 200
             frames = await SseStream(response).rest(timeout=5)
     assert [f.type for f in frames] == ["error", None] and frames[0].body["code"] == "E2000"
-    assert server.runtime.counts()["retained"] == 0
+    assert server.runtime.counts()["started"] == 0
 
 
 async def test_s2_5_compat_invalid_or_expired_token_is_still_401(start_server):
@@ -422,14 +422,14 @@ async def test_s2_5_compat_invalid_or_expired_token_is_still_401(start_server):
         assert_error_envelope(await post(c, bearer(make_token(lifetime=-120))), 401, "E2002")
         assert_error_envelope(await post(c, {"X-Tenant-ID": "1", "Authorization": "Basic eHg6eXk="}), 401, "E2000")
         assert_error_envelope(await post(c, {}), 400, "E2006")
-    assert server.runtime.counts()["retained"] == 0
+    assert server.runtime.counts()["started"] == 0
 
 
 async def test_s2_5_compat_valid_token_runs_normally(start_server):
     server = start_server(stream_auth=StreamAuthPolicy.COMPAT)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
         await assert_stream_accepted(c, auth_headers())
-    assert server.runtime.counts()["retained"] == 1
+    assert server.runtime.counts()["started"] == 1
 
 
 # -- routing -------------------------------------------------------------------------------------
@@ -469,3 +469,16 @@ async def test_s1_gateway_host_and_forwarded_headers_are_accepted(client):
         "Last-Event-ID": "event_123",
     }
     await assert_stream_accepted(client, headers)
+
+
+async def test_redis_down_new_stream_and_session_api_are_503_envelopes_not_500(start_server):
+    """Regression: creating or resuming a session with Redis away raised a bare 500."""
+    from tests.support.redis_server import free_port
+
+    server = start_server(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_seconds=0.5)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+        created = await c.post("/aura/test/stream", headers=auth_headers(), json={"prompt": "hello"})
+        resumed = await c.get("/aura/sessions/sess_000000000000000000000000", headers=auth_headers())
+    for response in (created, resumed):
+        assert response.status_code == 503, response.text
+        assert response.json()["errorCode"] == "E5000"

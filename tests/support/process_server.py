@@ -1,0 +1,76 @@
+"""`python -m aura serve` as a real subprocess, to kill for real (SIGKILL, SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "your_shared_secret_key_must_be_at_least_256_bits_long_for_HS256"
+
+
+class AuraProcess:
+    def __init__(self, redis_url: str | None, **env: str) -> None:
+        self.port = free_port()
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "AURA_", "REDIS_"))}
+        self.env = {
+            **base,
+            "JWT_SECRET": SECRET,
+            "AURA_PORT": str(self.port),
+            "AURA_LOG_LEVEL": "warning",
+            "AURA_LEASE_SECONDS": "1",
+            "AURA_SIGNAL_SWEEP_SECONDS": "0.5",
+            "AURA_SHUTDOWN_GRACE_SECONDS": "3",
+            "AURA_REDIS_TIMEOUT_SECONDS": "1",
+            **({"REDIS_URL": redis_url} if redis_url else {}),
+            **env,
+        }
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> AuraProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aura", "serve"], cwd=ROOT, env=self.env, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.kill()
+                raise RuntimeError("aura serve did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.wait()
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 15) -> str:
+        """Wait for the exit; return what the process wrote to stderr."""
+        if self.process is None:
+            return ""
+        try:
+            _, stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, stderr = self.process.communicate(timeout=5)
+        return stderr or ""
