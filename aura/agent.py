@@ -122,26 +122,26 @@ class AgentRunner:
             step = plan.steps[session.step_index]
             waiting = session.state is State.AWAITING_APPROVAL  # adopted while waiting: keep waiting
             if not waiting:
-                await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "executing"})
+                session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "executing"})
             result: str | None = None
             if step.tool is not None:
                 done, result = await self._run_tool_step(session, step, resume_wait=waiting)
                 if not done:
                     return
             session.record_outcome(step.id, result)
-            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "completed"})
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "completed"})
         await self._answer(session, plan)
         await self._fire(session, Trigger.FINISH)
 
     async def _make_plan(self, session: Session) -> None:
         request = session.request
-        await session.emit(EventType.THOUGHT, _thought("Analyzing the request...", "analysis"))
+        session.emit(EventType.THOUGHT, _thought("Analyzing the request...", "analysis"))
         plan = await self._planner.plan(request.prompt, request.context)
         session.set_plan(plan)
         for piece in _pieces(plan.thought):
-            await session.emit(EventType.THOUGHT, _thought(piece, "planning"))
+            session.emit(EventType.THOUGHT, _thought(piece, "planning"))
         for order, step in enumerate(plan.steps):
-            await session.emit(EventType.PLAN_STEP, _plan_step(step, order))
+            session.emit(EventType.PLAN_STEP, _plan_step(step, order))
         await self._fire(session, Trigger.START_EXECUTION)
 
     async def _interrupted(self, session: Session, plan: Plan) -> None:
@@ -149,11 +149,11 @@ class AgentRunner:
         step = next(s for s in plan.steps if s.id == session.tool_started)
         message = "interrupted: the process running this tool stopped; it was not retried, to avoid running it twice"
         session.tool_started = None
-        await session.emit(
+        session.emit(
             EventType.TOOL_EXECUTION,
             {"tool": step.tool, "params": step.params, "stepId": step.id, "status": "failed", "error": message},
         )
-        await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
+        session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
         await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"{step.tool} {message}")
 
     async def _run_tool_step(self, session: Session, step: PlanStep, *, resume_wait: bool) -> tuple[bool, str | None]:
@@ -165,20 +165,20 @@ class AgentRunner:
             problem = validate_params(tool, step.params)
         if problem is not None or tool is None:
             message = problem or f"unknown tool: {step.tool}"
-            await session.emit(
+            session.emit(
                 EventType.TOOL_EXECUTION,
                 {"tool": step.tool, "params": step.params, "stepId": step.id, "status": "failed", "error": message},
             )
-            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
             await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"{step.tool or 'tool'} cannot run: {message}")
             return False, None
         if tool.requires_approval:
             if not await self._approved(session, step, tool, resume_wait=resume_wait):
                 return False, None
-            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "approved"})
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "approved"})
         ok, text = await self._execute(session, step, tool)
         if not ok:
-            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "failed"})
             await self._abort(session, Trigger.FAIL, ErrorKind.TOOL, f"{tool.name} failed: {text}")
             return False, None
         return True, text
@@ -187,7 +187,8 @@ class AgentRunner:
         base = {"tool": tool.name, "params": step.params, "stepId": step.id}
         session.tool_started = step.id
         # Persisted before the tool runs: a successor never runs it a second time.
-        await session.emit(EventType.TOOL_EXECUTION, {**base, "status": "executing"})
+        session.emit(EventType.TOOL_EXECUTION, {**base, "status": "executing"})
+        await session.sync()
         ctx = ToolContext(
             session.owner.tenant_id,
             session.owner.user_id,
@@ -210,10 +211,10 @@ class AgentRunner:
             error = _describe(exc)
         else:
             session.tool_started = None
-            await session.emit(EventType.TOOL_EXECUTION, {**base, "status": "completed", "result": _clip(result)})
+            session.emit(EventType.TOOL_EXECUTION, {**base, "status": "completed", "result": _clip(result)})
             return True, result
         session.tool_started = None
-        await session.emit(EventType.TOOL_EXECUTION, {**base, "status": "failed", "error": _clip(error)})
+        session.emit(EventType.TOOL_EXECUTION, {**base, "status": "failed", "error": _clip(error)})
         return False, error
 
     async def _answer(self, session: Session, plan: Plan) -> None:
@@ -226,7 +227,7 @@ class AgentRunner:
                     continue
                 piece, skip = piece[skip:], 0
                 session.answered_chars += len(piece)
-                await session.emit(EventType.CONTENT, {"content": piece, "format": "markdown"})
+                session.emit(EventType.CONTENT, {"content": piece, "format": "markdown"})
 
     # -- HITL (CONTRACT §4.1) -----------------------------------------------------------
     async def _approved(self, session: Session, step: PlanStep, tool: Tool, *, resume_wait: bool) -> bool:
@@ -249,7 +250,7 @@ class AgentRunner:
             self._hub.unregister(waiter)
         if signal is None or signal.decision is Decision.REJECTED:
             # Before the abort, so that `error` is the last event before [DONE] (CONTRACT §3.8).
-            await session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "skipped"})
+            session.emit(EventType.PLAN_STEP_UPDATE, {"id": step.id, "status": "skipped"})
         if signal is None:
             await self._abort(
                 session,
@@ -298,8 +299,8 @@ class AgentRunner:
             "stepId": step.id,
             "timeoutSeconds": self._hitl_timeout,
         }
-        await session.emit(EventType.HITL, hitl)
-        await session.emit(EventType.HITL_REQUEST, {"id": request_id, **hitl})
+        session.emit(EventType.HITL, hitl)
+        session.emit(EventType.HITL_REQUEST, {"id": request_id, **hitl})
 
     async def _wait(self, decision: asyncio.Future[Signal], request_id: str, timeout: float) -> Signal | None:
         try:
@@ -320,7 +321,7 @@ class AgentRunner:
             raise asyncio.CancelledError
         if not moved:
             raise RuntimeError(f"session {session.id}: {trigger.value} refused in state {session.state.value}")
-        await session.flush()
+        session.flush_transitions()
 
     async def _abort(
         self,
@@ -339,8 +340,8 @@ class AgentRunner:
         error_type, code = kind
         reason = session.model.abort_reason
         try:
-            await session.flush()
-            await session.emit(
+            session.flush_transitions()
+            session.emit(
                 EventType.ERROR,
                 {
                     "message": message,
@@ -351,6 +352,7 @@ class AgentRunner:
                     "reason": reason.value if reason else None,
                 },
             )
+            await session.sync()
         except LeaseLost:
             session.detached = True
         except (RedisError, OSError, TimeoutError) as exc:

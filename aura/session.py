@@ -58,12 +58,16 @@ class Session:
     answered_chars: int = 0
     seq: int = 0
     # local only
-    events: list[AgentEvent] = field(default_factory=list)  # appended events since cache_base
+    frames: list[tuple[int, bytes]] = field(default_factory=list)  # persisted (seq, frame) since cache_base
     cache_base: int = 0
+    next_seq: int = 1
     ended: bool = False
     detached: bool = False  # this process stopped driving the session (drain, lease lost)
     cancel_requested: bool = False
     _pending: list[tuple[EventType, dict[str, Any]]] = field(default_factory=list)
+    _outbox: list[AgentEvent] = field(default_factory=list)
+    _flusher: asyncio.Task[None] | None = None
+    _flush_error: BaseException | None = None
     _plan_dirty: bool = False
 
     def __post_init__(self) -> None:
@@ -88,26 +92,51 @@ class Session:
         self._plan_dirty = True
 
     # -- the log -------------------------------------------------------------------------
-    async def emit(self, type_: EventType, data: dict[str, Any]) -> AgentEvent:
-        """Append one event to the Redis log (with the snapshot), then show it to followers."""
-        event = AgentEvent.create(EventId(self.id, self.seq + 1), type_, data)
-        await self._append([event])
+    def emit(self, type_: EventType, data: dict[str, Any]) -> AgentEvent:
+        """Queue one event for the Redis log; followers see it once it is written.
+
+        Events queued while a write is in flight go out together in the next
+        transaction (with the snapshot as it is then), so a burst of events costs
+        one or two round trips, not one each. :meth:`sync` waits for them.
+        """
+        if self._flush_error is not None:
+            raise self._flush_error
+        event = AgentEvent.create(EventId(self.id, self.next_seq), type_, data)
+        self.next_seq += 1
+        self._outbox.append(event)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=f"aura-log-{self.id}")
         return event
 
-    async def flush(self) -> None:
-        """Write the events that state transitions produced (their callbacks cannot await)."""
+    def flush_transitions(self) -> None:
+        """Queue the events that state transitions produced (their callbacks cannot emit)."""
         pending, self._pending = self._pending, []
-        events: list[AgentEvent] = []
         for type_, data in pending:
-            events.append(AgentEvent.create(EventId(self.id, self.seq + len(events) + 1), type_, data))
-        if events:
-            await self._append(events)
+            self.emit(type_, data)
+
+    async def sync(self) -> None:
+        """Wait until everything emitted so far is in Redis; raise what stopped the writes."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+        if self._flush_error is not None:
+            raise self._flush_error
 
     async def close(self) -> None:
         """Mark the end of the log: followers then get [DONE]."""
+        await self.sync()
         await self._append([], end=True)
         self.ended = True
         self.notifier.wake(self.id)
+
+    async def _flush(self) -> None:
+        while self._outbox and self._flush_error is None:
+            batch, self._outbox = self._outbox, []
+            try:
+                await self._append(batch)
+            except BaseException as exc:  # LeaseLost, or Redis gone for too long: the run sees it
+                self._flush_error = exc
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
 
     async def _append(self, events: list[AgentEvent], *, end: bool = False) -> None:
         fields = self._fields(events[-1].seq if events else self.seq)
@@ -126,14 +155,14 @@ class Session:
         self._plan_dirty = False
         if events:
             self.seq = events[-1].seq
-            self.events.extend(events)
+            self.frames.extend((e.seq, e.frame) for e in events)
             self.notifier.wake(self.id)
 
     def covers(self, seq: int) -> bool:
         return seq >= self.cache_base
 
     def frames_after(self, seq: int) -> list[tuple[int, bytes]]:
-        return [(e.seq, e.frame) for e in self.events[seq - self.cache_base :]]
+        return self.frames[seq - self.cache_base :]
 
     def _on_transition(self, change: Transition) -> None:
         data: dict[str, Any] = {
@@ -193,6 +222,7 @@ class Session:
             session.outcomes = json.loads(fields.get("outcomes") or "{}")
         session.step_index = int(fields.get("step") or 0)
         session.seq = session.cache_base = int(fields.get("seq") or 0)
+        session.next_seq = session.seq + 1
         session.tool_started = fields.get("toolStarted") or None
         session.answered_chars = int(fields.get("answeredChars") or 0)
         deadline = fields.get("approvalDeadline")

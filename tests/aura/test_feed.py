@@ -38,7 +38,8 @@ def remote_feed(session: Session, store: SessionStore, notifier: Notifier) -> Se
 async def test_events_are_read_back_in_order_from_redis_and_locally(redis):
     session, store, notifier, registry = await new_session(redis)
     for n in range(5):
-        await session.emit(EventType.CONTENT, {"content": str(n)})
+        session.emit(EventType.CONTENT, {"content": str(n)})
+    await session.sync()
     remote = await remote_feed(session, store, notifier).read_after(2, timeout=1)
     local = await SessionFeed(session.id, store, notifier, registry.local).read_after(2, timeout=1)
     assert [seq for seq, _ in remote] == [3, 4, 5]
@@ -50,7 +51,8 @@ async def test_read_after_wakes_every_follower_on_append(redis):
     session, store, notifier, _ = await new_session(redis)
     readers = [asyncio.create_task(remote_feed(session, store, notifier).read_after(0, timeout=5)) for _ in range(3)]
     await asyncio.sleep(0.05)
-    await session.emit(EventType.CONTENT, {"content": "x"})
+    session.emit(EventType.CONTENT, {"content": "x"})
+    await session.sync()
     results = await asyncio.wait_for(asyncio.gather(*readers), 2)
     assert all([seq for seq, _ in r] == [1] for r in results)
 
@@ -64,7 +66,8 @@ async def test_a_spurious_wake_does_not_end_the_wait_early(redis):
     notifier.wake(session.id)  # nothing new in the log
     await asyncio.sleep(0.05)
     assert not reader.done()
-    await session.emit(EventType.CONTENT, {"content": "x"})
+    session.emit(EventType.CONTENT, {"content": "x"})
+    await session.sync()
     assert [seq for seq, _ in await asyncio.wait_for(reader, 1)] == [1]
 
 
@@ -75,7 +78,8 @@ async def test_read_after_times_out_empty(redis):
 
 async def test_end_marker_closes_the_feed(redis):
     session, store, notifier, _ = await new_session(redis)
-    await session.emit(EventType.CONTENT, {"content": "x"})
+    session.emit(EventType.CONTENT, {"content": "x"})
+    await session.sync()
     await session.close()
     feed = remote_feed(session, store, notifier)
     assert len(await feed.read_after(0, timeout=1)) == 1
@@ -86,7 +90,8 @@ async def test_end_marker_closes_the_feed(redis):
 async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(redis):
     session, store, notifier, _ = await new_session(redis, max_events=100)
     for n in range(400):
-        await session.emit(EventType.CONTENT, {"content": str(n)})
+        session.emit(EventType.CONTENT, {"content": str(n)})
+    await session.sync()
     frames = await remote_feed(session, store, notifier).read_after(1, timeout=1)
     first_kept = frames[1][0]
     assert first_kept > 2  # Redis trimmed the start
@@ -100,8 +105,11 @@ async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(redis):
 async def test_appends_are_fenced_by_the_lease(redis):
     session, store, _, _ = await new_session(redis)
     await redis.set(f"aura:session:{session.id}:lease", "someone-else")
+    session.emit(EventType.CONTENT, {"content": "x"})
     with pytest.raises(LeaseLost):
-        await session.emit(EventType.CONTENT, {"content": "x"})
+        await session.sync()
+    with pytest.raises(LeaseLost):  # and every later emit says so too
+        session.emit(EventType.CONTENT, {"content": "y"})
     assert await redis.xlen(f"aura:session:{session.id}:events") == 0
 
 
@@ -109,7 +117,8 @@ async def test_writer_sends_heartbeats_while_idle_then_events_then_done(redis):
     session, store, notifier, registry = await new_session(redis)
     frames = feed_frames(SessionFeed(session.id, store, notifier, registry.local), after_seq=0, heartbeat_seconds=0.05)
     assert await anext(frames) == HEARTBEAT_FRAME
-    event = await session.emit(EventType.CONTENT, {"content": "x"})
+    event = session.emit(EventType.CONTENT, {"content": "x"})
+    await session.sync()
     assert await anext(frames) == event.frame
     await session.close()
     assert await anext(frames) == DONE_FRAME
