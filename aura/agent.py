@@ -241,7 +241,9 @@ class AgentRunner:
             if not resume_wait:
                 await self._request_approval(session, step, tool, request_id)
             try:
-                await self._hub.recheck([waiter])
+                # Needed only if the subscription lapsed since the waiter registered (or it resumes).
+                if resume_wait or not self._hub.listened_throughout(waiter):
+                    await self._hub.recheck([waiter])
             except (RedisError, TimeoutError) as exc:  # the hub's sweep retries
                 log.warning("re-check of %s failed: %s", request_id, exc)
             remaining = (session.approval_deadline or time.time()) - time.time()

@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from aura.config import Settings
 
 log = logging.getLogger(__name__)
+
+COMMAND_CONNECTIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +51,16 @@ def connect(settings: Settings) -> RedisClients:
             embedded=True,
         )
     timeout = settings.redis_timeout_seconds
-
-    def client() -> Redis:
-        return Redis.from_url(
-            settings.redis_url or "",
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-        )
-
-    return RedisClients(commands=client(), subscriber=client(), embedded=False)
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+    }
+    # redis-py's default pool raises MaxConnectionsError past 100 connections under load; a
+    # small blocking pool keeps the count O(1) and makes a burst wait (bounded) instead of fail.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url or "", max_connections=COMMAND_CONNECTIONS, timeout=timeout, **options
+    )
+    subscriber = Redis.from_url(settings.redis_url or "", **options)
+    return RedisClients(commands=Redis.from_pool(pool), subscriber=subscriber, embedded=False)  # owns the pool

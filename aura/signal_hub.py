@@ -35,6 +35,7 @@ _MAX_BACKOFF_SECONDS = 5.0
 class ApprovalWaiter:
     session_id: str
     request_id: str
+    generation: int  # the hub's subscription generation at registration; -1 if it was not listening
     decision: asyncio.Future[Signal] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def offer(self, signal: Signal) -> bool:
@@ -64,11 +65,12 @@ class SignalHub:
         self._timeout = redis_timeout_seconds
         self._waiters: dict[str, ApprovalWaiter] = {}
         self.subscribed = asyncio.Event()
+        self.generation = 0  # bumped on every (re)subscribe and every loss
         self.ignored_signals = 0  # malformed, stale, duplicate or unclaimed: for tests and /aura/info
 
     # -- waiters -----------------------------------------------------------------
     def register(self, session_id: str, request_id: str) -> ApprovalWaiter:
-        waiter = ApprovalWaiter(session_id, request_id)
+        waiter = ApprovalWaiter(session_id, request_id, self.generation if self.subscribed.is_set() else -1)
         self._waiters[session_id] = waiter
         return waiter
 
@@ -95,6 +97,10 @@ class SignalHub:
             return False
         return True
 
+    def listened_throughout(self, waiter: ApprovalWaiter) -> bool:
+        """True if the subscription never lapsed since ``waiter`` registered: nothing can be missed."""
+        return self.subscribed.is_set() and waiter.generation == self.generation
+
     async def recheck(self, waiters: list[ApprovalWaiter] | None = None) -> None:
         """Look in Redis for decisions that Pub/Sub may not have delivered."""
         pending = [w for w in (waiters if waiters is not None else list(self._waiters.values())) if not w.decision.done()]
@@ -116,9 +122,10 @@ class SignalHub:
             try:
                 async with asyncio.timeout(self._timeout):
                     await pubsub.psubscribe(CHANNEL_PATTERN, EVENTS_CHANNEL_PATTERN, CANCEL_CHANNEL_PATTERN)
+                self.generation += 1
                 self.subscribed.set()
                 backoff = 0.1
-                await self.recheck()  # whatever was published while we were not listening
+                await self._sweep()  # whatever was published while we were not listening
                 next_sweep = loop.time() + self._sweep_seconds
                 while True:
                     wait = max(0.0, min(1.0, next_sweep - loop.time()))
@@ -126,11 +133,12 @@ class SignalHub:
                     if message is not None:
                         self._dispatch(message)
                     if loop.time() >= next_sweep:
-                        await self.recheck()
+                        await self._sweep()
                         next_sweep = loop.time() + self._sweep_seconds
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # supervised: any failure means reconnect
+            except Exception as exc:  # supervised: any failure of the subscription means reconnect
+                self.generation += 1
                 self.subscribed.clear()
                 log.warning("HITL subscriber lost Redis (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
             finally:
@@ -139,6 +147,13 @@ class SignalHub:
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+    async def _sweep(self) -> None:
+        """A failed sweep is retried at the next one; it must not tear down the subscription."""
+        try:
+            await self.recheck()
+        except Exception as exc:
+            log.warning("HITL sweep failed (%s: %s); the next sweep retries", type(exc).__name__, exc)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") != "pmessage":

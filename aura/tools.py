@@ -8,6 +8,7 @@ Tools declared in a JSON file call DWP services over HTTP (``aura/http_tools.py`
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -141,9 +142,15 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))  # building one costs far more than using it
+
+
 def validate_params(tool: Tool, params: Mapping[str, Any]) -> str | None:
     """The first schema violation of ``params`` as a sentence, or None when they are valid."""
-    errors = sorted(Draft202012Validator(tool.parameters).iter_errors(params), key=lambda e: list(e.path))
+    validator = _validator(json.dumps(tool.parameters, sort_keys=True))
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
     if not errors:
         return None
     first = errors[0]

@@ -85,3 +85,39 @@ async def test_subscriber_reconnects_after_redis_restart_and_finds_missed_decisi
         await asyncio.gather(task, return_exceptions=True)
         await redis.aclose()
         server.stop()
+
+
+async def test_a_failed_sweep_keeps_the_subscription(redis, monkeypatch):
+    """Regression: an error in the periodic re-check tore down Pub/Sub, losing approvals published meanwhile."""
+    hub = hub_for(redis, sweep=0.05)
+    calls = 0
+    real = hub._store.decisions_for
+
+    async def flaky(pending):
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise ConnectionError("injected")
+        return await real(pending)
+
+    monkeypatch.setattr(hub._store, "decisions_for", flaky)
+    task = asyncio.create_task(hub.run())
+    try:
+        await asyncio.wait_for(hub.subscribed.wait(), 5)
+        generation = hub.generation
+        waiter = hub.register("sess_f", "req_f")
+        while calls <= 3:
+            await asyncio.sleep(0.05)
+        assert hub.subscribed.is_set() and hub.generation == generation
+        assert hub.listened_throughout(waiter)
+        await redis.publish("hitl:channel:sess_f", APPROVE.format(rid="req_f"))
+        assert (await asyncio.wait_for(waiter.decision, 5)).request_id == "req_f"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_waiter_registered_while_unsubscribed_is_not_listened_throughout(redis):
+    hub = hub_for(redis)
+    waiter = hub.register("sess_u", "req_u")  # the hub has not subscribed yet
+    assert not hub.listened_throughout(waiter)
