@@ -111,7 +111,8 @@ class AgentRunner:
 
     # -- the steps ------------------------------------------------------------------
     async def _run(self, session: Session) -> None:
-        if session.plan is None:
+        if session.plan is None or session.state is State.PLANNING:
+            # Planning again if a previous driver died before the plan was fully out.
             await self._make_plan(session)
         plan = session.plan
         assert plan is not None

@@ -32,6 +32,8 @@ from aura.tools import ToolRegistry, builtin_tools
 
 log = logging.getLogger(__name__)
 
+_ADOPTION_PAGE = 500
+
 
 class Runtime:
     def __init__(
@@ -89,6 +91,7 @@ class Runtime:
         self._runs: dict[str, asyncio.Task[None]] = {}
         self.runs_started = 0  # created or adopted here, since start-up
         self._background: list[asyncio.Task[None]] = []
+        self._scan_from = 0
 
     async def __aenter__(self) -> Runtime:
         self._background = [
@@ -137,17 +140,18 @@ class Runtime:
         if runs:
             log.info("draining %d session run(s)", len(runs))
             await asyncio.wait(runs, timeout=self.settings.shutdown_grace_seconds)
-        for session in sessions:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.settings.redis_timeout_seconds):
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.settings.redis_timeout_seconds):
+                for session in sessions:
                     await self.session_store.release(session.id)
+                await self.session_store.stop_heartbeat()
 
     # -- leases and adoption -----------------------------------------------------------------
     async def _keep_leases(self) -> None:
         interval = self.settings.lease_seconds / 3
         while True:
             try:
-                await self._renew_and_adopt()
+                await self._heartbeat_and_adopt()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, TimeoutError) as exc:
@@ -156,23 +160,35 @@ class Runtime:
                 log.exception("lease upkeep failed")
             await asyncio.sleep(interval)
 
-    async def _renew_and_adopt(self) -> None:
+    async def _heartbeat_and_adopt(self) -> None:
         if self.notifier.draining:
             return
-        timeout = self.settings.redis_timeout_seconds
-        for session in self.sessions.all():
-            async with asyncio.timeout(timeout):
-                kept = await self.session_store.renew(session.id)
-            if not kept:
-                log.warning("session %s: lease taken by another instance; stopping here", session.id)
-                self._detach(session)
+        store, timeout = self.session_store, self.settings.redis_timeout_seconds
         async with asyncio.timeout(timeout):
-            candidates = await self.session_store.live_sessions()
-        for session_id in candidates:
-            if self.sessions.local(session_id) is not None or self.notifier.draining:
+            continuous = await store.heartbeat()
+        local = self.sessions.all()
+        if not continuous and local:
+            # Our heartbeat lapsed (a pause, an outage): others may have taken sessions over.
+            async with asyncio.timeout(timeout):
+                owners = await store.owners([s.id for s in local])
+            for session, owner in zip(local, owners, strict=True):
+                if owner != self.instance_id:
+                    log.warning("session %s: taken over by %s; stopping here", session.id, owner)
+                    self._detach(session)
+        # One page of the live set per round, so a large set costs a bounded amount each time.
+        async with asyncio.timeout(timeout):
+            page = await store.live_sessions(self._scan_from, _ADOPTION_PAGE)
+        self._scan_from = 0 if len(page) < _ADOPTION_PAGE else self._scan_from + len(page)
+        candidates = [sid for sid in page if self.sessions.local(sid) is None]
+        async with asyncio.timeout(timeout):
+            owners = await store.owners(candidates)
+            others = {o for o in owners if o is not None and o != self.instance_id}
+            alive = await store.alive(others) if others else set()
+        for session_id, owner in zip(candidates, owners, strict=True):
+            if owner in alive or self.notifier.draining:
                 continue
             async with asyncio.timeout(timeout):
-                if await self.session_store.acquire(session_id):
+                if await store.take_over(session_id, owner):
                     await self._adopt(session_id)
 
     async def _adopt(self, session_id: str) -> None:
@@ -181,7 +197,15 @@ class Runtime:
             await self.session_store.forget(session_id)
             await self.session_store.release(session_id)
             return
-        session = self.sessions.adopt(fields)
+        try:
+            session = self.sessions.adopt(fields)
+        except (KeyError, ValueError, TypeError) as exc:
+            # An unreadable snapshot must not block the adoption of every session after it.
+            log.error("session %s: snapshot unreadable (%s: %s); dropping it from the live set",
+                      session_id, type(exc).__name__, exc)
+            await self.session_store.forget(session_id)
+            await self.session_store.release(session_id)
+            return
         log.info("adopted session %s in state %s at event %d", session_id, fields.get("state"), session.seq)
         self.start(session)
 

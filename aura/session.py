@@ -246,17 +246,20 @@ class SessionRegistry:
     async def create(self, owner: Principal, request: SessionRequest) -> Session:
         session = Session(new_session_id(), owner, request, self._store, self._notifier)
         self._machine.add(session.model)
+        # Local first: the adoption scan must never see it in Redis as nobody's.
+        self._sessions[session.id] = session
         try:
             await self._store.create(session.id, session.identity_fields())
         except BaseException:
-            self._machine.remove(session.model)
+            self.drop(session)
             raise
-        self._sessions[session.id] = session
         return session
 
     def adopt(self, fields: dict[str, str]) -> Session:
+        """Drive a session restored from its snapshot; KeyError/ValueError if it is unreadable."""
+        state = State(fields["state"])
         session = Session.restore(fields, self._store, self._notifier)
-        self._machine.add(session.model, State(fields["state"]))
+        self._machine.add(session.model, state)
         self._sessions[session.id] = session
         return session
 

@@ -3,13 +3,17 @@
     aura:session:{sid}            HASH    snapshot (state, plan, step, pending request, owner, last seq, ...)
     aura:session:{sid}:events     STREAM  one entry per event, id ``0-{seq}``, field ``f`` = the SSE frame;
                                           a last entry with field ``end`` marks the end of the session
-    aura:session:{sid}:lease      STRING  the instance that drives the session; expires unless renewed
+    aura:session:{sid}:lease      STRING  the instance that drives the session
+    aura:instance:{instanceId}    STRING  that instance's heartbeat; expires unless renewed
     aura:sessions:live            ZSET    sessions not yet final, scanned for orphans to adopt
     aura:events:{sid}             channel "the log grew", for followers on other replicas
     aura:cancel:{sid}             channel "cancel requested", for whichever replica drives it
 
-Every append is fenced by the lease (WATCH/MULTI): a replica that lost its lease
-cannot write, so one session has exactly one writer.
+A session's lease names its driver; the driver proves it is alive with one
+heartbeat key for all its sessions, so keeping 10,000 sessions costs one write
+per interval, not 10,000. A session whose driver's heartbeat lapsed is taken
+over with a compare-and-set on its lease. Every append is fenced by the lease
+(WATCH/MULTI): a replica that lost a session cannot write to it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ def events_key(session_id: str) -> str:
 
 def lease_key(session_id: str) -> str:
     return f"aura:session:{session_id}:lease"
+
+
+def instance_key(instance_id: str) -> str:
+    return f"aura:instance:{instance_id}"
 
 
 def events_channel(session_id: str) -> str:
@@ -76,7 +84,7 @@ class SessionStore:
     # -- writing (the lease holder only) ------------------------------------------------
     async def create(self, session_id: str, fields: Mapping[str, str]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(lease_key(session_id), self.instance_id, px=self._lease_ms)
+            pipe.set(lease_key(session_id), self.instance_id, ex=self._ttl)
             pipe.hset(snapshot_key(session_id), mapping=_mapping(fields))
             pipe.expire(snapshot_key(session_id), self._ttl)
             pipe.zadd(LIVE_KEY, {session_id: time.time()})
@@ -102,6 +110,8 @@ class SessionStore:
                         pipe.xadd(log, {"end": "1"}, id=f"0-{last + 1}", maxlen=self._max_events, approximate=True)
                         pipe.zrem(LIVE_KEY, session_id)
                         pipe.delete(lease)
+                    else:
+                        pipe.expire(lease, self._ttl)
                     if fields:
                         pipe.hset(snapshot_key(session_id), mapping=_mapping(fields))
                     pipe.expire(snapshot_key(session_id), self._ttl)
@@ -133,24 +143,45 @@ class SessionStore:
         return {str(_text(k)): str(_text(v)) for k, v in raw.items()}
 
     # -- leases ----------------------------------------------------------------------------
-    async def acquire(self, session_id: str) -> bool:
-        ok = await self._redis.set(lease_key(session_id), self.instance_id, nx=True, px=self._lease_ms)
-        return bool(ok)
+    async def heartbeat(self) -> bool:
+        """Say this instance is alive; False if the heartbeat had lapsed (others may have taken over)."""
+        previous = await self._redis.set(instance_key(self.instance_id), "1", px=self._lease_ms, get=True)
+        return previous is not None
 
-    async def renew(self, session_id: str) -> bool:
-        """Keep our lease; take it back if it lapsed unclaimed (an outage); False if another holds it."""
+    async def stop_heartbeat(self) -> None:
+        await self._redis.delete(instance_key(self.instance_id))
+
+    async def owners(self, session_ids: Sequence[str]) -> list[str | None]:
+        if not session_ids:
+            return []
+        values = await self._redis.mget([lease_key(sid) for sid in session_ids])
+        return [_text(v) for v in values]
+
+    async def alive(self, instance_ids: set[str]) -> set[str]:
+        ids = sorted(instance_ids)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for instance_id in ids:
+                pipe.exists(instance_key(instance_id))
+            answers = await pipe.execute()
+        return {instance_id for instance_id, found in zip(ids, answers, strict=True) if found}
+
+    async def take_over(self, session_id: str, expected_owner: str | None) -> bool:
+        """Make this instance the driver if the lease still names ``expected_owner`` (compare-and-set)."""
         key = lease_key(session_id)
-        answer = await self._redis.set(key, self.instance_id, nx=True, get=True, px=self._lease_ms)
-        previous = answer if isinstance(answer, str) else _text(answer) if isinstance(answer, bytes) else None
-        if previous is None:
-            return True  # it had lapsed and nobody took it: ours again
-        if previous != self.instance_id:
-            return False
-        if await self._redis.pexpire(key, self._lease_ms):
-            return True
-        return await self.acquire(session_id)  # expired between the two calls
+        async with self._redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                if _text(await pipe.get(key)) != expected_owner:
+                    return False
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.set(key, self.instance_id, ex=self._ttl)
+                await pipe.execute()
+                return True
+            except WatchError:
+                return False  # another replica was quicker
 
     async def release(self, session_id: str) -> None:
+        """Let another instance adopt the session right away (used when draining)."""
         key = lease_key(session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             try:
@@ -162,8 +193,8 @@ class SessionStore:
             except WatchError:
                 pass  # someone else took it meanwhile: it is not ours to delete
 
-    async def live_sessions(self, limit: int = 1000) -> list[str]:
-        ids = await self._redis.zrange(LIVE_KEY, 0, limit - 1)
+    async def live_sessions(self, start: int = 0, limit: int = 1000) -> list[str]:
+        ids = await self._redis.zrange(LIVE_KEY, start, start + limit - 1)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def forget(self, session_id: str) -> None:

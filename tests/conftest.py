@@ -34,6 +34,22 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def private_redis_server() -> Iterator[RedisServer]:
+    """A Redis of the module's own: sessions written there are adopted by no other test's server."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def private_redis(private_redis_server: RedisServer) -> AsyncIterator[Redis]:
+    r = Redis.from_url(private_redis_server.url, decode_responses=True)
+    yield r
+    await r.aclose()
+
+
 @pytest.fixture(scope="session")
 def base_settings(redis_server: RedisServer) -> Settings:
     return Settings(

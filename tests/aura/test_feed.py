@@ -35,8 +35,8 @@ def remote_feed(session: Session, store: SessionStore, notifier: Notifier) -> Se
     return SessionFeed(session.id, store, notifier, lambda _: None)
 
 
-async def test_events_are_read_back_in_order_from_redis_and_locally(redis):
-    session, store, notifier, registry = await new_session(redis)
+async def test_events_are_read_back_in_order_from_redis_and_locally(private_redis):
+    session, store, notifier, registry = await new_session(private_redis)
     for n in range(5):
         session.emit(EventType.CONTENT, {"content": str(n)})
     await session.sync()
@@ -47,8 +47,8 @@ async def test_events_are_read_back_in_order_from_redis_and_locally(redis):
     assert json.loads(remote[0][1].split(b"data: ")[1])["data"]["content"] == "2"
 
 
-async def test_read_after_wakes_every_follower_on_append(redis):
-    session, store, notifier, _ = await new_session(redis)
+async def test_read_after_wakes_every_follower_on_append(private_redis):
+    session, store, notifier, _ = await new_session(private_redis)
     readers = [asyncio.create_task(remote_feed(session, store, notifier).read_after(0, timeout=5)) for _ in range(3)]
     await asyncio.sleep(0.05)
     session.emit(EventType.CONTENT, {"content": "x"})
@@ -57,9 +57,9 @@ async def test_read_after_wakes_every_follower_on_append(redis):
     assert all([seq for seq, _ in r] == [1] for r in results)
 
 
-async def test_a_spurious_wake_does_not_end_the_wait_early(redis):
+async def test_a_spurious_wake_does_not_end_the_wait_early(private_redis):
     """Regression: a notification for an event already read made the writer send a heartbeat at once."""
-    session, store, notifier, _ = await new_session(redis)
+    session, store, notifier, _ = await new_session(private_redis)
     feed = remote_feed(session, store, notifier)
     reader = asyncio.create_task(feed.read_after(0, timeout=0.5))
     await asyncio.sleep(0.05)
@@ -71,13 +71,13 @@ async def test_a_spurious_wake_does_not_end_the_wait_early(redis):
     assert [seq for seq, _ in await asyncio.wait_for(reader, 1)] == [1]
 
 
-async def test_read_after_times_out_empty(redis):
-    session, store, notifier, _ = await new_session(redis)
+async def test_read_after_times_out_empty(private_redis):
+    session, store, notifier, _ = await new_session(private_redis)
     assert await remote_feed(session, store, notifier).read_after(0, timeout=0.05) == []
 
 
-async def test_end_marker_closes_the_feed(redis):
-    session, store, notifier, _ = await new_session(redis)
+async def test_end_marker_closes_the_feed(private_redis):
+    session, store, notifier, _ = await new_session(private_redis)
     session.emit(EventType.CONTENT, {"content": "x"})
     await session.sync()
     await session.close()
@@ -87,8 +87,8 @@ async def test_end_marker_closes_the_feed(redis):
     assert session.id not in await store.live_sessions()
 
 
-async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(redis):
-    session, store, notifier, _ = await new_session(redis, max_events=100)
+async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(private_redis):
+    session, store, notifier, _ = await new_session(private_redis, max_events=100)
     for n in range(400):
         session.emit(EventType.CONTENT, {"content": str(n)})
     await session.sync()
@@ -102,19 +102,19 @@ async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(redis):
     assert [seq for seq, _ in frames[1:]] == list(range(first_kept, first_kept + len(frames) - 1))
 
 
-async def test_appends_are_fenced_by_the_lease(redis):
-    session, store, _, _ = await new_session(redis)
-    await redis.set(f"aura:session:{session.id}:lease", "someone-else")
+async def test_appends_are_fenced_by_the_lease(private_redis):
+    session, store, _, _ = await new_session(private_redis)
+    await private_redis.set(f"aura:session:{session.id}:lease", "someone-else")
     session.emit(EventType.CONTENT, {"content": "x"})
     with pytest.raises(LeaseLost):
         await session.sync()
     with pytest.raises(LeaseLost):  # and every later emit says so too
         session.emit(EventType.CONTENT, {"content": "y"})
-    assert await redis.xlen(f"aura:session:{session.id}:events") == 0
+    assert await private_redis.xlen(f"aura:session:{session.id}:events") == 0
 
 
-async def test_writer_sends_heartbeats_while_idle_then_events_then_done(redis):
-    session, store, notifier, registry = await new_session(redis)
+async def test_writer_sends_heartbeats_while_idle_then_events_then_done(private_redis):
+    session, store, notifier, registry = await new_session(private_redis)
     frames = feed_frames(SessionFeed(session.id, store, notifier, registry.local), after_seq=0, heartbeat_seconds=0.05)
     assert await anext(frames) == HEARTBEAT_FRAME
     event = session.emit(EventType.CONTENT, {"content": "x"})
@@ -126,8 +126,8 @@ async def test_writer_sends_heartbeats_while_idle_then_events_then_done(redis):
         await anext(frames)
 
 
-async def test_writer_ends_without_done_when_the_server_drains(redis):
-    session, store, notifier, _ = await new_session(redis)
+async def test_writer_ends_without_done_when_the_server_drains(private_redis):
+    session, store, notifier, _ = await new_session(private_redis)
     frames = feed_frames(remote_feed(session, store, notifier), after_seq=0, heartbeat_seconds=5)
     pending = asyncio.create_task(anext(frames))
     await asyncio.sleep(0.05)

@@ -16,45 +16,55 @@ def store(redis, instance: str, lease: float = 30) -> SessionStore:
     return SessionStore(redis, instance, ttl_seconds=1800, max_events=1000, lease_seconds=lease)
 
 
-async def test_create_holds_the_lease_and_lists_the_session_as_live(redis):
-    a, b = store(redis, "a"), store(redis, "b")
+async def test_create_holds_the_lease_and_lists_the_session_as_live(private_redis):
+    a, b = store(private_redis, "a"), store(private_redis, "b")
     sid = new_session_id()
     await a.create(sid, {"sessionId": sid, "state": "planning"})
-    assert await redis.get(f"aura:session:{sid}:lease") == "a"
+    assert await b.owners([sid]) == ["a"]
     assert sid in await b.live_sessions()
-    assert not await b.acquire(sid)
     assert (await b.load(sid))["state"] == "planning"
-    assert 1790 <= await redis.ttl(f"aura:session:{sid}") <= 1800
+    assert 1790 <= await private_redis.ttl(f"aura:session:{sid}") <= 1800
+    assert 1790 <= await private_redis.ttl(f"aura:session:{sid}:lease") <= 1800
 
 
-async def test_renew_keeps_ours_retakes_a_lapsed_one_and_refuses_anothers(redis):
-    a, b = store(redis, "a", lease=0.2), store(redis, "b", lease=0.2)
+async def test_one_heartbeat_per_instance_says_whether_it_lapsed(private_redis):
+    a = store(private_redis, "hb-a", lease=0.2)
+    assert not await a.heartbeat()  # first beat: nothing was there
+    assert await a.heartbeat()
+    assert await a.alive({"hb-a", "hb-nobody"}) == {"hb-a"}
+    await asyncio.sleep(0.3)
+    assert await a.alive({"hb-a"}) == set()
+    assert not await a.heartbeat()  # it had lapsed: others may have taken sessions over
+    await a.stop_heartbeat()
+    assert await a.alive({"hb-a"}) == set()
+
+
+async def test_take_over_is_a_compare_and_set_on_the_owner(private_redis):
+    a, b, c = store(private_redis, "a"), store(private_redis, "b"), store(private_redis, "c")
     sid = new_session_id()
     await a.create(sid, {"sessionId": sid})
-    assert await a.renew(sid)
-    await asyncio.sleep(0.3)  # lapsed: nobody took it, so it is ours again
-    assert await a.renew(sid)
-    await redis.delete(f"aura:session:{sid}:lease")
-    assert await b.acquire(sid)
-    assert not await a.renew(sid)
-    assert await redis.get(f"aura:session:{sid}:lease") == "b"
+    assert not await b.take_over(sid, "someone-else")
+    assert await b.take_over(sid, "a")
+    assert not await c.take_over(sid, "a")  # b was quicker
+    assert await b.owners([sid]) == ["b"]
 
 
-async def test_release_only_deletes_our_own_lease(redis):
-    a, b = store(redis, "a"), store(redis, "b")
+async def test_release_only_deletes_our_own_lease(private_redis):
+    a, b = store(private_redis, "a"), store(private_redis, "b")
     sid = new_session_id()
     await a.create(sid, {"sessionId": sid})
     await b.release(sid)
-    assert await redis.get(f"aura:session:{sid}:lease") == "a"
+    assert await private_redis.get(f"aura:session:{sid}:lease") == "a"
     await a.release(sid)
-    assert await redis.get(f"aura:session:{sid}:lease") is None
+    assert await private_redis.get(f"aura:session:{sid}:lease") is None
+    assert await b.take_over(sid, None)
 
 
-async def test_cancel_request_is_recorded_and_published(redis):
-    a = store(redis, "a")
+async def test_cancel_request_is_recorded_and_published(private_redis):
+    a = store(private_redis, "a")
     sid = new_session_id()
     await a.create(sid, {"sessionId": sid})
-    pubsub = redis.pubsub()
+    pubsub = private_redis.pubsub()
     await pubsub.subscribe(f"aura:cancel:{sid}")
     await pubsub.get_message(timeout=1)
     await a.request_cancel(sid)

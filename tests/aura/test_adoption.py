@@ -1,0 +1,87 @@
+"""Adoption from a snapshot left by a driver that died at an awkward moment."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from aura.auth import Principal
+from aura.events import EventType
+from aura.feed import Notifier
+from aura.planner import RuleBasedPlanner
+from aura.session import SessionRegistry, SessionRequest
+from aura.session_store import SessionStore
+from statemachines import SessionMachine, Trigger
+from tests.conftest import auth_headers
+from tests.support.sse import SseStream
+
+pytestmark = pytest.mark.anyio
+
+
+async def orphan(redis, prompt: str):
+    """A session written by an instance that then vanished (its lease deleted, as if it lapsed)."""
+    store = SessionStore(redis, "dead-instance", ttl_seconds=1800, max_events=1000, lease_seconds=30)
+    registry = SessionRegistry(SessionMachine(), store, Notifier())
+    session = await registry.create(Principal("1", "1"), SessionRequest(prompt, {}))
+    return session, store
+
+
+async def abandon(redis, session) -> None:
+    await session.sync()
+    await redis.delete(f"aura:session:{session.id}:lease")
+
+
+async def final_log(server, session_id: str) -> list:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        headers = {**auth_headers(), "Accept": "text/event-stream"}
+        async with client.stream("GET", f"/aura/sessions/{session_id}/events", headers=headers) as response:
+            assert response.status_code == 200
+            return await SseStream(response).rest(timeout=20)
+
+
+async def test_a_driver_that_died_mid_planning_is_replanned_not_failed(start_server, private_redis_server, private_redis):
+    """Regression: a session adopted in `planning` with a stored plan fired request_approval from planning."""
+    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
+    session, _ = await orphan(private_redis, "Summarize today's open tasks")
+    session.set_plan(await RuleBasedPlanner().plan("Summarize today's open tasks", {}))
+    session.emit(EventType.THOUGHT, {"content": "half a plan", "thoughtType": "planning"})
+    await abandon(private_redis, session)
+    frames = await final_log(server, session.id)
+    states = [f.body["to"] for f in frames if f.type == "state"]
+    assert states == ["executing", "done"], [f.type for f in frames]
+    assert [int(f.id.rsplit(".", 1)[1]) for f in frames if f.id] == list(range(1, len(frames)))
+
+
+async def test_a_tool_that_was_running_when_the_driver_died_is_reported_not_rerun(start_server, private_redis_server, private_redis):
+    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
+    tenant_outbox = "aura:outbox:1"
+    before = await private_redis.llen(tenant_outbox)
+    session, _ = await orphan(private_redis, "Send an email to kim@example.com saying hi")
+    session.set_plan(await RuleBasedPlanner().plan("Send an email to kim@example.com saying hi", {}))
+    await session.model.fire(Trigger.START_EXECUTION)
+    session.flush_transitions()
+    session.record_outcome("step-1", None)
+    session.tool_started = "step-2"
+    session.emit(EventType.TOOL_EXECUTION, {"tool": "send_email", "params": {}, "stepId": "step-2", "status": "executing"})
+    await abandon(private_redis, session)
+    started = time.monotonic()
+    frames = await final_log(server, session.id)
+    assert time.monotonic() - started < 15
+    failed = [f for f in frames if f.type == "tool_execution" and f.body["status"] == "failed"]
+    assert len(failed) == 1 and failed[0].body["error"].startswith("interrupted")
+    assert [f.body for f in frames if f.type == "state"][-1]["reason"] == "failed"
+    assert await private_redis.llen(tenant_outbox) == before  # the email was not sent by the adopter
+
+
+async def test_an_unreadable_snapshot_does_not_block_adopting_the_others(start_server, private_redis_server, private_redis):
+    """Regression: one live entry with a broken snapshot crashed every adoption round."""
+    await private_redis.hset("aura:session:sess_broken000000000000000000", mapping={"sessionId": "x", "state": "bogus"})
+    await private_redis.zadd("aura:sessions:live", {"sess_broken000000000000000000": 0})
+    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
+    session, _ = await orphan(private_redis, "hello")
+    await abandon(private_redis, session)
+    frames = await final_log(server, session.id)
+    assert [f.body["to"] for f in frames if f.type == "state"][-1] == "done"
+    assert await private_redis.zscore("aura:sessions:live", "sess_broken000000000000000000") is None
