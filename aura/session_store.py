@@ -45,6 +45,34 @@ def lease_key(session_id: str) -> str:
     return f"aura:session:{session_id}:lease"
 
 
+# KEYS: lease, log, snapshot, live set.
+# ARGV: instance, ttl, maxlen, end (0/1), sessionId, channel, last seq, n, n x (seq, frame), field/value pairs.
+_APPEND_LUA: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[8])
+local i = 9
+for _ = 1, n do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. ARGV[i], 'f', ARGV[i + 1])
+  i = i + 2
+end
+while i < #ARGV do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if ARGV[4] == '1' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. (tonumber(ARGV[7]) + 1), 'end', '1')
+  redis.call('ZREM', KEYS[4], ARGV[5])
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1
+"""
+
+
 def instance_key(instance_id: str) -> str:
     return f"aura:instance:{instance_id}"
 
@@ -80,6 +108,7 @@ class SessionStore:
         self._ttl = ttl_seconds
         self._max_events = max_events
         self._lease_ms = int(lease_seconds * 1000)
+        self._append_script = redis.register_script(_APPEND_LUA)
 
     # -- writing (the lease holder only) ------------------------------------------------
     async def create(self, session_id: str, fields: Mapping[str, str]) -> None:
@@ -93,34 +122,21 @@ class SessionStore:
     async def append(
         self, session_id: str, frames: Sequence[tuple[int, str]], fields: Mapping[str, str], *, end: bool = False
     ) -> None:
-        """Add events and update the snapshot in one transaction, if we still hold the lease."""
-        lease = lease_key(session_id)
-        log = events_key(session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(lease)
-                    if _text(await pipe.get(lease)) != self.instance_id:
-                        raise LeaseLost(f"{session_id} is driven by another instance")
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    for seq, frame in frames:
-                        pipe.xadd(log, {"f": frame}, id=f"0-{seq}", maxlen=self._max_events, approximate=True)
-                    last = frames[-1][0] if frames else int(fields.get("seq", "0"))
-                    if end:
-                        pipe.xadd(log, {"end": "1"}, id=f"0-{last + 1}", maxlen=self._max_events, approximate=True)
-                        pipe.zrem(LIVE_KEY, session_id)
-                        pipe.delete(lease)
-                    else:
-                        pipe.expire(lease, self._ttl)
-                    if fields:
-                        pipe.hset(snapshot_key(session_id), mapping=_mapping(fields))
-                    pipe.expire(snapshot_key(session_id), self._ttl)
-                    pipe.expire(log, self._ttl)
-                    pipe.publish(events_channel(session_id), str(last))
-                    await pipe.execute()
-                    return
-                except WatchError:
-                    continue
+        """Add events and update the snapshot atomically, if we still hold the lease.
+
+        One Lua call instead of a WATCH/MULTI transaction: a third of the round
+        trips and a tenth of the commands redis-py has to encode and parse.
+        """
+        last = frames[-1][0] if frames else int(fields.get("seq", "0"))
+        args: list[str | int] = [self.instance_id, self._ttl, self._max_events, 1 if end else 0, session_id,
+                                 events_channel(session_id), last, len(frames)]
+        for seq, frame in frames:
+            args += [seq, frame]
+        for name, value in fields.items():
+            args += [name, value]
+        keys = [lease_key(session_id), events_key(session_id), snapshot_key(session_id), LIVE_KEY]
+        if not await self._append_script(keys=keys, args=args):
+            raise LeaseLost(f"{session_id} is driven by another instance")
 
     # -- reading (anyone) -----------------------------------------------------------------
     async def read(self, session_id: str, after_seq: int, *, count: int = 500) -> LogPage:
