@@ -241,6 +241,9 @@ class AgentRunner:
         try:
             if not resume_wait:
                 await self._request_approval(session, step, tool, request_id)
+            # Waiting may take minutes and thousands of sessions wait at once: keep no frames meanwhile.
+            await session.sync()
+            session.forget_frames()
             try:
                 # Needed only if the subscription lapsed since the waiter registered (or it resumes).
                 if resume_wait or not self._hub.listened_throughout(waiter):

@@ -40,7 +40,7 @@ class SessionRequest:
     authorization: str | None = None  # "Bearer <jwt>", propagated to DWP tools; never logged or emitted
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Session:
     id: SessionId
     owner: Principal
@@ -157,6 +157,11 @@ class Session:
             self.seq = events[-1].seq
             self.frames.extend((e.seq, e.frame) for e in events)
             self.notifier.wake(self.id)
+
+    def forget_frames(self) -> None:
+        """Drop the local replay cache (while the session idles); followers then read Redis."""
+        self.cache_base = self.seq
+        self.frames = []
 
     def covers(self, seq: int) -> bool:
         return seq >= self.cache_base

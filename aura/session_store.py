@@ -73,6 +73,20 @@ return 1
 """
 
 
+# KEYS: lease, snapshot, live set. ARGV: instance, ttl, sessionId, now, field/value pairs.
+_CREATE_LUA: Final = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local i = 5
+while i < #ARGV do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+return 1
+"""
+
+
 def instance_key(instance_id: str) -> str:
     return f"aura:instance:{instance_id}"
 
@@ -109,15 +123,14 @@ class SessionStore:
         self._max_events = max_events
         self._lease_ms = int(lease_seconds * 1000)
         self._append_script = redis.register_script(_APPEND_LUA)
+        self._create_script = redis.register_script(_CREATE_LUA)
 
     # -- writing (the lease holder only) ------------------------------------------------
     async def create(self, session_id: str, fields: Mapping[str, str]) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(lease_key(session_id), self.instance_id, ex=self._ttl)
-            pipe.hset(snapshot_key(session_id), mapping=_mapping(fields))
-            pipe.expire(snapshot_key(session_id), self._ttl)
-            pipe.zadd(LIVE_KEY, {session_id: time.time()})
-            await pipe.execute()
+        args: list[str | int | float] = [self.instance_id, self._ttl, session_id, time.time()]
+        for name, value in fields.items():
+            args += [name, value]
+        await self._create_script(keys=[lease_key(session_id), snapshot_key(session_id), LIVE_KEY], args=args)
 
     async def append(
         self, session_id: str, frames: Sequence[tuple[int, str]], fields: Mapping[str, str], *, end: bool = False

@@ -135,3 +135,17 @@ async def test_writer_ends_without_done_when_the_server_drains(private_redis):
     assert await asyncio.wait_for(pending, 1) == DRAIN_FRAME
     with pytest.raises(StopAsyncIteration):
         await anext(frames)
+
+
+async def test_a_session_that_forgot_its_frames_still_replays_them_from_redis(private_redis):
+    session, store, notifier, registry = await new_session(private_redis)
+    for n in range(3):
+        session.emit(EventType.CONTENT, {"content": str(n)})
+    await session.sync()
+    session.forget_frames()  # what a session does while it waits for approval
+    feed = SessionFeed(session.id, store, notifier, registry.local)
+    assert [seq for seq, _ in await feed.read_after(0, timeout=1)] == [1, 2, 3]
+    session.emit(EventType.CONTENT, {"content": "after"})
+    await session.sync()
+    assert [seq for seq, _ in await feed.read_after(3, timeout=1)] == [4]
+    assert session.frames_after(3) == [(4, session.frames[0][1])]
