@@ -24,20 +24,15 @@ pytestmark = pytest.mark.anyio
 EMAIL = "Send an email to kim@example.com saying the release is ready"
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
+@pytest.fixture
+def redis_server(private_redis_server: RedisServer) -> RedisServer:
     """Its own Redis: any other server of the suite sharing it would be a replica that adopts sessions too."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
+    return private_redis_server
 
 
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
+def redis(private_redis: Redis) -> Redis:
+    return private_redis
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import threading
 import time
 from dataclasses import replace
 
+import httpx
+
 from aura.config import Settings
 from aura.runtime import Runtime
 from aura.server import AuraServer, build_server
@@ -43,3 +45,14 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()
+
+
+def let_server_log_its_crash(response: httpx.Response) -> None:
+    """On an unexpected 5xx, give uvicorn's thread time to log the traceback before pytest formats ours.
+
+    CPython 3.11 before 3.11.8 keeps the AST constructor's recursion counter in shared state
+    (gh-106905): two threads formatting tracebacks at once can raise SystemError inside pytest
+    and abort the session with INTERNALERROR instead of reporting the failure.
+    """
+    if response.status_code >= 500:
+        time.sleep(0.5)

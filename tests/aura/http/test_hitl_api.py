@@ -18,6 +18,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.live_server import let_server_log_its_crash
 from tests.conftest import make_token
 
 pytestmark = pytest.mark.anyio
@@ -76,15 +77,6 @@ async def reject(client: httpx.AsyncClient, request_id: str, body: Any = None, h
     )
 
 
-def let_server_log_its_crash(response: httpx.Response) -> None:
-    """On an unexpected 5xx, give uvicorn's thread time to log the traceback before pytest formats ours.
-
-    CPython 3.11 before 3.11.8 keeps the AST constructor's recursion counter in shared state
-    (gh-106905): two threads formatting tracebacks at once can raise SystemError inside pytest
-    and abort the session with INTERNALERROR instead of reporting the failure.
-    """
-    if response.status_code >= 500:
-        time.sleep(0.5)
 
 
 def assert_success(response: httpx.Response, status: int, message: str, *, has_data: bool = True) -> Any:

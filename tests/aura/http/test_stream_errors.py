@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from aura.config import StreamAuthPolicy
+from tests.support.live_server import let_server_log_its_crash
 from tests.conftest import SECRET, auth_headers, make_token
 from tests.support.sse import SseStream
 
@@ -69,15 +70,6 @@ def bearer(token: str, tenant: str = "1", **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant, **extra}
 
 
-def let_server_log_its_crash(response: httpx.Response) -> None:
-    """On an unexpected 5xx, give uvicorn's thread time to log the traceback before pytest formats ours.
-
-    CPython 3.11 before 3.11.8 keeps the AST constructor's recursion counter in shared state
-    (gh-106905): two threads formatting tracebacks at once can raise SystemError inside pytest
-    and abort the session with INTERNALERROR instead of reporting the failure.
-    """
-    if response.status_code >= 500:
-        time.sleep(0.5)
 
 
 def assert_error_envelope(
