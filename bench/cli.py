@@ -14,7 +14,6 @@ Order of a run (every target gets a fresh redis-server of its own):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shlex

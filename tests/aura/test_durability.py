@@ -6,9 +6,8 @@ Every server here is `python -m aura serve` in a subprocess, killed for real.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
