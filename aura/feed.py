@@ -10,8 +10,11 @@ by another replica.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
 
 from aura.events import snapshot_frame
 from aura.session_store import SessionStore
@@ -19,6 +22,8 @@ from aura.snapshot import public_view
 
 if TYPE_CHECKING:
     from aura.session import Session
+
+log = logging.getLogger(__name__)
 
 
 class Notifier:
@@ -92,7 +97,12 @@ class SessionFeed:
             frames = session.frames_after(seq)
             self.closed = session.ended and not frames
             return frames
-        page = await self._store.read(self.session_id, seq)
+        try:
+            page = await self._store.read(self.session_id, seq)
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Redis is away: the stream keeps its heartbeats and reads again on the next round.
+            log.debug("reading %s failed: %s", self.session_id, exc)
+            return []
         frames = [(n, frame.encode("ascii")) for n, frame in page.frames]
         if frames and frames[0][0] > seq + 1:
             # The cursor fell out of the bounded log: send the snapshot first, then what is left.

@@ -77,10 +77,6 @@ class Session:
     def state(self) -> State:
         return self.model.current
 
-    @property
-    def conversation(self) -> list[dict[str, Any]]:
-        return self.plan.conversation if self.plan is not None else []
-
     def set_plan(self, plan: Plan) -> None:
         self.plan = plan
         self.step_index = 0

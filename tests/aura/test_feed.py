@@ -14,7 +14,9 @@ from aura.feed import Notifier, SessionFeed
 from aura.session import Session, SessionRegistry, SessionRequest
 from aura.session_store import SessionStore
 from aura.sse import DONE_FRAME, DRAIN_FRAME, HEARTBEAT_FRAME, feed_frames
+from redis.asyncio import Redis
 from statemachines import SessionMachine
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -149,3 +151,20 @@ async def test_a_session_that_forgot_its_frames_still_replays_them_from_redis(pr
     await session.sync()
     assert [seq for seq, _ in await feed.read_after(3, timeout=1)] == [4]
     assert session.frames_after(3) == [(4, session.frames[0][1])]
+
+
+async def test_a_follower_keeps_its_stream_while_redis_is_away():
+    """Regression: a Redis error while reading the log ended the SSE response without [DONE]."""
+    server = RedisServer()
+    server.start()
+    client = Redis.from_url(server.url, decode_responses=True, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        session, store, notifier, _ = await new_session(client)
+        session.emit(EventType.CONTENT, {"content": "x"})
+        await session.sync()
+        feed = remote_feed(session, store, notifier)
+        server.stop()
+        assert await feed.read_after(0, timeout=0.1) == [] and not feed.closed  # a heartbeat, not a crash
+    finally:
+        await client.aclose()
+        server.stop()
