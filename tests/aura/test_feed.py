@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from redis.asyncio import Redis
 
 from aura.auth import Principal
 from aura.errors import LeaseLost
@@ -14,7 +15,6 @@ from aura.feed import Notifier, SessionFeed
 from aura.session import Session, SessionRegistry, SessionRequest
 from aura.session_store import SessionStore
 from aura.sse import DONE_FRAME, DRAIN_FRAME, HEARTBEAT_FRAME, feed_frames
-from redis.asyncio import Redis
 from statemachines import SessionMachine
 from tests.support.redis_server import RedisServer
 
