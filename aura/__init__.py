@@ -1,12 +1,43 @@
 """Aura: the AI-agent runtime behind the DWP gateway.
 
-Public surface: :func:`create_app`, :class:`Settings`, :class:`Runtime` and the
-exception hierarchy in :mod:`aura.errors`.
+The public surface, in the order a request meets it:
+
+- :class:`Settings` (and :class:`StreamAuthPolicy`): the configuration, validated from one table;
+- :func:`create_app`: the Starlette application over a :class:`Runtime`;
+- :class:`Runtime`: one process's lifecycle, over the parts :func:`build` wires together;
+- :class:`AuraError` and its subclasses: the one exception tree (see :mod:`aura.errors`).
 """
 
 from aura.config import Settings, StreamAuthPolicy
-from aura.errors import AuraError, ConfigError
+from aura.errors import (
+    ApiError,
+    AuraError,
+    ConfigError,
+    LeaseLost,
+    MalformedSignal,
+    PlannerError,
+    StoreUnavailable,
+    ToolError,
+    TransitionRefused,
+)
 from aura.http import create_app
 from aura.runtime import Runtime
+from aura.wiring import Services, build
 
-__all__ = ["AuraError", "ConfigError", "Runtime", "Settings", "StreamAuthPolicy", "create_app"]
+__all__ = [
+    "ApiError",
+    "AuraError",
+    "ConfigError",
+    "LeaseLost",
+    "MalformedSignal",
+    "PlannerError",
+    "Runtime",
+    "Services",
+    "Settings",
+    "StoreUnavailable",
+    "StreamAuthPolicy",
+    "ToolError",
+    "TransitionRefused",
+    "build",
+    "create_app",
+]

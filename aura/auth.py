@@ -47,13 +47,13 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 options={"require_exp": True, "leeway": self._leeway, "verify_aud": False},
             )
-        except ExpiredSignatureError:
-            raise TokenExpired("Token expired") from None
+        except ExpiredSignatureError as exc:
+            raise TokenExpired("Token expired") from exc
         except JOSEError as exc:  # JWTError, JWKError, ...: never a 500
-            raise TokenInvalid(f"Invalid token: {exc}") from None
-        except (TypeError, ValueError, OverflowError):
+            raise TokenInvalid(f"Invalid token: {exc}") from exc
+        except (TypeError, ValueError, OverflowError) as exc:
             # python-jose compares ill-typed claims (exp: null, iat: []) without checking their type.
-            raise TokenInvalid("Invalid token: a time claim is not a number") from None
+            raise TokenInvalid("Invalid token: a time claim is not a number") from exc
         return claims
 
     def principal(self, token: str) -> Principal:
@@ -135,3 +135,37 @@ def authenticate_approver(verifier: TokenVerifier, headers: Mapping[str, str]) -
         raise BadRequest("X-Tenant-ID must be a number")
     return principal, tenant_number
 
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller of the stream and session API, and the token it came with."""
+
+    principal: Principal
+    token: str
+
+    @property
+    def authorization(self) -> str:
+        return f"Bearer {self.token}"
+
+
+class Authenticator:
+    """The stream's and session API's check: X-Tenant-ID, then the token, then tenant/user (CONTRACT §2.4)."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    def caller(self, headers: Mapping[str, str], *, allow_missing: bool = False) -> Caller | None:
+        """The caller; None only when ``allow_missing`` and no token was sent (CONTRACT §2.5 compat)."""
+        tenant = tenant_header(headers)
+        token = bearer_token(headers)
+        if token is None:
+            if allow_missing:
+                return None
+            raise Unauthorized("Authorization header is required")
+        principal = self._verifier.principal(token)
+        check_principal(principal, headers, tenant)
+        return Caller(principal, token)
+
+    def approver(self, headers: Mapping[str, str]) -> tuple[Principal, int]:
+        return authenticate_approver(self._verifier, headers)

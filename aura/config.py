@@ -1,19 +1,49 @@
-"""Configuration from the environment, validated once at start-up."""
+"""Configuration from the environment, validated once at start-up.
+
+Every setting is one row of :data:`OPTIONS`: its :class:`Settings` field, its
+environment variable, its only default, how the variable's text is parsed and
+the rule its value must meet. ``Settings(...)``, ``dataclasses.replace(...)``
+and :meth:`Settings.from_env` all end in ``Settings.__post_init__``, which
+checks every row, so no construction path skips a rule.
+"""
 
 from __future__ import annotations
 
 import enum
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 from aura.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_GATEWAY_URL",
+    "DEV_JWT_SECRET",
+    "GATEWAY_RESPONSE_TIMEOUT_SECONDS",
+    "LOG_LEVELS",
+    "MIN_SECRET_BYTES",
+    "OPTIONS",
+    "REQUIRED",
+    "MemberOf",
+    "MinBytes",
+    "OneOf",
+    "Option",
+    "Range",
+    "Rule",
+    "Settings",
+    "StartsWith",
+    "StreamAuthPolicy",
+]
 
 # CONTRACT §2.1: the dev secret of auth-server and main-service (63 ASCII bytes).
 DEV_JWT_SECRET = "your_shared_secret_key_must_be_at_least_256_bits_long_for_HS256"
 MIN_SECRET_BYTES = 32  # jjwt's Keys.hmacShaKeyFor refuses shorter keys (CONTRACT §2.1)
 GATEWAY_RESPONSE_TIMEOUT_SECONDS = 300  # CONTRACT §3.7
+DEFAULT_GATEWAY_URL = "http://localhost:8080"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # uvicorn's names, lower case
 
 
 class StreamAuthPolicy(str, enum.Enum):
@@ -23,60 +53,289 @@ class StreamAuthPolicy(str, enum.Enum):
     COMPAT = "compat"  # 200 SSE with one `error` event (E2000) and [DONE]; the agent never runs
 
 
+# ---------------------------------------------------------------- rules
+# A rule answers what is wrong with a value as the rest of "<VARIABLE> must ...",
+# so every message names the variable an operator would change.
+
+
+class Rule(Protocol):
+    def problem(self, value: Any) -> str | None:
+        """``None`` if ``value`` is acceptable, else e.g. ``"be at least 0.5 (got 0)"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """``low`` ≤ value (``<`` if ``low_open``) and value ≤ ``high`` (``<`` if ``high_open``).
+
+    Float values must also be finite: every float setting is a number of seconds.
+    """
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    high_text: str | None = None  # says what the upper bound is, e.g. the gateway's timeout
+
+    def problem(self, value: float) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"be a finite number of seconds (got {value!r})"
+        above = value > self.low if self.low_open else value >= self.low
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return None if above and below else f"be {self.text} (got {_number(value)})"
+
+    @property
+    def text(self) -> str:
+        if self.high is not None and not self.low_open and not self.high_open:
+            return f"between {_number(self.low)} and {_number(self.high)}"
+        text = f"{'greater than' if self.low_open else 'at least'} {_number(self.low)}"
+        if self.high is None:
+            return text
+        return f"{text} and {'less than' if self.high_open else 'at most'} {self.high_text or _number(self.high)}"
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    choices: tuple[str, ...]
+
+    def problem(self, value: str) -> str | None:
+        return None if value in self.choices else f"be one of {', '.join(self.choices)} (got {value!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberOf:
+    """A member of ``kind`` itself: a plain ``"compat"`` would fail every ``is`` comparison."""
+
+    kind: type[enum.Enum]
+
+    def problem(self, value: object) -> str | None:
+        if isinstance(value, self.kind):
+            return None
+        return f"be {_either(repr(member.value) for member in self.kind)} (got {value!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class StartsWith:
+    prefixes: tuple[str, ...]
+
+    def problem(self, value: str) -> str | None:
+        return None if value.startswith(self.prefixes) else f"start with {_either(self.prefixes)} (got {value!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class MinBytes:
+    """At least ``count`` bytes of UTF-8: HS256 keys are bytes, and one character may be several."""
+
+    count: int
+    why: str
+
+    def problem(self, value: str) -> str | None:
+        size = len(value.encode("utf-8"))
+        return None if size >= self.count else f"be at least {self.count} bytes of UTF-8 (got {size}); {self.why}"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _either(items: Iterable[str]) -> str:
+    *rest, last = items
+    return f"{', '.join(rest)} or {last}" if rest else last
+
+
+def _require(rule: Rule, variable: str, value: Any) -> None:
+    problem = rule.problem(value)
+    if problem is not None:
+        raise ConfigError(f"{variable} must {problem}")
+
+
+_PORT: Final = Range(1, 65535)
+_HTTP_URL: Final = StartsWith(("http://", "https://"))
+
+
+# ---------------------------------------------------------------- parsers
+# (variable, non-empty text) -> value. Only syntax is checked here; the rule is
+# checked by Settings itself, so a value from the environment meets the same rule
+# as one passed in code.
+
+
+def _text(variable: str, text: str) -> str:
+    return text
+
+
+def _lower(variable: str, text: str) -> str:
+    return text.lower()
+
+
+def _int(variable: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{variable} must be an integer (got {text!r})") from None
+
+
+def _seconds(variable: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{variable} must be a number of seconds (got {text!r})") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{variable} must be a finite number of seconds (got {text!r})")
+    return value
+
+
+def _stream_auth(variable: str, text: str) -> StreamAuthPolicy | str:
+    try:
+        return StreamAuthPolicy(text)
+    except ValueError:
+        return text  # MemberOf refuses it, naming the choices
+
+
+def _redis_from_parts(env: Mapping[str, str]) -> str | None:
+    """The handoff document's REDIS_HOST / REDIS_PORT / REDIS_PASSWORD, used when REDIS_URL is unset."""
+    host = env.get("REDIS_HOST")
+    if not host:
+        return None  # the embedded in-process backend
+    port_text = env.get("REDIS_PORT")
+    port = _int("REDIS_PORT", port_text) if port_text else 6379
+    _require(_PORT, "REDIS_PORT", port)
+    password = env.get("REDIS_PASSWORD")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/0"
+
+
+# ---------------------------------------------------------------- the table
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Final[Any] = _Required()  # the default of an option whose variable must be set
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting. An unset or empty variable means ``default``."""
+
+    name: str  # the Settings field
+    env: str  # the environment variable
+    default: Any  # the only place this default is written; REQUIRED if there is none
+    parse: Callable[[str, str], Any] = _text
+    rule: Rule | None = None  # ``None`` values of optional settings are not checked
+    unset_hint: str = ""  # why a REQUIRED variable matters, said when it is missing
+    fallback: Callable[[Mapping[str, str]], Any] | None = None  # read instead of ``default`` when unset
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        """The value ``env`` gives this option, syntax-checked but not yet checked against ``rule``."""
+        text = env.get(self.env)
+        if text:
+            return self.parse(self.env, text)
+        if self.fallback is not None:
+            return self.fallback(env)
+        if self.required:
+            raise ConfigError(f"{self.env} is not set; {self.unset_hint}")
+        return self.default
+
+    def check(self, value: Any) -> None:
+        """Raise ConfigError, naming ``env``, if ``value`` breaks ``rule``."""
+        if self.rule is not None and not (value is None and self.default is None):
+            _require(self.rule, self.env, value)
+
+
+# In Settings field order.
+OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "jwt_secret", "JWT_SECRET", REQUIRED,
+        rule=MinBytes(MIN_SECRET_BYTES, "the Java services refuse shorter HS256 keys"),
+        unset_hint="it must be the HS256 secret shared with dwp-auth-server",
+    ),
+    Option("host", "AURA_HOST", "127.0.0.1"),
+    Option("port", "AURA_PORT", 9000, _int, _PORT),
+    Option(
+        "redis_url", "REDIS_URL", None,  # None: the embedded in-process backend
+        rule=StartsWith(("redis://", "rediss://", "unix://")), fallback=_redis_from_parts,
+    ),
+    Option(
+        "hitl_timeout_seconds", "AURA_HITL_TIMEOUT_SECONDS", 280.0, _seconds,
+        # a HITL wait must end before the gateway gives up on the response (CONTRACT §3.7)
+        Range(
+            0, GATEWAY_RESPONSE_TIMEOUT_SECONDS, low_open=True, high_open=True,
+            high_text=f"the gateway's {GATEWAY_RESPONSE_TIMEOUT_SECONDS} s response timeout",
+        ),
+    ),
+    Option("heartbeat_seconds", "AURA_HEARTBEAT_SECONDS", 15.0, _seconds, Range(0, 60, low_open=True)),
+    # a client that reads nothing for this long is dropped; its session goes on
+    Option("sse_send_timeout_seconds", "AURA_SSE_SEND_TIMEOUT_SECONDS", 30.0, _seconds, Range(0.01, 600)),
+    Option("stream_auth", "AURA_STREAM_AUTH", StreamAuthPolicy.STRICT, _stream_auth, MemberOf(StreamAuthPolicy)),
+    Option("jwt_leeway_seconds", "AURA_JWT_LEEWAY_SECONDS", 10, _int, Range(0, 300)),
+    Option("tool_timeout_seconds", "AURA_TOOL_TIMEOUT_SECONDS", 30.0, _seconds, Range(0.001)),
+    # the Redis log and snapshot; at least the HITL request's 30 min
+    Option("session_ttl_seconds", "AURA_SESSION_TTL_SECONDS", 3600, _int, Range(1800, 30 * 86400)),
+    Option("session_max_events", "AURA_SESSION_MAX_EVENTS", 10_000, _int, Range(100, 1_000_000)),
+    Option("lease_seconds", "AURA_LEASE_SECONDS", 10.0, _seconds, Range(0.5)),
+    Option("signal_sweep_seconds", "AURA_SIGNAL_SWEEP_SECONDS", 5.0, _seconds, Range(0.01)),
+    Option("redis_timeout_seconds", "AURA_REDIS_TIMEOUT_SECONDS", 5.0, _seconds, Range(0.01)),
+    Option("shutdown_grace_seconds", "AURA_SHUTDOWN_GRACE_SECONDS", 10.0, _seconds, Range(0.0)),
+    Option("log_level", "AURA_LOG_LEVEL", "info", _lower, OneOf(LOG_LEVELS)),
+    Option("llm_base_url", "AURA_LLM_BASE_URL", None, rule=_HTTP_URL),  # None: the offline rule-based planner
+    Option("llm_model", "AURA_LLM_MODEL", None),
+    Option("llm_api_key", "AURA_LLM_API_KEY", None),
+    Option("llm_timeout_seconds", "AURA_LLM_TIMEOUT_SECONDS", 60.0, _seconds, Range(0.001)),
+    Option("llm_max_retries", "AURA_LLM_MAX_RETRIES", 2, _int, Range(0, 10)),
+    Option("dwp_gateway_url", "AURA_DWP_GATEWAY_URL", DEFAULT_GATEWAY_URL, rule=_HTTP_URL),
+    Option("tools_file", "AURA_TOOLS_FILE", None),  # extra tool declarations, on top of the shipped ones
+    Option("agent_task_url", "AURA_AGENT_TASK_URL", None, rule=_HTTP_URL),  # e.g. <gateway>/api/main/agent/tasks
+)
+
+_BY_NAME: Final = {option.name: option for option in OPTIONS}
+
+
+def _default(name: str) -> Any:
+    """The field default of ``name``, taken from its row so that it is written only there."""
+    return _BY_NAME[name].default
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Aura's configuration; every field is one row of :data:`OPTIONS`, checked on every construction."""
+
     jwt_secret: str
-    host: str = "127.0.0.1"
-    port: int = 9000
-    redis_url: str | None = None  # None: the embedded in-process backend
-    hitl_timeout_seconds: float = 280.0
-    heartbeat_seconds: float = 15.0
-    stream_auth: StreamAuthPolicy = StreamAuthPolicy.STRICT
-    jwt_leeway_seconds: int = 10
-    tool_timeout_seconds: float = 30.0
-    session_ttl_seconds: int = 3600  # the Redis log and snapshot; at least the HITL request's 30 min
-    session_max_events: int = 10_000
-    lease_seconds: float = 10.0
-    signal_sweep_seconds: float = 5.0
-    redis_timeout_seconds: float = 5.0
-    shutdown_grace_seconds: float = 10.0
-    log_level: str = "info"
-    llm_base_url: str | None = None  # None: the offline rule-based planner
-    llm_model: str | None = None
-    llm_api_key: str | None = None
-    llm_timeout_seconds: float = 60.0
-    llm_max_retries: int = 2
-    dwp_gateway_url: str = "http://localhost:8080"
-    tools_file: str | None = None  # extra tool declarations, on top of aura/tools.json
-    agent_task_url: str | None = None  # e.g. http://localhost:8080/api/main/agent/tasks
+    host: str = _default("host")
+    port: int = _default("port")
+    redis_url: str | None = _default("redis_url")
+    hitl_timeout_seconds: float = _default("hitl_timeout_seconds")
+    heartbeat_seconds: float = _default("heartbeat_seconds")
+    sse_send_timeout_seconds: float = _default("sse_send_timeout_seconds")
+    stream_auth: StreamAuthPolicy = _default("stream_auth")
+    jwt_leeway_seconds: int = _default("jwt_leeway_seconds")
+    tool_timeout_seconds: float = _default("tool_timeout_seconds")
+    session_ttl_seconds: int = _default("session_ttl_seconds")
+    session_max_events: int = _default("session_max_events")
+    lease_seconds: float = _default("lease_seconds")
+    signal_sweep_seconds: float = _default("signal_sweep_seconds")
+    redis_timeout_seconds: float = _default("redis_timeout_seconds")
+    shutdown_grace_seconds: float = _default("shutdown_grace_seconds")
+    log_level: str = _default("log_level")
+    llm_base_url: str | None = _default("llm_base_url")
+    llm_model: str | None = _default("llm_model")
+    llm_api_key: str | None = _default("llm_api_key")
+    llm_timeout_seconds: float = _default("llm_timeout_seconds")
+    llm_max_retries: int = _default("llm_max_retries")
+    dwp_gateway_url: str = _default("dwp_gateway_url")
+    tools_file: str | None = _default("tools_file")
+    agent_task_url: str | None = _default("agent_task_url")
 
     def __post_init__(self) -> None:
-        secret_bytes = len(self.jwt_secret.encode("utf-8"))
-        if secret_bytes < MIN_SECRET_BYTES:
-            raise ConfigError(
-                f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes of UTF-8 (got {secret_bytes}); "
-                "the Java services refuse shorter HS256 keys"
-            )
-        if not 0 < self.hitl_timeout_seconds < GATEWAY_RESPONSE_TIMEOUT_SECONDS:
-            raise ConfigError(
-                "AURA_HITL_TIMEOUT_SECONDS must be greater than 0 and less than the gateway's "
-                f"{GATEWAY_RESPONSE_TIMEOUT_SECONDS} s response timeout (got {self.hitl_timeout_seconds:g})"
-            )
-        if not 0 < self.heartbeat_seconds <= 60:
-            raise ConfigError(
-                f"AURA_HEARTBEAT_SECONDS must be greater than 0 and at most 60 (got {self.heartbeat_seconds:g})"
-            )
-        if not 1 <= self.port <= 65535:
-            raise ConfigError(f"AURA_PORT must be between 1 and 65535 (got {self.port})")
+        for option in OPTIONS:
+            option.check(getattr(self, option.name))
+        # The one rule across fields: a model needs an endpoint and an endpoint a model.
         if (self.llm_base_url is None) != (self.llm_model is None):
             raise ConfigError("AURA_LLM_BASE_URL and AURA_LLM_MODEL must be set together (or neither)")
-        for name, url in (
-            ("AURA_LLM_BASE_URL", self.llm_base_url),
-            ("AURA_DWP_GATEWAY_URL", self.dwp_gateway_url),
-            ("AURA_AGENT_TASK_URL", self.agent_task_url),
-        ):
-            if url is not None and not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{name} must start with http:// or https:// (got {url!r})")
 
     @property
     def redis_embedded(self) -> bool:
@@ -86,85 +345,4 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``env`` (default ``os.environ``); raise ConfigError with an exact message."""
         env = os.environ if env is None else env
-        secret = env.get("JWT_SECRET")
-        if not secret:
-            raise ConfigError("JWT_SECRET is not set; it must be the HS256 secret shared with dwp-auth-server")
-        policy_text = env.get("AURA_STREAM_AUTH", StreamAuthPolicy.STRICT.value)
-        try:
-            policy = StreamAuthPolicy(policy_text)
-        except ValueError:
-            raise ConfigError(f"AURA_STREAM_AUTH must be 'strict' or 'compat' (got {policy_text!r})") from None
-        log_level = env.get("AURA_LOG_LEVEL", "info").lower()
-        if log_level not in {"critical", "error", "warning", "info", "debug"}:
-            raise ConfigError(
-                f"AURA_LOG_LEVEL must be one of critical, error, warning, info, debug (got {log_level!r})"
-            )
-        return cls(
-            jwt_secret=secret,
-            host=env.get("AURA_HOST", "127.0.0.1"),
-            port=_int(env, "AURA_PORT", 9000),
-            redis_url=_redis_url(env),
-            hitl_timeout_seconds=_float(env, "AURA_HITL_TIMEOUT_SECONDS", 280.0),
-            heartbeat_seconds=_float(env, "AURA_HEARTBEAT_SECONDS", 15.0),
-            stream_auth=policy,
-            jwt_leeway_seconds=_int(env, "AURA_JWT_LEEWAY_SECONDS", 10, low=0, high=300),
-            tool_timeout_seconds=_float(env, "AURA_TOOL_TIMEOUT_SECONDS", 30.0, low=0.001),
-            session_ttl_seconds=_int(env, "AURA_SESSION_TTL_SECONDS", 3600, low=1800, high=30 * 86400),
-            session_max_events=_int(env, "AURA_SESSION_MAX_EVENTS", 10_000, low=100, high=1_000_000),
-            lease_seconds=_float(env, "AURA_LEASE_SECONDS", 10.0, low=0.5),
-            signal_sweep_seconds=_float(env, "AURA_SIGNAL_SWEEP_SECONDS", 5.0, low=0.01),
-            redis_timeout_seconds=_float(env, "AURA_REDIS_TIMEOUT_SECONDS", 5.0, low=0.01),
-            shutdown_grace_seconds=_float(env, "AURA_SHUTDOWN_GRACE_SECONDS", 10.0, low=0.0),
-            log_level=log_level,
-            llm_base_url=env.get("AURA_LLM_BASE_URL") or None,
-            llm_model=env.get("AURA_LLM_MODEL") or None,
-            llm_api_key=env.get("AURA_LLM_API_KEY") or None,
-            llm_timeout_seconds=_float(env, "AURA_LLM_TIMEOUT_SECONDS", 60.0, low=0.001),
-            llm_max_retries=_int(env, "AURA_LLM_MAX_RETRIES", 2, low=0, high=10),
-            dwp_gateway_url=env.get("AURA_DWP_GATEWAY_URL") or "http://localhost:8080",
-            tools_file=env.get("AURA_TOOLS_FILE") or None,
-            agent_task_url=env.get("AURA_AGENT_TASK_URL") or None,
-        )
-
-
-def _redis_url(env: Mapping[str, str]) -> str | None:
-    url = env.get("REDIS_URL")
-    if url:
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix:// (got {url!r})")
-        return url
-    host = env.get("REDIS_HOST")
-    if not host:
-        return None
-    port = _int(env, "REDIS_PORT", 6379)
-    password = env.get("REDIS_PASSWORD")
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/0"
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 1, high: int = 65535) -> int:
-    text = env.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer (got {text!r})") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high} (got {value})")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, *, low: float | None = None) -> float:
-    text = env.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds (got {text!r})") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(f"{name} must be a finite number of seconds (got {text!r})")
-    if low is not None and value < low:
-        raise ConfigError(f"{name} must be at least {low:g} (got {value:g})")
-    return value
+        return cls(**{option.name: option.read(env) for option in OPTIONS})

@@ -1,4 +1,4 @@
-"""The Starlette application: routes, error envelopes and the lifespan."""
+"""The Starlette application: routes over the runtime's parts, error envelopes and the lifespan."""
 
 from __future__ import annotations
 
@@ -12,28 +12,57 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from aura.auth import Authenticator
 from aura.config import Settings
-from aura.envelope import error_response
-from aura.errors import ApiError, InternalError, MethodNotAllowed, NotFound
-from aura.http import health, hitl, sessions, stream
+from aura.errors import ApiError, HttpError, InternalError, MethodNotAllowed, NotFound
+from aura.http.envelope import error_response
+from aura.http.follow import SessionAccess
+from aura.http.health import HealthEndpoints, liveness
+from aura.http.hitl import HitlEndpoints
+from aura.http.sessions import SessionEndpoints
+from aura.http.stream import StreamEndpoint
 from aura.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-ROUTES = [
-    Route("/aura/test/stream", stream.stream, methods=["POST", "GET"]),
-    Route("/aura/sessions/{session_id}", sessions.get_session, methods=["GET"]),
-    Route("/aura/sessions/{session_id}/events", sessions.session_events, methods=["GET"]),
-    Route("/aura/sessions/{session_id}/cancel", sessions.cancel_session, methods=["POST"]),
-    Route("/aura/hitl/approve/{request_id}", hitl.approve, methods=["POST"]),
-    Route("/aura/hitl/reject/{request_id}", hitl.reject, methods=["POST"]),
-    Route("/aura/hitl/requests/{request_id}", hitl.get_request, methods=["GET"]),
-    Route("/aura/hitl/signals/{session_id}", hitl.get_signal, methods=["GET"]),
-    Route("/aura/health", health.readiness, methods=["GET"]),
-    Route("/aura/agents/health", health.readiness, methods=["GET"]),
-    Route("/aura/info", health.info, methods=["GET"]),
-    Route("/health", health.liveness, methods=["GET"]),
-]
+
+def routes(runtime: Runtime) -> list[Route]:
+    services = runtime.services
+    settings = services.settings
+    timeout = settings.redis_timeout_seconds
+    authenticator = Authenticator(services.verifier)
+    access = SessionAccess(
+        services.session_store,
+        services.feeds,
+        redis_timeout_seconds=timeout,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        send_timeout_seconds=settings.sse_send_timeout_seconds,
+    )
+    stream = StreamEndpoint(
+        authenticator,
+        access,
+        services.registry.create,
+        services.runs.start,
+        auth_policy=settings.stream_auth,
+        send_timeout_seconds=settings.sse_send_timeout_seconds,
+    )
+    sessions = SessionEndpoints(authenticator, access, services.session_store, redis_timeout_seconds=timeout)
+    hitl = HitlEndpoints(authenticator, services.hitl_store, redis_timeout_seconds=timeout)
+    health = HealthEndpoints(runtime)
+    return [
+        Route("/aura/test/stream", stream.stream, methods=["POST", "GET"]),
+        Route("/aura/sessions/{session_id}", sessions.get_session, methods=["GET"]),
+        Route("/aura/sessions/{session_id}/events", sessions.session_events, methods=["GET"]),
+        Route("/aura/sessions/{session_id}/cancel", sessions.cancel_session, methods=["POST"]),
+        Route("/aura/hitl/approve/{request_id}", hitl.approve, methods=["POST"]),
+        Route("/aura/hitl/reject/{request_id}", hitl.reject, methods=["POST"]),
+        Route("/aura/hitl/requests/{request_id}", hitl.get_request, methods=["GET"]),
+        Route("/aura/hitl/signals/{session_id}", hitl.get_signal, methods=["GET"]),
+        Route("/aura/health", health.readiness, methods=["GET"]),
+        Route("/aura/agents/health", health.readiness, methods=["GET"]),
+        Route("/aura/info", health.info, methods=["GET"]),
+        Route("/health", liveness, methods=["GET"]),
+    ]
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -49,8 +78,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}")
     else:
-        error = ApiError(exc.detail, error_code="E1001")
-        error.status_code = exc.status_code
+        error = HttpError(exc.status_code, exc.detail)
     response = error_response(request.headers, error)
     for name, value in (exc.headers or {}).items():  # e.g. Allow on a 405
         response.headers[name] = value
@@ -72,7 +100,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
             yield
 
     app = Starlette(
-        routes=ROUTES,
+        routes=routes(rt),
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
     )

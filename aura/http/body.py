@@ -33,10 +33,10 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise ValidationFailed("Request body is empty; expected a JSON object", error_code="E4001")
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("Request body is not valid JSON", error_code="E4002") from None
-    except RecursionError:
-        raise ValidationFailed("Request body is nested too deeply", error_code="E4002") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed("Request body is not valid JSON", error_code="E4002") from exc
+    except RecursionError as exc:
+        raise ValidationFailed("Request body is nested too deeply", error_code="E4002") from exc
     if not isinstance(value, dict):
         raise ValidationFailed("Request body must be a JSON object", error_code="E4002")
     return value

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aura.envelope import envelope_response
+from aura.http.envelope import envelope_response
 from aura.runtime import Runtime
 
 SERVICE_NAME = "aura-platform"
@@ -26,34 +26,39 @@ async def liveness(request: Request) -> Response:
     return envelope_response(200, {"status": "UP", "service": SERVICE_NAME})
 
 
-async def readiness(request: Request) -> Response:
-    """``GET /aura/health``: 200 UP when Redis answers and the subscriber listens, else 503 DEGRADED."""
-    runtime: Runtime = request.app.state.runtime
-    redis_up = await runtime.redis_ok()
-    subscriber_up = runtime.hub.subscribed.is_set()
-    healthy = redis_up and subscriber_up
-    body: dict[str, Any] = {
-        "status": "UP" if healthy else "DEGRADED",
-        "service": SERVICE_NAME,
-        "checks": {
-            "redis": {"status": "UP" if redis_up else "DOWN", "mode": runtime.redis.mode},
-            "hitlSubscriber": {"status": "UP" if subscriber_up else "DOWN"},
-        },
-        "sessions": runtime.counts(),
-    }
-    return envelope_response(200 if healthy else 503, body)
+class HealthEndpoints:
+    """Readiness and info: what the runtime says about Redis, the subscriber and the sessions."""
 
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
 
-async def info(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    settings = runtime.settings
-    body = {
-        "status": "UP",
-        "service": SERVICE_NAME,
-        "version": _version(),
-        "stream": {"path": "/aura/test/stream", "methods": ["POST", "GET"], "auth": settings.stream_auth.value},
-        "hitl": {"timeoutSeconds": settings.hitl_timeout_seconds, "heartbeatSeconds": settings.heartbeat_seconds},
-        "redis": {"mode": runtime.redis.mode},
-        "tools": runtime.tools.names(),
-    }
-    return envelope_response(200, body)
+    async def readiness(self, request: Request) -> Response:
+        """``GET /aura/health``: 200 UP when Redis answers and the subscriber listens, else 503 DEGRADED."""
+        runtime = self._runtime
+        redis_up = await runtime.redis_ok()
+        subscriber_up = runtime.hub.subscribed.is_set()
+        healthy = redis_up and subscriber_up
+        body: dict[str, Any] = {
+            "status": "UP" if healthy else "DEGRADED",
+            "service": SERVICE_NAME,
+            "checks": {
+                "redis": {"status": "UP" if redis_up else "DOWN", "mode": runtime.services.redis.mode},
+                "hitlSubscriber": {"status": "UP" if subscriber_up else "DOWN"},
+            },
+            "sessions": runtime.counts(),
+        }
+        return envelope_response(200 if healthy else 503, body)
+
+    async def info(self, request: Request) -> Response:
+        services = self._runtime.services
+        settings = services.settings
+        body = {
+            "status": "UP",
+            "service": SERVICE_NAME,
+            "version": _version(),
+            "stream": {"path": "/aura/test/stream", "methods": ["POST", "GET"], "auth": settings.stream_auth.value},
+            "hitl": {"timeoutSeconds": settings.hitl_timeout_seconds, "heartbeatSeconds": settings.heartbeat_seconds},
+            "redis": {"mode": services.redis.mode},
+            "tools": services.tools.names(),
+        }
+        return envelope_response(200, body)

@@ -13,42 +13,66 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aura.auth import authenticate_approver, tenant_header
-from aura.envelope import success_response
+from aura.auth import Authenticator, tenant_header
+from aura.http.envelope import success_response
 from aura.errors import InternalError, NotFound, TenantMismatch, ValidationFailed
-from aura.hitl_store import DecisionResult, Outcome
+from aura.hitl.store import DecisionResult, HitlStore, Outcome
 from aura.http.body import parse_json_object, read_body
-from aura.http.storage import bounded
-from aura.runtime import Runtime
-from aura.signals import Decision
+from aura.storage.calls import bounded
+from aura.hitl.signals import Decision
 
 _BODY_LIMIT = 64 * 1024
 T = TypeVar("T")
 
 
-async def approve(request: Request) -> Response:
-    return await _decide(request, Decision.APPROVED)
+class HitlEndpoints:
+    def __init__(self, authenticator: Authenticator, store: HitlStore, *, redis_timeout_seconds: float) -> None:
+        self._authenticator = authenticator
+        self._store = store
+        self._timeout = redis_timeout_seconds
 
+    async def approve(self, request: Request) -> Response:
+        return await self._decide(request, Decision.APPROVED)
 
-async def reject(request: Request) -> Response:
-    return await _decide(request, Decision.REJECTED)
+    async def reject(self, request: Request) -> Response:
+        return await self._decide(request, Decision.REJECTED)
 
+    async def _decide(self, request: Request, decision: Decision) -> Response:
+        principal, tenant = self._authenticator.approver(request.headers)
+        body = parse_json_object(await read_body(request, _BODY_LIMIT))
+        user_id = body.get("userId")
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ValidationFailed("userId must not be blank")
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ValidationFailed("reason must be a string")
+        request_id = request.path_params["request_id"]
+        result = await self._call(
+            self._store.decide(request_id, decision, actor=user_id, tenant=tenant, reason=reason), "decide"
+        )
+        return _decision_response(request_id, decision, result)
 
-async def _decide(request: Request, decision: Decision) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    principal, tenant = authenticate_approver(runtime.verifier, request.headers)
-    body = parse_json_object(await read_body(request, _BODY_LIMIT))
-    user_id = body.get("userId")
-    if not isinstance(user_id, str) or not user_id.strip():
-        raise ValidationFailed("userId must not be blank")
-    reason = body.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise ValidationFailed("reason must be a string")
-    request_id = request.path_params["request_id"]
-    result = await _store_call(
-        runtime, runtime.store.decide(request_id, decision, actor=user_id, tenant=tenant, reason=reason)
-    )
-    return _decision_response(request_id, decision, result)
+    async def get_request(self, request: Request) -> Response:
+        tenant = tenant_header(request.headers)
+        request_id = request.path_params["request_id"]
+        raw = await self._call(self._store.get_request(request_id), "read approval request")
+        if raw is None or not _same_tenant(raw, tenant):
+            raise NotFound(f"Approval request not found: {request_id}")
+        return success_response(raw, message="Approval request retrieved")
+
+    async def get_signal(self, request: Request) -> Response:
+        tenant = tenant_header(request.headers)
+        session_id = request.path_params["session_id"]
+        raw = await self._call(self._store.get_signal(session_id), "read signal")
+        owner_request = await self._call(self._store.session_request(session_id), "read approval request")
+        if raw is not None and owner_request is not None and not _same_tenant(owner_request, tenant):
+            raw = None  # another tenant's decision: say nothing about it
+        if raw is None:
+            return success_response(None, message="No signal found for session")
+        return success_response(raw, message="Signal retrieved")
+
+    async def _call(self, call: Awaitable[T], operation: str) -> T:
+        return await bounded(call, self._timeout, operation)
 
 
 def _decision_response(request_id: str, decision: Decision, result: DecisionResult) -> Response:
@@ -68,29 +92,6 @@ def _decision_response(request_id: str, decision: Decision, result: DecisionResu
     return success_response(data, message=message)
 
 
-async def get_request(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    tenant = tenant_header(request.headers)
-    request_id = request.path_params["request_id"]
-    raw = await _store_call(runtime, runtime.store.get_request(request_id))
-    if raw is None or not _same_tenant(raw, tenant):
-        raise NotFound(f"Approval request not found: {request_id}")
-    return success_response(raw, message="Approval request retrieved")
-
-
-async def get_signal(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    tenant = tenant_header(request.headers)
-    session_id = request.path_params["session_id"]
-    raw = await _store_call(runtime, runtime.store.get_signal(session_id))
-    owner_request = await _store_call(runtime, runtime.store.session_request(session_id))
-    if raw is not None and owner_request is not None and not _same_tenant(owner_request, tenant):
-        raw = None  # another tenant's decision: say nothing about it
-    if raw is None:
-        return success_response(None, message="No signal found for session")
-    return success_response(raw, message="Signal retrieved")
-
-
 def _same_tenant(raw_record: str, tenant: str) -> bool:
     try:
         record = json.loads(raw_record)
@@ -98,7 +99,3 @@ def _same_tenant(raw_record: str, tenant: str) -> bool:
         return True
     stored = record.get("tenantId") if isinstance(record, dict) else None
     return stored is None or str(stored) == tenant
-
-
-async def _store_call(runtime: Runtime, call: Awaitable[T]) -> T:
-    return await bounded(call, runtime.settings.redis_timeout_seconds)

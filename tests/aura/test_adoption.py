@@ -7,14 +7,12 @@ import time
 import httpx
 import pytest
 
-from aura.auth import Principal
-from aura.events import EventType
-from aura.feed import Notifier
-from aura.planner import RuleBasedPlanner
-from aura.session import SessionRegistry, SessionRequest
-from aura.session_store import SessionStore
-from statemachines import SessionMachine, Trigger
+from aura.agent.planner import RuleBasedPlanner
+from aura.session import events
+from aura.session.events import EventType
+from statemachines import Trigger
 from tests.conftest import auth_headers
+from tests.support.sessions import Driver, driver_for
 from tests.support.sse import SseStream
 
 pytestmark = pytest.mark.anyio
@@ -22,14 +20,12 @@ pytestmark = pytest.mark.anyio
 
 async def orphan(redis, prompt: str):
     """A session written by an instance that then vanished (its lease deleted, as if it lapsed)."""
-    store = SessionStore(redis, "dead-instance", ttl_seconds=1800, max_events=1000, lease_seconds=30)
-    registry = SessionRegistry(SessionMachine(), store, Notifier())
-    session = await registry.create(Principal("1", "1"), SessionRequest(prompt, {}))
-    return session, store
+    driver = driver_for(redis, "dead-instance", max_events=1000)
+    return await driver.create(prompt), driver
 
 
-async def abandon(redis, session) -> None:
-    await session.sync()
+async def abandon(redis, driver: Driver, session) -> None:
+    await driver.writer.sync(session)
     await redis.delete(f"aura:session:{session.id}:lease")
 
 
@@ -44,10 +40,10 @@ async def final_log(server, session_id: str) -> list:
 async def test_a_driver_that_died_mid_planning_is_replanned_not_failed(start_server, private_redis_server, private_redis):
     """Regression: a session adopted in `planning` with a stored plan fired request_approval from planning."""
     server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
-    session, _ = await orphan(private_redis, "Summarize today's open tasks")
+    session, d = await orphan(private_redis, "Summarize today's open tasks")
     session.set_plan(await RuleBasedPlanner().plan("Summarize today's open tasks", {}))
-    session.emit(EventType.THOUGHT, {"content": "half a plan", "thoughtType": "planning"})
-    await abandon(private_redis, session)
+    d.writer.emit(session, EventType.THOUGHT, {"content": "half a plan", "thoughtType": "planning"})
+    await abandon(private_redis, d, session)
     frames = await final_log(server, session.id)
     states = [f.body["to"] for f in frames if f.type == "state"]
     assert states == ["executing", "done"], [f.type for f in frames]
@@ -58,14 +54,15 @@ async def test_a_tool_that_was_running_when_the_driver_died_is_reported_not_reru
     server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     tenant_outbox = "aura:outbox:1"
     before = await private_redis.llen(tenant_outbox)
-    session, _ = await orphan(private_redis, "Send an email to kim@example.com saying hi")
+    session, d = await orphan(private_redis, "Send an email to kim@example.com saying hi")
     session.set_plan(await RuleBasedPlanner().plan("Send an email to kim@example.com saying hi", {}))
     await session.model.fire(Trigger.START_EXECUTION)
-    session.flush_transitions()
+    d.writer.emit_all(session, session.take_transition_events())
     session.record_outcome("step-1", None)
-    session.tool_started = "step-2"
-    session.emit(EventType.TOOL_EXECUTION, {"tool": "send_email", "params": {}, "stepId": "step-2", "status": "executing"})
-    await abandon(private_redis, session)
+    assert session.plan is not None
+    session.begin_tool(session.plan.steps[1])
+    d.writer.emit(session, *events.tool_execution(session.plan.steps[1], "executing"))
+    await abandon(private_redis, d, session)
     started = time.monotonic()
     frames = await final_log(server, session.id)
     assert time.monotonic() - started < 15
@@ -80,8 +77,8 @@ async def test_an_unreadable_snapshot_does_not_block_adopting_the_others(start_s
     await private_redis.hset("aura:session:sess_broken000000000000000000", mapping={"sessionId": "x", "state": "bogus"})
     await private_redis.zadd("aura:sessions:live", {"sess_broken000000000000000000": 0})
     server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
-    session, _ = await orphan(private_redis, "hello")
-    await abandon(private_redis, session)
+    session, d = await orphan(private_redis, "hello")
+    await abandon(private_redis, d, session)
     frames = await final_log(server, session.id)
     assert [f.body["to"] for f in frames if f.type == "state"][-1] == "done"
     assert await private_redis.zscore("aura:sessions:live", "sess_broken000000000000000000") is None

@@ -1,16 +1,175 @@
-"""Configuration is validated at start-up with exact messages."""
+"""Configuration is one table of options, checked with exact messages however Settings is built."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import MISSING, fields, replace
+from typing import Any, get_type_hints
+
 import pytest
 
-from aura.config import DEV_JWT_SECRET, Settings, StreamAuthPolicy
+from aura.config import (
+    DEFAULT_GATEWAY_URL,
+    DEV_JWT_SECRET,
+    OPTIONS,
+    MemberOf,
+    MinBytes,
+    OneOf,
+    Option,
+    Range,
+    Settings,
+    StartsWith,
+    StreamAuthPolicy,
+)
 from aura.errors import ConfigError
 
 GOOD = {"JWT_SECRET": DEV_JWT_SECRET}
+BASE = Settings(jwt_secret=DEV_JWT_SECRET)
+FIELDS = {f.name: f for f in fields(Settings)}
 
 
-def test_defaults_follow_the_issue_table():
+def build(**overrides: Any) -> Settings:
+    return Settings(**{"jwt_secret": DEV_JWT_SECRET, **overrides})
+
+
+def refused(option: Option) -> list[tuple[Any, str | None]]:
+    """Values ``option``'s rule refuses, each with its environment text (None: not expressible there)."""
+    rule = option.rule
+    if isinstance(rule, Range):
+        seconds = isinstance(option.default, float)
+        below = rule.low if rule.low_open else (rule.low / 2 or -1.0 if seconds else rule.low - 1)
+        edges = [below] if rule.high is None else [below, rule.high if rule.high_open else rule.high + 1]
+        cases: list[tuple[Any, str | None]] = [
+            (value, str(value)) for value in (float(v) if seconds else int(v) for v in edges)
+        ]
+        if seconds:  # the environment refuses these as text, with its own message
+            cases += [(math.nan, None), (math.inf, None), (-math.inf, None)]
+        return cases
+    if isinstance(rule, OneOf):
+        return [("loud", "loud"), (rule.choices[0].upper(), None)]  # the environment lower-cases
+    if isinstance(rule, MemberOf):
+        member = next(iter(rule.kind))
+        return [("lax", "lax"), (member.value, None)]  # from the environment, the text is the member
+    if isinstance(rule, StartsWith):
+        return [("localhost:6379", "localhost:6379"), ("ftp://x", "ftp://x")]
+    if isinstance(rule, MinBytes):
+        short = "x" * (rule.count - 1)
+        wide = "키" * ((rule.count - 1) // 3)  # 3 bytes each: fewer bytes than count
+        return [(short, short), (wide, wide)]
+    raise AssertionError(f"{option.env}: teach refused() about {rule!r}")
+
+
+def accepted(option: Option) -> list[Any]:
+    """The edges of ``option``'s range, which must be allowed."""
+    rule = option.rule
+    assert isinstance(rule, Range)
+    low = math.nextafter(rule.low, math.inf) if rule.low_open else rule.low
+    values = [low]
+    if rule.high is not None:
+        values.append(math.nextafter(rule.high, -math.inf) if rule.high_open else rule.high)
+    return [float(v) if isinstance(option.default, float) else int(v) for v in values]
+
+
+RULED = [option for option in OPTIONS if option.rule is not None]
+REFUSED = [
+    pytest.param(option, value, id=f"{option.env}={value!r}") for option in RULED for value, _ in refused(option)
+]
+REFUSED_FROM_ENV = [
+    pytest.param(option, value, text, id=f"{option.env}={text!r}")
+    for option in RULED
+    for value, text in refused(option)
+    if text is not None
+]
+RANGES = [option for option in OPTIONS if isinstance(option.rule, Range)]
+NUMBERS = [option for option in OPTIONS if type(option.default) in (int, float)]
+
+# One literal message per ruled field: the walk over the table checks paths, this checks wording.
+EXACT_MESSAGES: list[tuple[dict[str, Any], str]] = [
+    (
+        {"jwt_secret": "short"},
+        "JWT_SECRET must be at least 32 bytes of UTF-8 (got 5); the Java services refuse shorter HS256 keys",
+    ),
+    ({"port": 0}, "AURA_PORT must be between 1 and 65535 (got 0)"),
+    ({"redis_url": "ftp://x"}, "REDIS_URL must start with redis://, rediss:// or unix:// (got 'ftp://x')"),
+    (
+        {"hitl_timeout_seconds": 300},
+        "AURA_HITL_TIMEOUT_SECONDS must be greater than 0 and less than the gateway's 300 s response timeout (got 300)",
+    ),
+    ({"heartbeat_seconds": 60.5}, "AURA_HEARTBEAT_SECONDS must be greater than 0 and at most 60 (got 60.5)"),
+    ({"sse_send_timeout_seconds": 0.0}, "AURA_SSE_SEND_TIMEOUT_SECONDS must be between 0.01 and 600 (got 0)"),
+    ({"stream_auth": "compat"}, "AURA_STREAM_AUTH must be 'strict' or 'compat' (got 'compat')"),
+    ({"jwt_leeway_seconds": 301}, "AURA_JWT_LEEWAY_SECONDS must be between 0 and 300 (got 301)"),
+    ({"tool_timeout_seconds": 0}, "AURA_TOOL_TIMEOUT_SECONDS must be at least 0.001 (got 0)"),
+    ({"session_ttl_seconds": 5}, "AURA_SESSION_TTL_SECONDS must be between 1800 and 2592000 (got 5)"),
+    ({"session_max_events": 99}, "AURA_SESSION_MAX_EVENTS must be between 100 and 1000000 (got 99)"),
+    ({"lease_seconds": 0.1}, "AURA_LEASE_SECONDS must be at least 0.5 (got 0.1)"),
+    ({"signal_sweep_seconds": math.inf}, "AURA_SIGNAL_SWEEP_SECONDS must be a finite number of seconds (got inf)"),
+    ({"redis_timeout_seconds": 0.0}, "AURA_REDIS_TIMEOUT_SECONDS must be at least 0.01 (got 0)"),
+    ({"shutdown_grace_seconds": -1.0}, "AURA_SHUTDOWN_GRACE_SECONDS must be at least 0 (got -1)"),
+    ({"log_level": "INFO"}, "AURA_LOG_LEVEL must be one of critical, error, warning, info, debug (got 'INFO')"),
+    (
+        {"llm_base_url": "llm.test/v1", "llm_model": "m"},
+        "AURA_LLM_BASE_URL must start with http:// or https:// (got 'llm.test/v1')",
+    ),
+    ({"llm_timeout_seconds": -5.0}, "AURA_LLM_TIMEOUT_SECONDS must be at least 0.001 (got -5)"),
+    ({"llm_max_retries": 11}, "AURA_LLM_MAX_RETRIES must be between 0 and 10 (got 11)"),
+    ({"dwp_gateway_url": "gw:8080"}, "AURA_DWP_GATEWAY_URL must start with http:// or https:// (got 'gw:8080')"),
+    ({"agent_task_url": "ftp://x"}, "AURA_AGENT_TASK_URL must start with http:// or https:// (got 'ftp://x')"),
+]
+
+
+def by_env(option: Option) -> str:
+    return option.env
+
+
+def refusal(make: Callable[[], object]) -> str:
+    """The message of the ConfigError that ``make`` raises."""
+    with pytest.raises(ConfigError) as caught:
+        make()
+    return str(caught.value)
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_the_table_has_one_row_per_settings_field_in_field_order() -> None:
+    assert [option.name for option in OPTIONS] == list(FIELDS)
+    assert len({option.env for option in OPTIONS}) == len(OPTIONS)
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=by_env)
+def test_each_field_default_is_its_rows_default(option: Option) -> None:
+    field = FIELDS[option.name]
+    if option.required:
+        assert field.default is MISSING and field.default_factory is MISSING
+        return
+    assert field.default is option.default
+    assert getattr(BASE, option.name) is option.default
+    assert isinstance(option.default, get_type_hints(Settings)[option.name])
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if not o.required], ids=by_env)
+def test_an_unset_or_empty_variable_means_the_default(option: Option) -> None:
+    assert Settings.from_env({**GOOD, option.env: ""}) == BASE
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.required], ids=by_env)
+def test_a_required_variable_that_is_unset_or_empty_is_refused(option: Option) -> None:
+    for env in ({}, {option.env: ""}):
+        assert refusal(lambda: Settings.from_env(env)) == f"{option.env} is not set; {option.unset_hint}"
+
+
+def test_an_environment_with_only_the_secret_gives_the_table_defaults() -> None:
+    settings = Settings.from_env(GOOD)
+    assert settings == BASE
+    assert {o.name: getattr(settings, o.name) for o in OPTIONS if not o.required} == {
+        o.name: o.default for o in OPTIONS if not o.required
+    }
+
+
+def test_defaults_follow_the_issue_table() -> None:
     settings = Settings.from_env(GOOD)
     assert settings.host == "127.0.0.1"
     assert settings.port == 9000
@@ -18,6 +177,117 @@ def test_defaults_follow_the_issue_table():
     assert settings.hitl_timeout_seconds == 280
     assert settings.heartbeat_seconds == 15
     assert settings.stream_auth is StreamAuthPolicy.STRICT
+
+
+def test_the_default_gateway_url_is_the_exported_constant() -> None:
+    assert DEFAULT_GATEWAY_URL == "http://localhost:8080"
+    assert BASE.dwp_gateway_url == DEFAULT_GATEWAY_URL
+
+
+def test_settings_stay_a_frozen_dataclass_with_slots() -> None:
+    assert dataclasses.is_dataclass(Settings) and hasattr(Settings, "__slots__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        BASE.port = 1  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- every rule, on every path
+
+
+@pytest.mark.parametrize(("option", "value"), REFUSED)
+def test_construction_refuses_a_value_the_rule_refuses_naming_the_variable(option: Option, value: Any) -> None:
+    assert option.rule is not None
+    problem = option.rule.problem(value)
+    assert problem is not None
+    assert refusal(lambda: build(**{option.name: value})) == f"{option.env} must {problem}"
+
+
+@pytest.mark.parametrize(("option", "value"), REFUSED)
+def test_replace_is_held_to_the_same_rules(option: Option, value: Any) -> None:
+    assert refusal(lambda: replace(BASE, **{option.name: value})) == refusal(lambda: build(**{option.name: value}))
+
+
+@pytest.mark.parametrize(("option", "value", "text"), REFUSED_FROM_ENV)
+def test_the_environment_is_held_to_the_same_rules(option: Option, value: Any, text: str) -> None:
+    from_env = refusal(lambda: Settings.from_env({**GOOD, option.env: text}))
+    assert from_env == refusal(lambda: build(**{option.name: value}))
+
+
+@pytest.mark.parametrize("option", RANGES, ids=by_env)
+def test_the_edges_of_a_range_are_accepted_on_every_path(option: Option) -> None:
+    for value in accepted(option):
+        assert getattr(build(**{option.name: value}), option.name) == value
+        assert getattr(replace(BASE, **{option.name: value}), option.name) == value
+        assert getattr(Settings.from_env({**GOOD, option.env: repr(value)}), option.name) == value
+
+
+@pytest.mark.parametrize(("overrides", "message"), EXACT_MESSAGES)
+def test_code_gets_the_exact_message_the_environment_would(overrides: dict[str, Any], message: str) -> None:
+    assert refusal(lambda: build(**overrides)) == message
+    assert refusal(lambda: replace(BASE, **overrides)) == message
+
+
+def test_every_ruled_option_has_an_exact_message_case() -> None:
+    """A new rule row needs its literal message above, not only the generic walk."""
+    covered = {name for overrides, _ in EXACT_MESSAGES for name in overrides}
+    assert {option.name for option in RULED} <= covered
+
+
+@pytest.mark.parametrize("partial", [{"llm_base_url": "https://llm.test/v1"}, {"llm_model": "m"}])
+def test_llm_base_url_and_model_come_together_on_every_path(partial: dict[str, Any]) -> None:
+    message = "AURA_LLM_BASE_URL and AURA_LLM_MODEL must be set together (or neither)"
+    env = {option.env: partial[option.name] for option in OPTIONS if option.name in partial}
+    assert refusal(lambda: build(**partial)) == message
+    assert refusal(lambda: replace(BASE, **partial)) == message
+    assert refusal(lambda: Settings.from_env({**GOOD, **env})) == message
+    both = build(llm_base_url="https://llm.test/v1", llm_model="m")
+    assert both.llm_model == "m" and replace(both, llm_model="n").llm_model == "n"
+
+
+def test_values_the_test_suite_overrides_are_accepted() -> None:
+    base = build(
+        redis_url="redis://127.0.0.1:6379/0", hitl_timeout_seconds=30, heartbeat_seconds=15, lease_seconds=3,
+        signal_sweep_seconds=5, shutdown_grace_seconds=5,
+    )
+    for overrides in (
+        {"port": 54321, "log_level": "warning"},
+        {"heartbeat_seconds": 0.2, "hitl_timeout_seconds": 1.5},
+        {"heartbeat_seconds": 0.3},
+        {"hitl_timeout_seconds": 0.5},
+        {"hitl_timeout_seconds": 1},
+        {"lease_seconds": 0.5},
+        {"lease_seconds": 0.6},
+        {"signal_sweep_seconds": 0.05},
+        {"redis_timeout_seconds": 0.2},
+        {"shutdown_grace_seconds": 0},
+        {"session_ttl_seconds": 1800},
+        {"stream_auth": StreamAuthPolicy.COMPAT},
+        {"redis_url": None},
+        {"agent_task_url": "http://127.0.0.1:1/api/main/agent/tasks"},
+        {
+            "llm_base_url": "https://llm.test/v1", "llm_model": "test-model", "llm_api_key": "sk-test",
+            "llm_max_retries": 2, "llm_timeout_seconds": 5, "dwp_gateway_url": "http://gateway.test",
+            "tools_file": "/tmp/tools.json",
+        },
+    ):
+        replace(base, **overrides)
+    Settings(jwt_secret="x" * 40, redis_url="unix:///tmp/redis.sock")
+
+
+# ---------------------------------------------------------------- parsing the environment
+
+
+@pytest.mark.parametrize("option", NUMBERS, ids=by_env)
+def test_a_numeric_variable_refuses_text_that_is_not_a_number(option: Option) -> None:
+    kind = "an integer" if type(option.default) is int else "a number of seconds"
+    message = f"{option.env} must be {kind} (got 'soon')"
+    assert refusal(lambda: Settings.from_env({**GOOD, option.env: "soon"})) == message
+
+
+@pytest.mark.parametrize("option", [o for o in NUMBERS if type(o.default) is float], ids=by_env)
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
+def test_a_seconds_variable_refuses_a_non_finite_number(option: Option, text: str) -> None:
+    message = f"{option.env} must be a finite number of seconds (got {text!r})"
+    assert refusal(lambda: Settings.from_env({**GOOD, option.env: text})) == message
 
 
 @pytest.mark.parametrize(
@@ -37,33 +307,40 @@ def test_defaults_follow_the_issue_table():
         ({**GOOD, "AURA_HEARTBEAT_SECONDS": "0"}, "AURA_HEARTBEAT_SECONDS must be greater than 0 and at most 60 (got 0)"),
         ({**GOOD, "AURA_PORT": "http"}, "AURA_PORT must be an integer (got 'http')"),
         ({**GOOD, "AURA_PORT": "70000"}, "AURA_PORT must be between 1 and 65535 (got 70000)"),
+        ({**GOOD, "AURA_SESSION_TTL_SECONDS": "5"}, "AURA_SESSION_TTL_SECONDS must be between 1800 and 2592000 (got 5)"),
+        ({**GOOD, "AURA_LEASE_SECONDS": "0.1"}, "AURA_LEASE_SECONDS must be at least 0.5 (got 0.1)"),
         ({**GOOD, "AURA_STREAM_AUTH": "lax"}, "AURA_STREAM_AUTH must be 'strict' or 'compat' (got 'lax')"),
         ({**GOOD, "REDIS_URL": "localhost:6379"}, "REDIS_URL must start with redis://, rediss:// or unix:// (got 'localhost:6379')"),
+        ({**GOOD, "REDIS_HOST": "redis", "REDIS_PORT": "0"}, "REDIS_PORT must be between 1 and 65535 (got 0)"),
+        ({**GOOD, "REDIS_HOST": "redis", "REDIS_PORT": "six"}, "REDIS_PORT must be an integer (got 'six')"),
         ({**GOOD, "AURA_LOG_LEVEL": "loud"}, "AURA_LOG_LEVEL must be one of critical, error, warning, info, debug (got 'loud')"),
+        ({**GOOD, "AURA_DWP_GATEWAY_URL": "gw:8080"}, "AURA_DWP_GATEWAY_URL must start with http:// or https:// (got 'gw:8080')"),
     ],
 )
-def test_bad_configuration_is_refused_with_an_exact_message(env, message):
-    with pytest.raises(ConfigError) as caught:
-        Settings.from_env(env)
-    assert str(caught.value) == message
+def test_bad_configuration_is_refused_with_an_exact_message(env: dict[str, str], message: str) -> None:
+    assert refusal(lambda: Settings.from_env(env)) == message
 
 
-def test_secret_length_counts_utf8_bytes_not_characters():
+def test_secret_length_counts_utf8_bytes_not_characters() -> None:
     Settings.from_env({"JWT_SECRET": "키" * 11})  # 33 bytes, 11 characters
     with pytest.raises(ConfigError):
         Settings.from_env({"JWT_SECRET": "키" * 10})  # 30 bytes
 
 
-def test_redis_url_wins_over_host_variables():
+def test_redis_url_wins_over_host_variables() -> None:
     env = {**GOOD, "REDIS_URL": "redis://cache:6380/0", "REDIS_HOST": "other"}
     assert Settings.from_env(env).redis_url == "redis://cache:6380/0"
 
 
-def test_redis_host_port_password_build_a_url():
+def test_redis_host_port_password_build_a_url() -> None:
     env = {**GOOD, "REDIS_HOST": "redis", "REDIS_PORT": "6380", "REDIS_PASSWORD": "p@ss word"}
     assert Settings.from_env(env).redis_url == "redis://:p%40ss%20word@redis:6380/0"
     assert Settings.from_env({**GOOD, "REDIS_HOST": "redis"}).redis_url == "redis://redis:6379/0"
 
 
-def test_compat_policy_is_selectable():
+def test_compat_policy_is_selectable() -> None:
     assert Settings.from_env({**GOOD, "AURA_STREAM_AUTH": "compat"}).stream_auth is StreamAuthPolicy.COMPAT
+
+
+def test_log_level_from_the_environment_is_lower_cased() -> None:
+    assert Settings.from_env({**GOOD, "AURA_LOG_LEVEL": "WARNING"}).log_level == "warning"

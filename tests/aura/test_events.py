@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aura.events import AgentEvent, EventType, encode_frame
+from aura.session.events import AgentEvent, EventType, encode_frame
 from aura.ids import EventId, SessionId, new_request_id, new_session_id
 from tests.support.sse import parse_frame
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from aura.hitl_store import HitlStore, Outcome
+from aura.hitl.store import HitlStore, Outcome
 from aura.ids import new_request_id, new_session_id
-from aura.signals import Decision
+from aura.hitl.signals import Decision
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,8 @@ import pytest
 import respx
 
 from aura.errors import ConfigError, ToolError
-from aura.http_tools import load_tools
-from aura.tools import ToolContext, builtin_tools, validate_params
+from aura.agent.http_tools import load_tools
+from aura.agent.tools import ToolContext, builtin_tools, validate_params
 
 pytestmark = pytest.mark.anyio
 

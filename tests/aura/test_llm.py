@@ -7,7 +7,7 @@ import pytest
 import respx
 
 from aura.errors import PlannerError
-from aura.llm import ChatClient, ChatTurn, LlmSettings
+from aura.agent.llm import ChatClient, ChatTurn, LlmSettings
 from tests.support.llm import sse, text_stream, tool_call_stream
 
 pytestmark = pytest.mark.anyio

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aura.planner import RuleBasedPlanner, StepOutcome
+from aura.agent.planner import RuleBasedPlanner, StepOutcome
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from aura.config import Settings
-from aura.redis_backend import COMMAND_CONNECTIONS, connect
+from aura.storage.clients import COMMAND_CONNECTIONS, connect
 from tests.conftest import SECRET
 
 pytestmark = pytest.mark.anyio

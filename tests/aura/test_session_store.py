@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from aura.ids import new_session_id
-from aura.session_store import SessionStore
+from aura.session.store import SessionStore
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@ import json
 import pytest
 from redis.asyncio import Redis
 
-from aura.hitl_store import HitlStore
-from aura.signal_hub import SignalHub
-from aura.signals import Decision
+from aura.hitl.store import HitlStore
+from aura.hitl.hub import SignalHub
+from aura.hitl.signals import Decision
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from aura.errors import MalformedSignal
-from aura.signals import Decision, Signal, parse_signal
+from aura.hitl.signals import Decision, Signal, parse_signal
 
 
 def test_approval_in_any_key_order():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from aura.errors import ToolError
-from aura.tools import ListOpenTasks, SendEmail, ToolContext, builtin_tools
+from aura.agent.tools import ListOpenTasks, SendEmail, ToolContext, builtin_tools
 
 pytestmark = pytest.mark.anyio
 

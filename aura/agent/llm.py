@@ -95,12 +95,12 @@ class ChatClient:
                         return
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 if attempt > self._settings.max_retries:
-                    raise PlannerError(f"the model endpoint is unreachable: {type(exc).__name__}") from None
+                    raise PlannerError(f"the model endpoint is unreachable: {type(exc).__name__}") from exc
                 log.warning("LLM connection failed (%s); retry %d", type(exc).__name__, attempt)
-            except httpx.TimeoutException:
-                raise PlannerError(f"the model did not answer within {self._settings.timeout_seconds:g} s") from None
+            except httpx.TimeoutException as exc:
+                raise PlannerError(f"the model did not answer within {self._settings.timeout_seconds:g} s") from exc
             except httpx.HTTPError as exc:
-                raise PlannerError(f"the model request failed: {type(exc).__name__}") from None
+                raise PlannerError(f"the model request failed: {type(exc).__name__}") from exc
             await asyncio.sleep(self._settings.retry_backoff_seconds * attempt)
 
 
@@ -116,8 +116,8 @@ async def _parse_stream(response: httpx.Response, turn: ChatTurn) -> AsyncIterat
         try:
             chunk = json.loads(data)
             choices = chunk["choices"]
-        except (ValueError, KeyError, TypeError):
-            raise PlannerError(f"the model sent a malformed stream chunk: {data[:200]!r}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PlannerError(f"the model sent a malformed stream chunk: {data[:200]!r}") from exc
         if not isinstance(choices, list):
             raise PlannerError(f"the model sent a malformed stream chunk: {data[:200]!r}")
         if not choices:

@@ -23,7 +23,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from aura.errors import ConfigError, ToolError
-from aura.tools import Tool, ToolContext
+from aura.agent.tools import Tool, ToolContext
+from aura.dwp.headers import outbound_headers
 
 _PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what Chat Completions accepts as a function name
@@ -48,24 +49,22 @@ class HttpTool:
 
     async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
         if ctx.http is None:
-            raise ToolError(f"{self.name} needs an HTTP client")
+            raise ToolError(self.name, f"{self.name} needs an HTTP client")
         values = self._values(params, ctx)
         url = _PLACEHOLDER.sub(lambda m: _url_value(values.get(m.group(1))), self.binding.url)
-        headers = {"X-Tenant-ID": ctx.tenant_id, "X-User-ID": ctx.user_id, "X-DWP-Source": "AURA", "X-DWP-Caller-Type": "AGENT"}
-        if ctx.authorization:
-            headers["Authorization"] = ctx.authorization
-        if ctx.agent_id:
-            headers["X-Agent-ID"] = ctx.agent_id
+        headers = outbound_headers(
+            tenant_id=ctx.tenant_id, user_id=ctx.user_id, authorization=ctx.authorization, agent_id=ctx.agent_id
+        )
         body = None if self.binding.body is None else _fill(self.binding.body, values)
         try:
             response = await ctx.http.request(self.binding.method, url, headers=headers, json=body)
-        except httpx.TimeoutException:
-            raise ToolError(f"{self.binding.method} {_route(url)} timed out") from None
+        except httpx.TimeoutException as exc:
+            raise ToolError(self.name, f"{self.binding.method} {_route(url)} timed out") from exc
         except httpx.HTTPError as exc:
-            raise ToolError(f"{self.binding.method} {_route(url)} failed: {type(exc).__name__}") from None
+            raise ToolError(self.name, f"{self.binding.method} {_route(url)} failed: {type(exc).__name__}") from exc
         text = response.text[:MAX_RESPONSE_CHARS]
         if response.status_code >= 400:
-            raise ToolError(f"{self.binding.method} {_route(url)} answered HTTP {response.status_code}: {text}")
+            raise ToolError(self.name, f"{self.binding.method} {_route(url)} answered HTTP {response.status_code}: {text}")
         return text
 
     def _values(self, params: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -121,18 +120,18 @@ def _route(url: str) -> str:
 def load_tools(path: Path | None = None) -> list[Tool]:
     """The shipped ``aura/tools.json``, or ``path``; raise ConfigError with the exact problem."""
     if path is None:
-        text = resources.files("aura").joinpath("tools.json").read_text(encoding="utf-8")
+        text = resources.files("aura.agent").joinpath("tools.json").read_text(encoding="utf-8")
         source = "aura/tools.json"
     else:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"AURA_TOOLS_FILE {str(path)!r} cannot be read: {exc.strerror}") from None
+            raise ConfigError(f"AURA_TOOLS_FILE {str(path)!r} cannot be read: {exc.strerror}") from exc
         source = str(path)
     try:
         document = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"{source} is not valid JSON: {exc}") from None
+        raise ConfigError(f"{source} is not valid JSON: {exc}") from exc
     declarations = document.get("tools") if isinstance(document, dict) else None
     if not isinstance(declarations, list):
         raise ConfigError(f"{source} must be a JSON object with a 'tools' list")
@@ -164,7 +163,7 @@ def _declared_tool(source: str, index: int, item: Any) -> HttpTool:
     try:
         Draft202012Validator.check_schema(parameters)
     except SchemaError as exc:
-        raise ConfigError(f"{where}: 'parameters' is not a valid JSON schema: {exc.message}") from None
+        raise ConfigError(f"{where}: 'parameters' is not a valid JSON schema: {exc.message}") from exc
     http = item.get("http")
     if not isinstance(http, dict):
         raise ConfigError(f"{where}: 'http' must be an object with 'method' and 'url'")

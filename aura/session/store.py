@@ -1,19 +1,11 @@
 """Sessions in Redis: the event log (a Stream), the snapshot (a hash) and the lease.
 
-    aura:session:{sid}            HASH    snapshot (state, plan, step, pending request, owner, last seq, ...)
-    aura:session:{sid}:events     STREAM  one entry per event, id ``0-{seq}``, field ``f`` = the SSE frame;
-                                          a last entry with field ``end`` marks the end of the session
-    aura:session:{sid}:lease      STRING  the instance that drives the session
-    aura:instance:{instanceId}    STRING  that instance's heartbeat; expires unless renewed
-    aura:sessions:live            ZSET    sessions not yet final, scanned for orphans to adopt
-    aura:events:{sid}             channel "the log grew", for followers on other replicas
-    aura:cancel:{sid}             channel "cancel requested", for whichever replica drives it
-
-A session's lease names its driver; the driver proves it is alive with one
-heartbeat key for all its sessions, so keeping 10,000 sessions costs one write
-per interval, not 10,000. A session whose driver's heartbeat lapsed is taken
-over with a compare-and-set on its lease. Every append is fenced by the lease
-(WATCH/MULTI): a replica that lost a session cannot write to it.
+The key names are in :mod:`aura.storage.keys`. A session's lease names its
+driver; the driver proves it is alive with one heartbeat key for all its
+sessions, so keeping 10,000 sessions costs one write per interval, not 10,000.
+A session whose driver's heartbeat lapsed is taken over with a compare-and-set
+on its lease. Every append is fenced by the lease: a replica that lost a
+session cannot write to it.
 """
 
 from __future__ import annotations
@@ -24,35 +16,26 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, WatchError
 
 from aura.errors import LeaseLost
+from aura.session.snapshot import F, Fields, Snapshot, decode
+from aura.storage import keys
 
-LIVE_KEY: Final = "aura:sessions:live"
-EVENTS_CHANNEL_PATTERN: Final = "aura:events:*"
-CANCEL_CHANNEL_PATTERN: Final = "aura:cancel:*"
-
-
-def snapshot_key(session_id: str) -> str:
-    return f"aura:session:{session_id}"
-
-
-def events_key(session_id: str) -> str:
-    return f"aura:session:{session_id}:events"
-
-
-def lease_key(session_id: str) -> str:
-    return f"aura:session:{session_id}:lease"
-
-
-# KEYS: lease, log, snapshot, live set.
+# KEYS: lease, log, snapshot, live set, followers.
 # ARGV: instance, ttl, maxlen, end (0/1), sessionId, channel, last seq, n, n x (seq, frame), field/value pairs.
-_APPEND_LUA: Final = """
+# Idempotent: entries at or below the stored seq are skipped, so a batch retried after a lost reply
+# is not refused by XADD. Published only when another replica follows the session (the followers key).
+APPEND_LUA: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local stored = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') or 0
 local n = tonumber(ARGV[8])
 local i = 9
 for _ = 1, n do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. ARGV[i], 'f', ARGV[i + 1])
+  if tonumber(ARGV[i]) > stored then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. ARGV[i], 'f', ARGV[i + 1])
+  end
   i = i + 2
 end
 while i < #ARGV do
@@ -68,7 +51,7 @@ else
 end
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('PUBLISH', ARGV[6], ARGV[7])
+if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return 1
 """
 
@@ -87,24 +70,23 @@ return 1
 """
 
 
-def instance_key(instance_id: str) -> str:
-    return f"aura:instance:{instance_id}"
-
-
-def events_channel(session_id: str) -> str:
-    return f"aura:events:{session_id}"
-
-
-def cancel_channel(session_id: str) -> str:
-    return f"aura:cancel:{session_id}"
-
-
 def _mapping(fields: Mapping[str, str]) -> dict[Any, Any]:
     return dict(fields)  # redis-py's Mapping parameter is invariant in its key type
 
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One session's share of a group commit."""
+
+    session_id: str
+    frames: Sequence[tuple[int, str]]
+    fields: Fields
+    last_seq: int
+    end: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +104,7 @@ class SessionStore:
         self._ttl = ttl_seconds
         self._max_events = max_events
         self._lease_ms = int(lease_seconds * 1000)
-        self._append_script = redis.register_script(_APPEND_LUA)
+        self._append_script = redis.register_script(APPEND_LUA)
         self._create_script = redis.register_script(_CREATE_LUA)
 
     # -- writing (the lease holder only) ------------------------------------------------
@@ -130,30 +112,58 @@ class SessionStore:
         args: list[str | int | float] = [self.instance_id, self._ttl, session_id, time.time()]
         for name, value in fields.items():
             args += [name, value]
-        await self._create_script(keys=[lease_key(session_id), snapshot_key(session_id), LIVE_KEY], args=args)
+        await self._create_script(keys=[keys.lease(session_id), keys.snapshot(session_id), keys.LIVE_SESSIONS], args=args)
 
-    async def append(
-        self, session_id: str, frames: Sequence[tuple[int, str]], fields: Mapping[str, str], *, end: bool = False
-    ) -> None:
-        """Add events and update the snapshot atomically, if we still hold the lease.
-
-        One Lua call instead of a WATCH/MULTI transaction: a third of the round
-        trips and a tenth of the commands redis-py has to encode and parse.
-        """
+    async def append(self, session_id: str, frames: Sequence[tuple[int, str]], fields: Fields, *, end: bool = False) -> None:
+        """One session's events and snapshot, atomically, if we still hold the lease (LeaseLost if not)."""
         last = frames[-1][0] if frames else int(fields.get("seq", "0"))
-        args: list[str | int] = [self.instance_id, self._ttl, self._max_events, 1 if end else 0, session_id,
-                                 events_channel(session_id), last, len(frames)]
-        for seq, frame in frames:
+        [failure] = await self.commit([Append(session_id, frames, fields, last, end)])
+        if failure is not None:
+            raise failure
+
+    async def commit(self, appends: Sequence[Append]) -> list[Exception | None]:
+        """Many sessions' appends in one round trip (a pipeline of one script call each).
+
+        Each call stays atomic and fenced by its own session's lease. The answer
+        has, per append, None when it was written, LeaseLost when the lease was
+        gone (nothing written), or the error Redis gave for that call alone, so
+        one broken session never fails the others' commits. A failure of the
+        connection itself raises.
+        """
+        if not appends:
+            return []
+        sha = self._append_script.sha
+        for _ in range(2):  # a second time only if Redis forgot the script (restart, SCRIPT FLUSH)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for append in appends:
+                    self._queue_append(pipe, sha, append)
+                answers = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(answer, NoScriptError) for answer in answers):
+                break
+            await self._redis.script_load(APPEND_LUA)
+        return [
+            answer if isinstance(answer, Exception) else None if answer else LeaseLost(append.session_id)
+            for append, answer in zip(appends, answers, strict=True)
+        ]
+
+    def _queue_append(self, pipe: Pipeline, sha: str, append: Append) -> None:
+        sid = append.session_id
+        args: list[str | int] = [self.instance_id, self._ttl, self._max_events, 1 if append.end else 0, sid,
+                                 keys.events_channel(sid), append.last_seq, len(append.frames)]
+        for seq, frame in append.frames:
             args += [seq, frame]
-        for name, value in fields.items():
+        for name, value in append.fields.items():
             args += [name, value]
-        keys = [lease_key(session_id), events_key(session_id), snapshot_key(session_id), LIVE_KEY]
-        if not await self._append_script(keys=keys, args=args):
-            raise LeaseLost(f"{session_id} is driven by another instance")
+        pipe.evalsha(sha, 5, keys.lease(sid), keys.events(sid), keys.snapshot(sid), keys.LIVE_SESSIONS,
+                     keys.followers(sid), *args)
+
+    async def follow(self, session_id: str, ttl_seconds: float) -> None:
+        """Ask the driver to publish appends: a follower on another replica is listening."""
+        await self._redis.set(keys.followers(session_id), "1", px=max(int(ttl_seconds * 1000), 1))
 
     # -- reading (anyone) -----------------------------------------------------------------
     async def read(self, session_id: str, after_seq: int, *, count: int = 500) -> LogPage:
-        entries = await self._redis.xrange(events_key(session_id), f"(0-{after_seq}", "+", count=count) or []
+        entries = await self._redis.xrange(keys.events(session_id), f"(0-{after_seq}", "+", count=count) or []
         frames: list[tuple[int, str]] = []
         ended = False
         for entry_id, fields in entries:
@@ -166,37 +176,42 @@ class SessionStore:
         return LogPage(frames, ended)
 
     async def load(self, session_id: str) -> dict[str, str] | None:
-        raw = await self._redis.hgetall(snapshot_key(session_id))
+        raw = await self._redis.hgetall(keys.snapshot(session_id))
         if not raw:
             return None
         return {str(_text(k)): str(_text(v)) for k, v in raw.items()}
 
+    async def load_snapshot(self, session_id: str) -> Snapshot | None:
+        """The typed snapshot; SnapshotUnreadable when the hash cannot be a session's."""
+        fields = await self.load(session_id)
+        return None if fields is None else decode(fields)
+
     # -- leases ----------------------------------------------------------------------------
     async def heartbeat(self) -> bool:
         """Say this instance is alive; False if the heartbeat had lapsed (others may have taken over)."""
-        previous = await self._redis.set(instance_key(self.instance_id), "1", px=self._lease_ms, get=True)
+        previous = await self._redis.set(keys.instance(self.instance_id), "1", px=self._lease_ms, get=True)
         return previous is not None
 
     async def stop_heartbeat(self) -> None:
-        await self._redis.delete(instance_key(self.instance_id))
+        await self._redis.delete(keys.instance(self.instance_id))
 
     async def owners(self, session_ids: Sequence[str]) -> list[str | None]:
         if not session_ids:
             return []
-        values = await self._redis.mget([lease_key(sid) for sid in session_ids])
+        values = await self._redis.mget([keys.lease(sid) for sid in session_ids])
         return [_text(v) for v in values]
 
     async def alive(self, instance_ids: set[str]) -> set[str]:
         ids = sorted(instance_ids)
         async with self._redis.pipeline(transaction=False) as pipe:
             for instance_id in ids:
-                pipe.exists(instance_key(instance_id))
+                pipe.exists(keys.instance(instance_id))
             answers = await pipe.execute()
         return {instance_id for instance_id, found in zip(ids, answers, strict=True) if found}
 
     async def take_over(self, session_id: str, expected_owner: str | None) -> bool:
         """Make this instance the driver if the lease still names ``expected_owner`` (compare-and-set)."""
-        key = lease_key(session_id)
+        key = keys.lease(session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(key)
@@ -211,7 +226,7 @@ class SessionStore:
 
     async def release(self, session_id: str) -> None:
         """Let another instance adopt the session right away (used when draining)."""
-        key = lease_key(session_id)
+        key = keys.lease(session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(key)
@@ -223,15 +238,15 @@ class SessionStore:
                 pass  # someone else took it meanwhile: it is not ours to delete
 
     async def live_sessions(self, start: int = 0, limit: int = 1000) -> list[str]:
-        ids = await self._redis.zrange(LIVE_KEY, start, start + limit - 1)
+        ids = await self._redis.zrange(keys.LIVE_SESSIONS, start, start + limit - 1)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def forget(self, session_id: str) -> None:
         """Drop a live-set entry whose snapshot expired."""
-        await self._redis.zrem(LIVE_KEY, session_id)
+        await self._redis.zrem(keys.LIVE_SESSIONS, session_id)
 
     async def request_cancel(self, session_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(snapshot_key(session_id), "cancelRequested", "1")
-            pipe.publish(cancel_channel(session_id), "1")
+            pipe.hset(keys.snapshot(session_id), F.CANCEL_REQUESTED, "1")
+            pipe.publish(keys.cancel_channel(session_id), "1")
             await pipe.execute()

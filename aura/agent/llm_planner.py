@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Final
 
 from aura.errors import PlannerError
-from aura.llm import ChatClient, ChatTurn, ToolCall
-from aura.planner import Plan, PlanStep, StepOutcome
-from aura.tools import ToolRegistry
+from aura.agent.llm import ChatClient, ChatTurn, ToolCall
+from aura.session.plan import Plan, PlanStep, StepOutcome
+from aura.agent.tools import ToolRegistry
 
 SYSTEM_PROMPT: Final = (
     "You are Aura, the assistant of the DWP platform. Answer in the user's language. "

@@ -22,19 +22,13 @@ import httpx
 from jsonschema import Draft202012Validator
 from redis.asyncio import Redis
 
+from aura.config import DEFAULT_GATEWAY_URL
 from aura.errors import ToolError
+from aura.storage import keys
 
 OUTBOX_LIMIT = 1000
 _ADDRESS = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _CLOSED = frozenset({"done", "completed", "closed", "cancelled"})
-
-
-def outbox_key(tenant_id: str) -> str:
-    return f"aura:outbox:{tenant_id}"
-
-
-def tasks_key(tenant_id: str) -> str:
-    return f"aura:tasks:{tenant_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +40,7 @@ class ToolContext:
     authorization: str | None = None  # the caller's "Bearer <jwt>", propagated to DWP (CONTRACT §2.3)
     agent_id: str | None = None
     http: httpx.AsyncClient | None = None
-    gateway_url: str = "http://localhost:8080"
+    gateway_url: str = DEFAULT_GATEWAY_URL
 
 
 class Tool(Protocol):
@@ -77,14 +71,14 @@ class SendEmail:
     async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
         to = params.get("to")
         if not isinstance(to, str) or not to.strip():
-            raise ToolError("send_email needs a recipient in 'to'")
+            raise ToolError(self.name, "send_email needs a recipient in 'to'")
         recipients = [address.strip() for address in to.split(",") if address.strip()]
         invalid = [address for address in recipients if not _ADDRESS.match(address)]
         if invalid:
-            raise ToolError(f"invalid email address: {', '.join(invalid)}")
+            raise ToolError(self.name, f"invalid email address: {', '.join(invalid)}")
         body = params.get("body")
         if not isinstance(body, str) or not body.strip():
-            raise ToolError("send_email needs a non-empty 'body'")
+            raise ToolError(self.name, "send_email needs a non-empty 'body'")
         subject = params.get("subject") if isinstance(params.get("subject"), str) else ""
         message_id = f"msg_{secrets.token_hex(8)}"
         message = {
@@ -96,7 +90,7 @@ class SendEmail:
             "sessionId": ctx.session_id,
             "createdAt": int(time.time() * 1000),
         }
-        key = outbox_key(ctx.tenant_id)
+        key = keys.outbox(ctx.tenant_id)
         async with ctx.redis.pipeline(transaction=True) as pipe:
             pipe.lpush(key, json.dumps(message, ensure_ascii=False, separators=(",", ":")))
             pipe.ltrim(key, 0, OUTBOX_LIMIT - 1)
@@ -115,7 +109,7 @@ class ListOpenTasks:
 
     async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
         raw = {
-            _text(k): _text(v) for k, v in (await ctx.redis.hgetall(tasks_key(ctx.tenant_id))).items()
+            _text(k): _text(v) for k, v in (await ctx.redis.hgetall(keys.tasks(ctx.tenant_id))).items()
         }
         today = date.today().isoformat()
         due: list[tuple[str, str]] = []

@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 
-from aura.events import EventType
-from aura.feed import SessionFeed
-from aura.session import Session
+from aura.session.events import EventType
+from aura.session.feed import SessionFeed
+from aura.dwp.headers import outbound_headers
+from aura.session.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -149,17 +150,13 @@ def _payload(frame: bytes) -> dict[str, Any]:
 
 
 def _headers(session: Session) -> dict[str, str]:
-    headers = {
-        "X-Tenant-ID": session.owner.tenant_id,
-        "X-User-ID": session.owner.user_id,
-        "X-DWP-Source": "AURA",
-        "X-DWP-Caller-Type": "AGENT",
-    }
-    if session.request.authorization:
-        headers["Authorization"] = session.request.authorization
-    if session.request.agent_id:
-        headers["X-Agent-ID"] = session.request.agent_id
-    return headers
+    request = session.request
+    return outbound_headers(
+        tenant_id=session.owner.tenant_id,
+        user_id=session.owner.user_id,
+        authorization=request.authorization,
+        agent_id=request.agent_id,
+    )
 
 
 def _task_id(body: Any) -> str | None:

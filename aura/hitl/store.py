@@ -11,8 +11,8 @@ from __future__ import annotations
 import enum
 import json
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from redis.asyncio import Redis
@@ -20,8 +20,9 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from aura.errors import MalformedSignal
+from aura.storage import keys
 from aura.ids import parse_long
-from aura.signals import DEFAULT_REJECTION_REASON, Decision, Signal, parse_signal
+from aura.hitl.signals import DEFAULT_REJECTION_REASON, Decision, Signal, parse_signal
 
 REQUEST_TTL_SECONDS: Final = 1800
 SESSION_TTL_SECONDS: Final = 3600
@@ -30,25 +31,6 @@ _TERMINAL: Final = frozenset({Decision.APPROVED.value, Decision.REJECTED.value})
 _MAX_RACES: Final = 50
 T = TypeVar("T")
 _Write = Callable[[Pipeline], None]
-
-
-def request_key(request_id: str) -> str:
-    return f"hitl:request:{request_id}"
-
-
-def session_key(session_id: str) -> str:
-    return f"hitl:session:{session_id}"
-
-
-def signal_key(session_id: str) -> str:
-    return f"hitl:signal:{session_id}"
-
-
-def channel(session_id: str) -> str:
-    return f"hitl:channel:{session_id}"
-
-
-CHANNEL_PATTERN: Final = "hitl:channel:*"
 
 
 class Outcome(str, enum.Enum):
@@ -103,19 +85,19 @@ class HitlStore:
         """SET hitl:request (30 min) and hitl:session (60 min, bare requestId as Java writes it)."""
         request_id = record["requestId"]
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(request_key(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
-            pipe.set(session_key(record["sessionId"]), request_id, ex=SESSION_TTL_SECONDS)
+            pipe.set(keys.hitl_request(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
+            pipe.set(keys.hitl_session(record["sessionId"]), request_id, ex=SESSION_TTL_SECONDS)
             await pipe.execute()
 
     async def get_request(self, request_id: str) -> str | None:
-        return _decoded(await self._redis.get(request_key(request_id)))
+        return _decoded(await self._redis.get(keys.hitl_request(request_id)))
 
     async def get_signal(self, session_id: str) -> str | None:
-        return _decoded(await self._redis.get(signal_key(session_id)))
+        return _decoded(await self._redis.get(keys.hitl_signal(session_id)))
 
     async def session_request(self, session_id: str) -> str | None:
         """The request record that ``hitl:session:{sid}`` points at, if both still exist."""
-        request_id = _decoded(await self._redis.get(session_key(session_id)))
+        request_id = _decoded(await self._redis.get(keys.hitl_session(session_id)))
         return None if request_id is None else await self.get_request(request_id)
 
     async def decisions_for(self, pending: list[tuple[str, str]]) -> list[Signal | None]:
@@ -126,8 +108,8 @@ class HitlStore:
         """
         if not pending:
             return []
-        signals = [_decoded(v) for v in await self._redis.mget([signal_key(sid) for sid, _ in pending])]
-        requests = [_decoded(v) for v in await self._redis.mget([request_key(rid) for _, rid in pending])]
+        signals = [_decoded(v) for v in await self._redis.mget([keys.hitl_signal(sid) for sid, _ in pending])]
+        requests = [_decoded(v) for v in await self._redis.mget([keys.hitl_request(rid) for _, rid in pending])]
         found: list[Signal | None] = []
         for (_, request_id), signal_raw, request_raw in zip(pending, signals, requests, strict=True):
             found.append(_signal_for(request_id, signal_raw) or _decision_on_record(request_id, request_raw))
@@ -158,13 +140,13 @@ class HitlStore:
             signal_json = Signal(request_id, decision, reason=record.get("reason"), timestamp=now_ms // 1000).to_json()
 
             def write(pipe: Pipeline) -> None:
-                pipe.set(request_key(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
-                pipe.set(signal_key(session_id), signal_json, ex=SIGNAL_TTL_SECONDS)
-                pipe.publish(channel(session_id), signal_json)
+                pipe.set(keys.hitl_request(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
+                pipe.set(keys.hitl_signal(session_id), signal_json, ex=SIGNAL_TTL_SECONDS)
+                pipe.publish(keys.hitl_channel(session_id), signal_json)
 
             return DecisionResult(Outcome.APPLIED, record), write
 
-        return await self._compare_and_set(request_key(request_id), plan)
+        return await self._compare_and_set(keys.hitl_request(request_id), plan)
 
     async def withdraw(self, request_id: str, reason: str) -> Signal | None:
         """Mark a still-pending request rejected with ``reason`` so a late approval gets 409.
@@ -182,11 +164,11 @@ class HitlStore:
             record.update(status=Decision.REJECTED.value, reason=reason, rejectedBy="aura", rejectedAt=_now_ms())
 
             def write(pipe: Pipeline) -> None:
-                pipe.set(request_key(request_id), _dump(record), keepttl=True)
+                pipe.set(keys.hitl_request(request_id), _dump(record), keepttl=True)
 
             return None, write
 
-        return await self._compare_and_set(request_key(request_id), plan)
+        return await self._compare_and_set(keys.hitl_request(request_id), plan)
 
     async def _compare_and_set(
         self, key: str, plan: Callable[[dict[str, Any] | None], tuple[T, _Write | None]]

@@ -61,4 +61,4 @@ def error_response(headers: Mapping[str, str], error: ApiError) -> Response:
         trace_id=headers.get(TRACE_HEADER) or None,
         gateway_request_id=headers.get(GATEWAY_REQUEST_HEADER) or None,
     )
-    return envelope_response(error.status_code, body)
+    return envelope_response(error.status, body)

@@ -49,18 +49,18 @@ def parse_signal(raw: str | bytes) -> Signal:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedSignal(f"signal is not JSON: {exc}") from None
+        raise MalformedSignal(f"signal is not JSON: {exc}", raw) from exc
     if not isinstance(body, dict):
-        raise MalformedSignal("signal is not a JSON object")
+        raise MalformedSignal("signal is not a JSON object", raw)
     decision = _BY_TYPE.get(body.get("type"))  # type: ignore[arg-type]
     if decision is None:
-        raise MalformedSignal(f"signal type must be 'approval' or 'rejection' (got {body.get('type')!r})")
+        raise MalformedSignal(f"signal type must be 'approval' or 'rejection' (got {body.get('type')!r})", raw)
     status = body.get("status")
     if status is not None and status != decision.value:
-        raise MalformedSignal(f"signal type {body['type']!r} contradicts status {status!r}")
+        raise MalformedSignal(f"signal type {body['type']!r} contradicts status {status!r}", raw)
     request_id = body.get("requestId")
     if not isinstance(request_id, str) or not request_id:
-        raise MalformedSignal("signal has no requestId")
+        raise MalformedSignal("signal has no requestId", raw)
     reason = body.get("reason")
     timestamp = body.get("timestamp")
     return Signal(

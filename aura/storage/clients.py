@@ -50,7 +50,10 @@ def connect(settings: Settings) -> RedisClients:
             subscriber=fakeredis.FakeAsyncRedis(server=server, decode_responses=True),
             embedded=True,
         )
-    timeout = settings.redis_timeout_seconds
+    return _external(settings.redis_url, settings.redis_timeout_seconds)
+
+
+def _external(url: str, timeout: float) -> RedisClients:
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": timeout,
@@ -60,7 +63,7 @@ def connect(settings: Settings) -> RedisClients:
     # redis-py's default pool raises MaxConnectionsError past 100 connections under load; a
     # small blocking pool keeps the count O(1) and makes a burst wait (bounded) instead of fail.
     pool = BlockingConnectionPool.from_url(
-        settings.redis_url or "", max_connections=COMMAND_CONNECTIONS, timeout=timeout, **options
+        url, max_connections=COMMAND_CONNECTIONS, timeout=timeout, **options
     )
-    subscriber = Redis.from_url(settings.redis_url or "", **options)
+    subscriber = Redis.from_url(url, **options)
     return RedisClients(commands=Redis.from_pool(pool), subscriber=subscriber, embedded=False)  # owns the pool

@@ -19,15 +19,16 @@ from typing import Any
 from redis.asyncio import Redis
 
 from aura.errors import MalformedSignal
-from aura.hitl_store import CHANNEL_PATTERN, HitlStore
-from aura.session_store import CANCEL_CHANNEL_PATTERN, EVENTS_CHANNEL_PATTERN
-from aura.signals import Signal, parse_signal
+from aura.hitl.store import HitlStore
+from aura.storage import keys
+from aura.storage.calls import bounded
+from aura.hitl.signals import Signal, parse_signal
 
 log = logging.getLogger(__name__)
 
-_CHANNEL_PREFIX = CHANNEL_PATTERN[:-1]
-_EVENTS_PREFIX = EVENTS_CHANNEL_PATTERN[:-1]
-_CANCEL_PREFIX = CANCEL_CHANNEL_PATTERN[:-1]
+_CHANNEL_PREFIX = keys.HITL_CHANNEL_PREFIX
+_EVENTS_PREFIX = keys.EVENTS_CHANNEL_PREFIX
+_CANCEL_PREFIX = keys.CANCEL_CHANNEL_PREFIX
 _MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -59,7 +60,7 @@ class SignalHub:
     ) -> None:
         self._subscriber = subscriber
         self._on_log_grew = on_log_grew
-        self._on_cancel = on_cancel
+        self.on_cancel = on_cancel  # set by the composition root once the runs exist
         self._store = store
         self._sweep_seconds = sweep_seconds
         self._timeout = redis_timeout_seconds
@@ -106,8 +107,8 @@ class SignalHub:
         pending = [w for w in (waiters if waiters is not None else list(self._waiters.values())) if not w.decision.done()]
         if not pending:
             return
-        async with asyncio.timeout(self._timeout):
-            found = await self._store.decisions_for([(w.session_id, w.request_id) for w in pending])
+        pairs = [(w.session_id, w.request_id) for w in pending]
+        found = await bounded(self._store.decisions_for(pairs), self._timeout, "re-check decisions")
         for waiter, signal in zip(pending, found, strict=True):
             if signal is not None:
                 waiter.offer(signal)
@@ -121,7 +122,7 @@ class SignalHub:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 async with asyncio.timeout(self._timeout):
-                    await pubsub.psubscribe(CHANNEL_PATTERN, EVENTS_CHANNEL_PATTERN, CANCEL_CHANNEL_PATTERN)
+                    await pubsub.psubscribe(keys.HITL_CHANNEL_PATTERN, keys.EVENTS_CHANNEL_PATTERN, keys.CANCEL_CHANNEL_PATTERN)
                 self.generation += 1
                 self.subscribed.set()
                 backoff = 0.1
@@ -166,5 +167,5 @@ class SignalHub:
             self.deliver(channel[len(_CHANNEL_PREFIX) :], data)
         elif channel.startswith(_EVENTS_PREFIX) and self._on_log_grew is not None:
             self._on_log_grew(channel[len(_EVENTS_PREFIX) :])
-        elif channel.startswith(_CANCEL_PREFIX) and self._on_cancel is not None:
-            self._on_cancel(channel[len(_CANCEL_PREFIX) :])
+        elif channel.startswith(_CANCEL_PREFIX) and self.on_cancel is not None:
+            self.on_cancel(channel[len(_CANCEL_PREFIX) :])

@@ -1,0 +1,1 @@
+"""The agent run: planners, the approval gate, tools, and the runner that drives a session."""

@@ -1,0 +1,122 @@
+"""The approval gate: stop before a sensitive tool until a human decides (CONTRACT §4.1).
+
+In this order, so that not even the fastest approval is lost: register the
+waiter with the hub (which already listens) → write ``hitl:request`` →
+``request_approval`` → emit ``hitl`` → re-check Redis if the subscription lapsed
+since the waiter registered. A session adopted while waiting keeps its request
+and the deadline it had, and always re-checks (the decision may have come while
+nobody drove it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from statemachines import Trigger
+
+from aura.agent.machine import fire
+from aura.errors import StoreUnavailable
+from aura.hitl.hub import ApprovalWaiter, SignalHub
+from aura.hitl.signals import Decision, Signal
+from aura.hitl.store import HitlStore
+from aura.ids import new_request_id
+from aura.session import events
+from aura.session.log_writer import LogWriter
+from aura.session.plan import PlanStep
+from aura.session.session import Session
+from aura.storage.calls import bounded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    request_id: str
+    signal: Signal | None  # None: nobody decided in time, and the request was withdrawn
+
+    @property
+    def approved(self) -> bool:
+        return self.signal is not None and self.signal.decision is Decision.APPROVED
+
+
+class ApprovalGate:
+    def __init__(
+        self,
+        hub: SignalHub,
+        store: HitlStore,
+        writer: LogWriter,
+        *,
+        timeout_seconds: float,
+        redis_timeout_seconds: float,
+    ) -> None:
+        self._hub = hub
+        self._store = store
+        self._writer = writer
+        self.timeout_seconds = timeout_seconds
+        self._redis_timeout = redis_timeout_seconds
+
+    async def decide(self, session: Session, step: PlanStep, tool: str, *, resume: bool) -> Verdict:
+        """Ask (or, when ``resume``, keep waiting) and return the decision; `approve` is fired on approval."""
+        resuming = resume and session.pending_request_id is not None
+        request_id = session.pending_request_id if resuming and session.pending_request_id else new_request_id()
+        waiter = self._hub.register(session.id, request_id)  # before the key exists: no approval is missed
+        try:
+            if not resuming:
+                await self._ask(session, step, tool, request_id)
+            # Waiting may take minutes and thousands of sessions wait at once: keep no frames meanwhile.
+            await self._writer.sync(session)
+            self._writer.idle(session)
+            await self._recheck(waiter, always=resuming)
+            signal = await self._wait(waiter, session.approval_time_left(time.time()))
+        finally:
+            self._hub.unregister(waiter)
+        verdict = Verdict(request_id, signal)
+        if verdict.approved:
+            await fire(self._writer, session, Trigger.APPROVE, request_id=request_id)
+        return verdict
+
+    async def withdraw(self, request_id: str, reason: str) -> None:
+        """Mark a pending request rejected (a cancel), so a late approval gets 409; failures are logged."""
+        try:
+            await bounded(self._store.withdraw(request_id, reason), self._redis_timeout, "withdraw request")
+        except StoreUnavailable as exc:
+            log.warning("could not withdraw %s: %s", request_id, exc)
+
+    async def _ask(self, session: Session, step: PlanStep, tool: str, request_id: str) -> None:
+        record = {
+            "requestId": request_id,
+            "sessionId": session.id,
+            "userId": session.owner.user_id,
+            "tenantId": session.owner.tenant_id,
+            "actionType": tool,
+            "context": step.params,
+            "status": "pending",
+            "createdAt": int(time.time() * 1000),
+        }
+        await bounded(self._store.create_request(record), self._redis_timeout, "create approval request")
+        session.begin_approval(request_id, time.time() + self.timeout_seconds)
+        await fire(self._writer, session, Trigger.REQUEST_APPROVAL)
+        hitl = events.hitl(step, request_id=request_id, session_id=session.id, tool=tool,
+                           timeout_seconds=self.timeout_seconds)
+        self._writer.emit_all(session, hitl)
+
+    async def _recheck(self, waiter: ApprovalWaiter, *, always: bool) -> None:
+        """Read Redis for a decision Pub/Sub may have missed: always on resume, else if the subscription lapsed."""
+        if not always and self._hub.listened_throughout(waiter):
+            return
+        try:
+            await self._hub.recheck([waiter])
+        except StoreUnavailable as exc:  # the hub's sweep retries
+            log.warning("re-check of %s failed: %s", waiter.request_id, exc)
+
+    async def _wait(self, waiter: ApprovalWaiter, timeout: float) -> Signal | None:
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(waiter.decision)
+        except TimeoutError:
+            pass
+        # Withdraw atomically; a human who decided in the meantime still wins.
+        return await bounded(self._store.withdraw(waiter.request_id, "timeout"), self._redis_timeout, "withdraw request")

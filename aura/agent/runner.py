@@ -1,0 +1,269 @@
+"""The agent run: plan, execute steps, stop for a human before sensitive tools, answer.
+
+LLM and tool work happens here, in the run's own task, never inside state-machine
+callbacks; the machine only records where the session is. The run starts from
+wherever the session's snapshot says it is, so an adopted session continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import httpx
+from redis.asyncio import Redis
+
+from statemachines import State, Trigger
+
+from aura import errors
+from aura.agent.approval import ApprovalGate
+from aura.agent.machine import fire
+from aura.agent.planner import Planner
+from aura.agent.tools import Tool, ToolContext, ToolRegistry, validate_params
+from aura.config import DEFAULT_GATEWAY_URL
+from aura.errors import LeaseLost, PlannerError, SessionErrorKind, StoreUnavailable, ToolError
+from aura.hitl.signals import Decision
+from aura.session import events
+from aura.session.log_writer import LogWriter
+from aura.session.plan import Plan, PlanStep, StepOutcome
+from aura.session.registry import SessionRegistry
+from aura.session.session import Session
+from aura.storage.calls import REDIS_FAILURES
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the process running this tool stopped; it was not retried, to avoid running it twice"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolEnvironment:
+    """What tools run with: the Redis of the built-ins, the outbound HTTP client, the gateway, a bound."""
+
+    redis: Redis
+    http: httpx.AsyncClient | None = None
+    gateway_url: str = DEFAULT_GATEWAY_URL
+    timeout_seconds: float = 30.0
+
+    def context(self, session: Session) -> ToolContext:
+        return ToolContext(
+            session.owner.tenant_id,
+            session.owner.user_id,
+            session.id,
+            self.redis,
+            authorization=session.request.authorization,
+            agent_id=session.request.agent_id,
+            http=self.http,
+            gateway_url=self.gateway_url,
+        )
+
+
+class AgentRunner:
+    def __init__(
+        self,
+        planner: Planner,
+        tools: ToolRegistry,
+        gate: ApprovalGate,
+        writer: LogWriter,
+        registry: SessionRegistry,
+        environment: ToolEnvironment,
+    ) -> None:
+        self._planner = planner
+        self._tools = tools
+        self._gate = gate
+        self._writer = writer
+        self._registry = registry
+        self._environment = environment
+
+    async def run(self, session: Session) -> None:
+        """Drive ``session`` from wherever its snapshot says it is, to a final state."""
+        try:
+            if session.cancel_requested:
+                raise asyncio.CancelledError
+            await self._run(session)
+        except asyncio.CancelledError:
+            if session.detached:
+                return  # another instance continues it: touch nothing
+            await self._abort(session, Trigger.CANCEL, errors.CANCELLED, "The session was cancelled")
+            if not session.cancel_requested:
+                raise
+        except LeaseLost:
+            session.detach()
+            log.warning("session %s: lease lost; another instance drives it now", session.id)
+        except PlannerError as exc:
+            await self._abort(session, Trigger.FAIL, errors.PLANNER_FAILED, f"The planner failed: {exc}")
+        except Exception as exc:
+            log.exception("session %s failed", session.id)
+            await self._abort(session, Trigger.FAIL, errors.INTERNAL, describe(exc))
+        finally:
+            await self._end(session)
+
+    async def _end(self, session: Session) -> None:
+        if not session.detached and session.model.is_final:
+            try:
+                await self._writer.close(session)
+            except (LeaseLost, StoreUnavailable) as exc:
+                log.warning("session %s: could not mark its log ended: %s", session.id, exc)
+        self._registry.drop(session)
+
+    def _emit(self, session: Session, item: events.EventData) -> None:
+        self._writer.emit(session, *item)
+
+    # -- the steps ------------------------------------------------------------------
+    async def _run(self, session: Session) -> None:
+        if session.plan is None or session.state is State.PLANNING:
+            # Planning again if a previous driver died before the plan was fully out.
+            await self._make_plan(session)
+        plan = session.plan
+        assert plan is not None
+        if session.tool_started is not None:
+            await self._interrupted(session, plan)
+            return
+        while session.step_index < len(plan.steps):
+            step = plan.steps[session.step_index]
+            waiting = session.state is State.AWAITING_APPROVAL  # adopted while waiting: keep waiting
+            if not waiting:
+                self._emit(session, events.step_status(step, "executing"))
+            result: str | None = None
+            if step.tool is not None:
+                done, result = await self._run_tool_step(session, step, resume_wait=waiting)
+                if not done:
+                    return
+            session.record_outcome(step.id, result)
+            self._emit(session, events.step_status(step, "completed"))
+        await self._answer(session, plan)
+        await fire(self._writer, session, Trigger.FINISH)
+
+    async def _make_plan(self, session: Session) -> None:
+        request = session.request
+        self._emit(session, events.thought("Analyzing the request...", "analysis"))
+        plan = await self._planner.plan(request.prompt, request.context)
+        session.set_plan(plan)
+        for piece in events.pieces(plan.thought):
+            self._emit(session, events.thought(piece, "planning"))
+        for order, step in enumerate(plan.steps):
+            self._emit(session, events.plan_step(step, order))
+        await fire(self._writer, session, Trigger.START_EXECUTION)
+
+    async def _interrupted(self, session: Session, plan: Plan) -> None:
+        """A tool was running when the previous driver died: it is not run again (at most once)."""
+        step = next(s for s in plan.steps if s.id == session.tool_started)
+        session.end_tool()
+        self._emit(session, events.tool_execution(step, "failed", error=INTERRUPTED))
+        self._emit(session, events.step_status(step, "failed"))
+        await self._abort(session, Trigger.FAIL, errors.TOOL_FAILED, f"{step.tool} {INTERRUPTED}")
+
+    async def _run_tool_step(self, session: Session, step: PlanStep, *, resume_wait: bool) -> tuple[bool, str | None]:
+        assert step.tool is not None
+        tool = self._tools.get(step.tool)
+        # Checked before any approval is asked: a human never approves an impossible call.
+        problem = step.invalid or (f"unknown tool: {step.tool}" if tool is None else None)
+        if problem is None and tool is not None:
+            problem = validate_params(tool, step.params)
+        if problem is not None or tool is None:
+            message = problem or f"unknown tool: {step.tool}"
+            self._emit(session, events.tool_execution(step, "failed", error=message))
+            self._emit(session, events.step_status(step, "failed"))
+            await self._abort(session, Trigger.FAIL, errors.TOOL_FAILED, f"{step.tool or 'tool'} cannot run: {message}")
+            return False, None
+        if tool.requires_approval:
+            if not await self._approved(session, step, tool, resume_wait=resume_wait):
+                return False, None
+            self._emit(session, events.step_status(step, "approved"))
+        ok, text = await self._execute(session, step, tool)
+        if not ok:
+            self._emit(session, events.step_status(step, "failed"))
+            await self._abort(session, Trigger.FAIL, errors.TOOL_FAILED, f"{tool.name} failed: {text}")
+            return False, None
+        return True, text
+
+    async def _approved(self, session: Session, step: PlanStep, tool: Tool, *, resume_wait: bool) -> bool:
+        verdict = await self._gate.decide(session, step, tool.name, resume=resume_wait)
+        if verdict.approved:
+            return True
+        # Before the abort, so that `error` is the last event before [DONE] (CONTRACT §3.8).
+        self._emit(session, events.step_status(step, "skipped"))
+        signal = verdict.signal
+        if signal is None:
+            message = (f"No decision on {verdict.request_id} within {self._gate.timeout_seconds:g} s; "
+                       "the request was withdrawn")
+            await self._abort(session, Trigger.TIME_OUT, errors.APPROVAL_TIMEOUT, message)
+        elif signal.decision is Decision.REJECTED:
+            reason = signal.reason or "User rejected"
+            await self._abort(session, Trigger.REJECT, errors.REJECTED, f"{tool.name} was rejected: {reason}",
+                              request_id=verdict.request_id)
+        return False
+
+    async def _execute(self, session: Session, step: PlanStep, tool: Tool) -> tuple[bool, str]:
+        session.begin_tool(step)
+        # Persisted before the tool runs: a successor never runs it a second time.
+        self._emit(session, events.tool_execution(step, "executing"))
+        await self._writer.sync(session)
+        timeout = self._environment.timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                result = await tool.run(step.params, self._environment.context(session))
+        except ToolError as exc:
+            error = exc.message
+        except TimeoutError:
+            error = f"timed out after {timeout:g} s"
+        except Exception as exc:  # a broken tool must not take the session's error handling with it
+            log.exception("tool %s crashed in session %s", tool.name, session.id)
+            error = describe(exc)
+        else:
+            session.end_tool()
+            self._emit(session, events.tool_execution(step, "completed", result=result))
+            return True, result
+        session.end_tool()
+        self._emit(session, events.tool_execution(step, "failed", error=error))
+        return False, error
+
+    async def _answer(self, session: Session, plan: Plan) -> None:
+        outcomes = [StepOutcome(step, session.outcomes.get(step.id)) for step in plan.steps]
+        skip = session.answered_chars  # what a previous driver already sent (deterministic planners)
+        async for chunk in self._planner.answer(session.request.prompt, plan, outcomes):
+            for piece in events.pieces(chunk):
+                if skip >= len(piece):
+                    skip -= len(piece)
+                    continue
+                piece, skip = piece[skip:], 0
+                session.answered(len(piece))
+                self._emit(session, events.content(piece))
+
+    # -- the end --------------------------------------------------------------------------
+    async def _abort(
+        self,
+        session: Session,
+        trigger: Trigger,
+        kind: SessionErrorKind,
+        message: str,
+        *,
+        request_id: str | None = None,
+    ) -> None:
+        pending = session.pending_request_id
+        if trigger is Trigger.CANCEL and pending is not None:
+            await self._gate.withdraw(pending, "cancelled")
+        if not await session.model.fire(trigger, request_id=request_id, detail=message):
+            return  # already final: one error per session
+        reason = session.model.abort_reason
+        try:
+            self._writer.emit_all(session, session.take_transition_events())
+            self._emit(session, events.error(kind, message, session_id=session.id,
+                                             reason=reason.value if reason else None))
+            await self._writer.sync(session)
+        except LeaseLost:
+            session.detach()
+        except StoreUnavailable as exc:
+            # The log cannot take the abort; the lease will lapse and the session be adopted again.
+            session.detach()
+            log.warning("session %s: could not record its abort: %s", session.id, exc)
+
+
+def describe(exc: BaseException) -> str:
+    """What a user is told about an unexpected failure: the kind, never a traceback."""
+    cause = exc.cause if isinstance(exc, StoreUnavailable) else exc
+    if isinstance(cause, TimeoutError):
+        return "Redis did not answer in time"
+    if isinstance(cause, REDIS_FAILURES):
+        return f"Redis is unavailable ({type(cause).__name__}: {cause})"
+    return f"Internal error ({type(exc).__name__})"

@@ -1,0 +1,20 @@
+"""The headers of every call Aura makes to a DWP service on a user's behalf (CONTRACT §2.3, §7 item 17)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SOURCE: Final = "AURA"
+CALLER_TYPE: Final = "AGENT"
+
+
+def outbound_headers(
+    *, tenant_id: str, user_id: str, authorization: str | None = None, agent_id: str | None = None
+) -> dict[str, str]:
+    """X-Tenant-ID, X-User-ID, X-DWP-Source/Caller-Type, and the caller's token and agent id when known."""
+    headers = {"X-Tenant-ID": tenant_id, "X-User-ID": user_id, "X-DWP-Source": SOURCE, "X-DWP-Caller-Type": CALLER_TYPE}
+    if authorization:
+        headers["Authorization"] = authorization
+    if agent_id:
+        headers["X-Agent-ID"] = agent_id
+    return headers

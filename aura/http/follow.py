@@ -1,0 +1,41 @@
+"""Finding a session for its owner, and following its log as an SSE response."""
+
+from __future__ import annotations
+
+from aura.auth import Principal
+from aura.http.sse import EventStreamResponse, feed_frames
+from aura.session.feed import Feeds
+from aura.session.snapshot import Snapshot, SnapshotUnreadable
+from aura.session.store import SessionStore
+from aura.storage.calls import bounded
+
+
+class SessionAccess:
+    def __init__(
+        self,
+        store: SessionStore,
+        feeds: Feeds,
+        *,
+        redis_timeout_seconds: float,
+        heartbeat_seconds: float,
+        send_timeout_seconds: float,
+    ) -> None:
+        self._store = store
+        self._feeds = feeds
+        self._timeout = redis_timeout_seconds
+        self._heartbeat = heartbeat_seconds
+        self._send_timeout = send_timeout_seconds
+
+    async def owned(self, session_id: str, principal: Principal) -> Snapshot | None:
+        """The session's snapshot, only for its owner: anyone else learns nothing, not even that it exists."""
+        try:
+            snapshot = await bounded(self._store.load_snapshot(session_id), self._timeout, "load snapshot")
+        except SnapshotUnreadable:
+            return None
+        if snapshot is None or snapshot.tenant_id != principal.tenant_id or snapshot.user_id != principal.user_id:
+            return None
+        return snapshot
+
+    def follow(self, session_id: str, after_seq: int) -> EventStreamResponse:
+        frames = feed_frames(self._feeds(session_id), after_seq=after_seq, heartbeat_seconds=self._heartbeat)
+        return EventStreamResponse(frames, send_timeout=self._send_timeout)

@@ -1,0 +1,196 @@
+"""The one log writer of the process: it group-commits the events of every session.
+
+A session's events are queued by :meth:`LogWriter.emit` and written by one
+flusher task: each round takes what every session queued and sends it to Redis
+in one pipeline (one fenced script call per session). Events queued while a
+round is in flight go in the next one, with each session's snapshot as it is
+then. An event reaches a follower only after Redis acknowledged it (CONTRACT
+§3.6: Aura is the replay owner), so every follower on every replica sees the
+same sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from aura.errors import LeaseLost, StoreUnavailable
+from aura.ids import EventId
+from aura.session.events import AgentEvent, EventData, EventType, Payload
+from aura.session.notifier import Notifier
+from aura.session.replay import ReplayCache
+from aura.session.session import Session
+from aura.session.snapshot import encode_progress
+from aura.session.store import Append, SessionStore
+from aura.storage.calls import REDIS_FAILURES
+
+log = logging.getLogger(__name__)
+
+# About 25 s of retries when Redis is away; a round that still fails fails its sessions.
+RETRY_BACKOFF_SECONDS: Final = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)
+
+
+@dataclass(eq=False, slots=True)
+class _Log:
+    """One session's part of the writer: what is queued, and what the last round said."""
+
+    session: Session
+    next_seq: int
+    queued: list[AgentEvent] = field(default_factory=list)
+    end: bool = False
+    stored_plan_version: int = 0
+    committed: asyncio.Future[None] | None = None  # resolved when the round carrying the queue ends
+    error: Exception | None = None
+
+
+class LogWriter:
+    def __init__(
+        self,
+        store: SessionStore,
+        notifier: Notifier,
+        replay: ReplayCache,
+        *,
+        retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS,
+        redis_timeout_seconds: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._replay = replay
+        self._backoff = tuple(retry_backoff)
+        self._timeout = redis_timeout_seconds
+        self._logs: dict[str, _Log] = {}
+        self._queue: dict[str, _Log] = {}
+        self._round: asyncio.Future[None] | None = None  # the round the next flush completes
+        self._flusher: asyncio.Task[None] | None = None
+        self.rounds = 0  # commits made, for tests and the benchmark
+
+    # -- a session's lifetime in the writer -------------------------------------------------
+    def open(self, session: Session) -> None:
+        """Start writing ``session``'s log after the last event it already has."""
+        self._logs[session.id] = _Log(session, session.resumed_at_seq + 1, stored_plan_version=session.plan_version)
+        self._replay.track(session.id, session.resumed_at_seq)
+
+    def release(self, session: Session) -> None:
+        """Stop tracking ``session`` here: followers read its log from Redis from now on."""
+        entry = self._logs.get(session.id)
+        if entry is not None and entry.session is session:
+            del self._logs[session.id]
+            self._replay.drop(session.id)
+
+    def idle(self, session: Session) -> None:
+        """The session will wait (minutes, thousands at once): keep none of its frames meanwhile."""
+        self._replay.forget_frames(session.id)
+
+    # -- writing -------------------------------------------------------------------------
+    def emit(self, session: Session, type_: EventType, data: Payload) -> AgentEvent:
+        """Queue one event; it is visible to followers once Redis has it. Raises what stopped the log."""
+        entry = self._entry(session)
+        event = AgentEvent.create(EventId(session.id, entry.next_seq), type_, data)
+        entry.next_seq += 1
+        entry.queued.append(event)
+        self._enqueue(entry)
+        return event
+
+    def emit_all(self, session: Session, items: Sequence[EventData]) -> None:
+        for type_, data in items:
+            self.emit(session, type_, data)
+
+    async def sync(self, session: Session) -> None:
+        """Wait until everything ``session`` emitted is in Redis; raise what stopped the writes."""
+        entry = self._entry(session)
+        while entry.committed is not None and not entry.committed.done():
+            await asyncio.shield(entry.committed)
+        if entry.error is not None:
+            raise entry.error
+
+    async def close(self, session: Session) -> None:
+        """Mark the end of the log, after everything emitted: followers then get [DONE]."""
+        entry = self._entry(session)
+        entry.end = True
+        self._enqueue(entry)
+        await self.sync(session)
+
+    def _entry(self, session: Session) -> _Log:
+        entry = self._logs.get(session.id)
+        if entry is None or entry.session is not session:
+            raise LeaseLost(session.id)  # released: another instance (or nobody) drives it now
+        if entry.error is not None:
+            raise entry.error
+        return entry
+
+    def _enqueue(self, entry: _Log) -> None:
+        self._queue[entry.session.id] = entry
+        if self._round is None:
+            self._round = asyncio.get_running_loop().create_future()
+        entry.committed = self._round
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="aura-log-writer")
+
+    # -- the flusher ---------------------------------------------------------------------
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = list(self._queue.values()), {}
+            done, self._round = self._round, None
+            try:
+                await self._commit(batch)
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def _commit(self, batch: list[_Log]) -> None:
+        appends: list[Append] = []
+        versions: list[int] = []
+        taken: list[list[AgentEvent]] = []
+        for entry in batch:
+            events, entry.queued = entry.queued, []
+            session = entry.session
+            last = events[-1].seq if events else entry.next_seq - 1
+            with_plan = session.plan_version != entry.stored_plan_version
+            fields = encode_progress(session.snapshot(last), with_plan=with_plan)
+            frames = [(e.seq, e.frame.decode("ascii")) for e in events]
+            appends.append(Append(session.id, frames, fields, last, entry.end))
+            versions.append(session.plan_version)
+            taken.append(events)
+        try:
+            failures = await self._commit_with_retries(appends)
+        except asyncio.CancelledError:
+            raise
+        except StoreUnavailable as exc:
+            failures = [exc] * len(batch)
+        self.rounds += 1
+        for entry, append, failure, version, events in zip(batch, appends, failures, versions, taken, strict=True):
+            sid = entry.session.id
+            if failure is not None:
+                entry.error = failure if isinstance(failure, (LeaseLost, StoreUnavailable)) else StoreUnavailable("append", failure)
+                continue
+            entry.stored_plan_version = version
+            if events:
+                self._replay.add(sid, [(e.seq, e.frame) for e in events])
+            if append.end:  # as it was taken: close() may have come since
+                self._replay.end(sid)
+            self._notifier.wake(sid)
+
+    async def _commit_with_retries(self, appends: list[Append]) -> list[Exception | None]:
+        for delay in (*self._backoff, None):
+            try:
+                async with asyncio.timeout(self._timeout):
+                    return await self._store.commit(appends)
+            except REDIS_FAILURES as exc:
+                if delay is None:
+                    raise StoreUnavailable("append", exc) from exc
+                log.warning("Redis refused a commit of %d session(s) (%s); retrying in %.1f s",
+                            len(appends), exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        """Stop the flusher (at shutdown, after the runs ended)."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and not flusher.done():
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher

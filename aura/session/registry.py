@@ -1,0 +1,63 @@
+"""The sessions this process drives, created here or adopted from a replica that went away."""
+
+from __future__ import annotations
+
+from statemachines import SessionMachine
+
+from aura.auth import Principal
+from aura.ids import new_session_id
+from aura.session.log_writer import LogWriter
+from aura.session.session import Session, SessionRequest
+from aura.session.snapshot import Snapshot, encode_identity, encode_progress
+from aura.session.store import SessionStore
+from aura.storage.calls import bounded
+
+
+class SessionRegistry:
+    def __init__(self, machine: SessionMachine, store: SessionStore, writer: LogWriter, *, redis_timeout_seconds: float) -> None:
+        self._machine = machine
+        self._store = store
+        self._writer = writer
+        self._timeout = redis_timeout_seconds
+        self._sessions: dict[str, Session] = {}
+
+    async def create(self, owner: Principal, request: SessionRequest) -> Session:
+        """A new session in `planning`, stored with its lease (StoreUnavailable if Redis is away)."""
+        session = Session(new_session_id(), owner, request)
+        self._attach(session, None)
+        snapshot = session.snapshot(0)
+        fields = {**encode_identity(snapshot), **encode_progress(snapshot, with_plan=False)}
+        try:
+            await bounded(self._store.create(session.id, fields), self._timeout, "create session")
+        except BaseException:
+            self.drop(session)
+            raise
+        return session
+
+    def adopt(self, snapshot: Snapshot) -> Session:
+        """Drive a session restored from its snapshot (the lease is already ours)."""
+        session = Session.restore(snapshot)
+        self._attach(session, snapshot)
+        return session
+
+    def _attach(self, session: Session, snapshot: Snapshot | None) -> None:
+        self._machine.add(session.model, snapshot.state if snapshot is not None else None)
+        # Local first: the adoption scan must never see it in Redis as nobody's.
+        self._sessions[session.id] = session
+        self._writer.open(session)
+
+    def local(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def all(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def drop(self, session: Session) -> None:
+        """Stop tracking a session here (it ended, or another instance drives it now)."""
+        self._machine.remove(session.model)
+        self._writer.release(session)
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]

@@ -1,0 +1,123 @@
+"""The composition root: every part of one Aura process, built from its settings.
+
+Nothing here runs; :class:`aura.runtime.Runtime` starts and stops what needs it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from statemachines import new_session_machine
+
+from aura.agent.approval import ApprovalGate
+from aura.agent.http_tools import load_tools
+from aura.agent.llm import ChatClient, LlmSettings
+from aura.agent.llm_planner import LlmPlanner
+from aura.agent.planner import Planner, RuleBasedPlanner
+from aura.agent.runner import AgentRunner, ToolEnvironment
+from aura.agent.runs import RunSupervisor
+from aura.agent.tools import ToolRegistry, builtin_tools
+from aura.auth import TokenVerifier
+from aura.config import Settings
+from aura.dwp.agent_tasks import AgentTaskReporter
+from aura.hitl.hub import SignalHub
+from aura.hitl.store import HitlStore
+from aura.session.feed import Feeds
+from aura.session.leases import LeaseKeeper
+from aura.session.log_writer import LogWriter
+from aura.session.notifier import Notifier
+from aura.session.registry import SessionRegistry
+from aura.session.replay import ReplayCache
+from aura.session.store import SessionStore
+from aura.storage.clients import RedisClients, connect
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    instance_id: str
+    redis: RedisClients
+    http: httpx.AsyncClient  # one outbound client: the LLM, DWP tools, AgentTask reports
+    verifier: TokenVerifier
+    hitl_store: HitlStore
+    session_store: SessionStore
+    notifier: Notifier
+    replay: ReplayCache
+    writer: LogWriter
+    registry: SessionRegistry
+    hub: SignalHub
+    tools: ToolRegistry
+    runs: RunSupervisor
+    leases: LeaseKeeper
+    task_reporter: AgentTaskReporter | None
+    feeds: Feeds
+
+
+def build(
+    settings: Settings,
+    *,
+    redis: RedisClients | None = None,
+    planner: Planner | None = None,
+    tools: ToolRegistry | None = None,
+) -> Services:
+    instance_id = f"aura-{uuid.uuid4().hex[:12]}"
+    clients = redis if redis is not None else connect(settings)
+    timeout = settings.redis_timeout_seconds
+    session_store = SessionStore(
+        clients.commands,
+        instance_id,
+        ttl_seconds=settings.session_ttl_seconds,
+        max_events=settings.session_max_events,
+        lease_seconds=settings.lease_seconds,
+    )
+    notifier, replay = Notifier(), ReplayCache()
+    writer = LogWriter(session_store, notifier, replay, redis_timeout_seconds=timeout)
+    registry = SessionRegistry(new_session_machine(), session_store, writer, redis_timeout_seconds=timeout)
+    hitl_store = HitlStore(clients.commands)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(settings.tool_timeout_seconds))
+    toolset = tools if tools is not None else default_tools(settings)
+    hub = SignalHub(clients.subscriber, hitl_store, sweep_seconds=settings.signal_sweep_seconds,
+                    redis_timeout_seconds=timeout, on_log_grew=notifier.wake)
+    gate = ApprovalGate(hub, hitl_store, writer, timeout_seconds=settings.hitl_timeout_seconds,
+                        redis_timeout_seconds=timeout)
+    environment = ToolEnvironment(clients.commands, http, settings.dwp_gateway_url, settings.tool_timeout_seconds)
+    runner = AgentRunner(planner or default_planner(settings, http, toolset), toolset, gate, writer, registry, environment)
+    # A follower on another replica says so for at least a lease, refreshed every half of it.
+    feeds = Feeds(session_store, notifier, replay, timeout, max(settings.lease_seconds, 2 * settings.heartbeat_seconds))
+    reporter = (
+        AgentTaskReporter(http, settings.agent_task_url, feeds, timeout_seconds=settings.tool_timeout_seconds)
+        if settings.agent_task_url
+        else None
+    )
+    runs = RunSupervisor(runner, registry, on_new_session=reporter.track if reporter is not None else None)
+    hub.on_cancel = runs.cancel_requested
+    leases = LeaseKeeper(session_store, registry, lease_seconds=settings.lease_seconds, redis_timeout_seconds=timeout,
+                         on_adopted=runs.start, on_taken=runs.taken)
+    verifier = TokenVerifier(settings.jwt_secret, leeway_seconds=settings.jwt_leeway_seconds)
+    return Services(settings, instance_id, clients, http, verifier, hitl_store, session_store, notifier, replay,
+                    writer, registry, hub, toolset, runs, leases, reporter, feeds)
+
+
+def default_tools(settings: Settings) -> ToolRegistry:
+    """Built-ins, then aura/agent/tools.json, then the user's AURA_TOOLS_FILE (later names win)."""
+    registry = builtin_tools().with_tools(load_tools())
+    if settings.tools_file:
+        registry = registry.with_tools(load_tools(Path(settings.tools_file)))
+    return registry
+
+
+def default_planner(settings: Settings, http: httpx.AsyncClient, tools: ToolRegistry) -> Planner:
+    if settings.llm_base_url is None or settings.llm_model is None:
+        return RuleBasedPlanner()
+    llm = LlmSettings(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key,
+        timeout_seconds=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+    )
+    return LlmPlanner(ChatClient(llm, http), tools)

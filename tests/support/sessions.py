@@ -1,0 +1,52 @@
+"""Sessions driven in the test's own event loop, over a real Redis: the writer, registry and feeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from statemachines import SessionMachine
+
+from aura.auth import Principal
+from aura.session.feed import SessionFeed
+from aura.session.log_writer import LogWriter
+from aura.session.notifier import Notifier
+from aura.session.registry import SessionRegistry
+from aura.session.replay import ReplayCache
+from aura.session.session import Session, SessionRequest
+from aura.session.store import SessionStore
+
+
+def store_for(redis: Redis, instance: str = "test-a", max_events: int = 10_000) -> SessionStore:
+    return SessionStore(redis, instance, ttl_seconds=1800, max_events=max_events, lease_seconds=30)
+
+
+@dataclass
+class Driver:
+    """What one replica has for its sessions: store, notifier, replay cache, the log writer, registry."""
+
+    store: SessionStore
+    notifier: Notifier = field(default_factory=Notifier)
+    replay: ReplayCache = field(default_factory=ReplayCache)
+    writer: LogWriter = field(init=False)
+    registry: SessionRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = LogWriter(self.store, self.notifier, self.replay, redis_timeout_seconds=5)
+        self.registry = SessionRegistry(SessionMachine(), self.store, self.writer, redis_timeout_seconds=5)
+
+    async def create(self, prompt: str = "hi", owner: Principal = Principal("1", "1")) -> Session:
+        return await self.registry.create(owner, SessionRequest(prompt, {}))
+
+    def local_feed(self, session: Session) -> SessionFeed:
+        """A follower on this replica: frames from the replay cache while it has them."""
+        return SessionFeed(session.id, self.store, self.notifier, self.replay, redis_timeout_seconds=5, follow_seconds=30)
+
+    def remote_feed(self, session: Session) -> SessionFeed:
+        """A follower on another replica: nothing local, everything from Redis."""
+        return SessionFeed(session.id, self.store, self.notifier, ReplayCache(), redis_timeout_seconds=5, follow_seconds=30)
+
+
+def driver_for(redis: Redis, instance: str = "test-a", max_events: int = 10_000) -> Driver:
+    return Driver(store_for(redis, instance, max_events))
