@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from statemachines import Trigger
 
@@ -21,7 +22,6 @@ from aura.agent.machine import fire
 from aura.errors import StoreUnavailable
 from aura.hitl.hub import ApprovalWaiter, SignalHub
 from aura.hitl.signals import Decision, Signal
-from aura.hitl.store import HitlStore
 from aura.ids import new_request_id
 from aura.session import events
 from aura.session.log_writer import LogWriter
@@ -30,6 +30,14 @@ from aura.session.session import Session
 from aura.storage.calls import bounded
 
 log = logging.getLogger(__name__)
+
+
+class ApprovalStore(Protocol):
+    """The approval records (:class:`aura.hitl.store.HitlStore` in production)."""
+
+    async def create_request(self, record: dict[str, Any]) -> None: ...
+
+    async def withdraw(self, request_id: str, reason: str) -> Signal | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +54,7 @@ class ApprovalGate:
     def __init__(
         self,
         hub: SignalHub,
-        store: HitlStore,
+        store: ApprovalStore,
         writer: LogWriter,
         *,
         timeout_seconds: float,

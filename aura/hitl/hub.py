@@ -14,12 +14,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
 from aura.errors import MalformedSignal
-from aura.hitl.store import HitlStore
 from aura.storage import keys
 from aura.storage.calls import bounded
 from aura.hitl.signals import Signal, parse_signal
@@ -30,6 +29,12 @@ _CHANNEL_PREFIX = keys.HITL_CHANNEL_PREFIX
 _EVENTS_PREFIX = keys.EVENTS_CHANNEL_PREFIX
 _CANCEL_PREFIX = keys.CANCEL_CHANNEL_PREFIX
 _MAX_BACKOFF_SECONDS = 5.0
+
+
+class DecisionSource(Protocol):
+    """Where missed decisions are re-read (:class:`aura.hitl.store.HitlStore` in production)."""
+
+    async def decisions_for(self, pending: list[tuple[str, str]]) -> list[Signal | None]: ...
 
 
 @dataclass(eq=False)
@@ -51,7 +56,7 @@ class SignalHub:
     def __init__(
         self,
         subscriber: Redis,
-        store: HitlStore,
+        store: DecisionSource,
         *,
         sweep_seconds: float,
         redis_timeout_seconds: float,

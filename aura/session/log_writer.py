@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from aura.errors import LeaseLost, StoreUnavailable
 from aura.ids import EventId
@@ -25,13 +25,19 @@ from aura.session.notifier import Notifier
 from aura.session.replay import ReplayCache
 from aura.session.session import Session
 from aura.session.snapshot import encode_progress
-from aura.session.store import Append, SessionStore
+from aura.session.store import Append
 from aura.storage.calls import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
 # About 25 s of retries when Redis is away; a round that still fails fails its sessions.
 RETRY_BACKOFF_SECONDS: Final = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)
+
+
+class LogStore(Protocol):
+    """Where the writer commits (:class:`aura.session.store.SessionStore` in production)."""
+
+    async def commit(self, appends: Sequence[Append]) -> list[Exception | None]: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -50,7 +56,7 @@ class _Log:
 class LogWriter:
     def __init__(
         self,
-        store: SessionStore,
+        store: LogStore,
         notifier: Notifier,
         replay: ReplayCache,
         *,
