@@ -16,7 +16,7 @@ import time
 from aura.auth import Principal
 from aura.config import Settings
 from aura.runtime import Runtime
-from aura.session import SessionRequest
+from aura.session.session import SessionRequest
 from bench.procs import Processes, RedisProc
 
 
@@ -26,11 +26,9 @@ async def _run(redis_url: str, sessions: int, concurrency: int, top: int) -> Non
         await asyncio.sleep(0.2)
 
         async def one() -> None:
-            session = await runtime.sessions.create(Principal("1", "1"), SessionRequest("hello", {}))
-            runtime.start(session)
-            task = runtime._runs.get(session.id)
-            if task is not None:
-                await task
+            services = runtime.services
+            session = await services.registry.create(Principal("1", "1"), SessionRequest("hello", {}))
+            await services.runs.start(session)
 
         await asyncio.gather(*(one() for _ in range(concurrency)))  # warm-up
         profile = cProfile.Profile()

@@ -11,13 +11,55 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import DataError
+from redis.typing import EncodableT
 
 from aura.config import Settings
 
 log = logging.getLogger(__name__)
 
 COMMAND_CONNECTIONS = 16
+
+
+class _HiredisPacking(AbstractConnection):
+    """Commands packed by hiredis's C packer, as redis-py's synchronous client already does.
+
+    redis-py's asyncio connections pack in Python: a quarter of a plain
+    session's CPU went to packing the arguments of its commands (docs/BENCHMARKS.md).
+    """
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        name = args[0]
+        if isinstance(name, str):
+            args = (*name.encode().split(), *args[1:])  # "SCRIPT LOAD" is two words on the wire
+        elif isinstance(name, bytes) and b" " in name:
+            args = (*name.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # its stub types a 1-tuple
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
+
+
+class PackedConnection(_HiredisPacking, Connection):
+    pass
+
+
+class PackedUnixConnection(_HiredisPacking, UnixDomainSocketConnection):
+    pass
+
+
+class PackedSSLConnection(_HiredisPacking, SSLConnection):
+    pass
+
+
+_PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: PackedConnection,
+    UnixDomainSocketConnection: PackedUnixConnection,
+    SSLConnection: PackedSSLConnection,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,5 +107,6 @@ def _external(url: str, timeout: float) -> RedisClients:
     pool = BlockingConnectionPool.from_url(
         url, max_connections=COMMAND_CONNECTIONS, timeout=timeout, **options
     )
+    pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
     subscriber = Redis.from_url(url, **options)
     return RedisClients(commands=Redis.from_pool(pool), subscriber=subscriber, embedded=False)  # owns the pool

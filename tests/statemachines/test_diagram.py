@@ -11,18 +11,18 @@ from statemachines import TRANSITIONS, State, render_mermaid
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_committed_diagram_is_up_to_date():
+def test_committed_diagram_is_up_to_date() -> None:
     committed = (ROOT / DIAGRAM_PATH).read_text(encoding="utf-8")
     assert committed == diagram_document(), "docs/statemachine.md is stale: run `make diagrams`"
 
 
-def test_readme_diagram_is_up_to_date():
+def test_readme_diagram_is_up_to_date() -> None:
     readme = (ROOT / README_PATH).read_text(encoding="utf-8")
     assert readme == readme_with_diagram(readme), "README.md's diagram is stale: run `make diagrams`"
     assert render_mermaid() in readme
 
 
-def test_diagram_shows_every_state_and_transition():
+def test_diagram_shows_every_state_and_transition() -> None:
     source = render_mermaid()
     assert source.splitlines()[3] == "stateDiagram-v2"
     for state in State:
@@ -33,12 +33,12 @@ def test_diagram_shows_every_state_and_transition():
     assert "[*] --> planning" in source
 
 
-def test_statemachines_never_imports_aura_or_io():
+def test_statemachines_never_imports_aura_or_io() -> None:
     forbidden = {"aura", "asyncio", "socket", "redis", "starlette", "httpx", "os", "pathlib"}
     for path in (ROOT / "statemachines").glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            names = []
+            names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ import respx
 
 from aura.errors import ConfigError, ToolError
 from aura.agent.http_tools import load_tools
-from aura.agent.tools import ToolContext, builtin_tools, validate_params
+from aura.agent.tools import Tool, ToolContext, builtin_tools, validate_params
 
 pytestmark = pytest.mark.anyio
 
@@ -26,13 +27,13 @@ GOOD = {
 }
 
 
-def write(tmp_path: Path, document) -> Path:
+def write(tmp_path: Path, document: str | dict[str, Any]) -> Path:
     path = tmp_path / "tools.json"
     path.write_text(document if isinstance(document, str) else json.dumps(document))
     return path
 
 
-def test_shipped_tools_load_and_extend_the_builtins():
+def test_shipped_tools_load_and_extend_the_builtins() -> None:
     names = builtin_tools().with_tools(load_tools()).names()
     assert names == ["get_agent_task", "list_agent_tasks", "list_open_tasks", "send_email"]
 
@@ -52,25 +53,25 @@ def test_shipped_tools_load_and_extend_the_builtins():
         ({"tools": [GOOD, GOOD]}, "declares find_user more than once"),
     ],
 )
-def test_bad_declarations_are_refused_at_start_up(tmp_path, document, message):
+def test_bad_declarations_are_refused_at_start_up(tmp_path: Path, document: str | dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_tools(write(tmp_path, document))
     assert message in str(caught.value)
 
 
-def test_missing_tools_file_is_a_config_error(tmp_path):
+def test_missing_tools_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_tools(tmp_path / "nope.json")
 
 
-def test_params_are_validated_against_the_schema():
+def test_params_are_validated_against_the_schema() -> None:
     tool = load_tools_from(GOOD)
     assert validate_params(tool, {"q": "kim"}) is None
     assert validate_params(tool, {}) == "invalid parameters for find_user: 'q' is a required property"
     assert validate_params(tool, {"q": "kim", "limit": "5"}) == "invalid parameters for find_user: limit: '5' is not of type 'integer'"
 
 
-def load_tools_from(declaration):
+def load_tools_from(declaration: dict[str, Any]) -> Tool:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +79,7 @@ def load_tools_from(declaration):
 
 
 @respx.mock
-async def test_templates_encode_url_values_and_keep_body_types():
+async def test_templates_encode_url_values_and_keep_body_types() -> None:
     tool = load_tools_from(GOOD)
     route = respx.post(url__startswith="http://gw.test/api/main/users/").mock(return_value=httpx.Response(201, text="ok"))
     async with httpx.AsyncClient() as http:
@@ -91,7 +92,7 @@ async def test_templates_encode_url_values_and_keep_body_types():
 
 
 @respx.mock
-async def test_transport_errors_and_http_errors_are_tool_errors():
+async def test_transport_errors_and_http_errors_are_tool_errors() -> None:
     tool = load_tools_from(GOOD)
     route = respx.post(url__startswith="http://gw.test/").mock(side_effect=httpx.ConnectError("refused"))
     async with httpx.AsyncClient() as http:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import httpx
 import pytest
 import respx
@@ -14,20 +17,20 @@ pytestmark = pytest.mark.anyio
 URL = "https://llm.test/v1/chat/completions"
 
 
-def client(http: httpx.AsyncClient, **overrides) -> ChatClient:
+def client(http: httpx.AsyncClient, **overrides: Any) -> ChatClient:
     settings = LlmSettings(**{"base_url": "https://llm.test/v1", "model": "m", "api_key": "k",
                               "retry_backoff_seconds": 0.01, **overrides})
     return ChatClient(settings, http)
 
 
-async def collect(chat: ChatClient, **kwargs) -> tuple[list[str], ChatTurn]:
+async def collect(chat: ChatClient, tools: Sequence[dict[str, Any]] | None = None) -> tuple[list[str], ChatTurn]:
     turn = ChatTurn()
-    texts = [d.content async for d in chat.stream([{"role": "user", "content": "hi"}], turn=turn, **kwargs) if d.content]
+    texts = [d.content async for d in chat.stream([{"role": "user", "content": "hi"}], tools=tools, turn=turn) if d.content]
     return texts, turn
 
 
 @respx.mock
-async def test_streamed_text_and_request_shape():
+async def test_streamed_text_and_request_shape() -> None:
     route = respx.post(URL).mock(return_value=text_stream("Hel", "lo", reasoning="thinking"))
     async with httpx.AsyncClient() as http:
         texts, turn = await collect(client(http), tools=[{"type": "function", "function": {"name": "t"}}])
@@ -39,7 +42,7 @@ async def test_streamed_text_and_request_shape():
 
 
 @respx.mock
-async def test_tool_call_fragments_are_assembled():
+async def test_tool_call_fragments_are_assembled() -> None:
     respx.post(URL).mock(return_value=tool_call_stream("send_email", '{"to":"a@b.io","body":"x"}', say="Sending."))
     async with httpx.AsyncClient() as http:
         _, turn = await collect(client(http))
@@ -48,7 +51,7 @@ async def test_tool_call_fragments_are_assembled():
 
 
 @respx.mock
-async def test_transient_errors_are_retried_a_bounded_number_of_times():
+async def test_transient_errors_are_retried_a_bounded_number_of_times() -> None:
     route = respx.post(URL).mock(side_effect=[httpx.Response(503), httpx.ConnectError("down"), text_stream("ok")])
     async with httpx.AsyncClient() as http:
         texts, _ = await collect(client(http))
@@ -62,7 +65,7 @@ async def test_transient_errors_are_retried_a_bounded_number_of_times():
 
 
 @respx.mock
-async def test_client_errors_are_not_retried():
+async def test_client_errors_are_not_retried() -> None:
     route = respx.post(URL).mock(return_value=httpx.Response(401, json={"error": "bad key"}))
     async with httpx.AsyncClient() as http:
         with pytest.raises(PlannerError, match='HTTP 401: {"error"'):
@@ -71,7 +74,7 @@ async def test_client_errors_are_not_retried():
 
 
 @respx.mock
-async def test_timeout_is_a_planner_error():
+async def test_timeout_is_a_planner_error() -> None:
     respx.post(URL).mock(side_effect=httpx.ReadTimeout("slow"))
     async with httpx.AsyncClient() as http:
         with pytest.raises(PlannerError, match="did not answer within 60 s"):
@@ -88,7 +91,7 @@ async def test_timeout_is_a_planner_error():
         (sse({"choices": [{"delta": {"content": "cut"}}]}, done=False), "ended before it finished"),
     ],
 )
-async def test_garbage_streams_are_planner_errors(content, message):
+async def test_garbage_streams_are_planner_errors(content: bytes, message: str) -> None:
     with respx.mock:
         respx.post(URL).mock(return_value=httpx.Response(200, content=content))
         async with httpx.AsyncClient() as http:

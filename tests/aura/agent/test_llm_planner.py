@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import respx
+from redis.asyncio import Redis
 
 from tests.conftest import auth_headers, open_stream
 from tests.support import main_service
+from tests.support.live_server import LiveServer
 from tests.support.llm import text_stream, tool_call_stream
+from tests.support.sse import Frame
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +45,7 @@ def mocked() -> Iterator[respx.MockRouter]:
 
 
 @pytest.fixture
-def llm_server(start_server, tmp_path: Path):
+def llm_server(start_server: Callable[..., LiveServer], tmp_path: Path) -> LiveServer:
     tools = tmp_path / "tools.json"
     tools.write_text(json.dumps({"tools": [MAIL_TOOL]}))
     return start_server(
@@ -50,7 +54,12 @@ def llm_server(start_server, tmp_path: Path):
     )
 
 
-async def run_session(server, prompt: str, headers: dict[str, str] | None = None, approve=None):
+async def run_session(
+    server: LiveServer,
+    prompt: str,
+    headers: dict[str, str] | None = None,
+    approve: Callable[[Frame], Awaitable[None]] | None = None,
+) -> list[Frame]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         async with open_stream(client, prompt, headers=headers) as stream:
             if approve is not None:
@@ -60,16 +69,16 @@ async def run_session(server, prompt: str, headers: dict[str, str] | None = None
             return [f for f in stream.frames if f.comment is None]
 
 
-def of_type(frames, type_):
+def of_type(frames: list[Frame], type_: str) -> list[Frame]:
     return [f for f in frames if f.type == type_]
 
 
-def final_state(frames) -> dict:
+def final_state(frames: list[Frame]) -> dict[str, Any]:
     assert frames[-1].is_done
     return of_type(frames, "state")[-1].body
 
 
-async def test_streamed_llm_answer_becomes_small_content_events(mocked, llm_server):
+async def test_streamed_llm_answer_becomes_small_content_events(mocked: respx.MockRouter, llm_server: LiveServer) -> None:
     answer = ["Aura ", "here. ", "x" * 60, " and ", "the end."]
     mocked.post(LLM).mock(return_value=text_stream(*answer, reasoning="The user greets me."))
     frames = await run_session(llm_server, "hello there")
@@ -82,7 +91,9 @@ async def test_streamed_llm_answer_becomes_small_content_events(mocked, llm_serv
     assert {t["function"]["name"] for t in body["tools"]} >= {"send_email", "send_dwp_mail", "list_agent_tasks"}
 
 
-async def test_llm_tool_call_is_approved_then_calls_dwp_with_propagated_headers(mocked, llm_server, redis):
+async def test_llm_tool_call_is_approved_then_calls_dwp_with_propagated_headers(
+    mocked: respx.MockRouter, llm_server: LiveServer, redis: Redis
+) -> None:
     llm = mocked.post(LLM).mock(side_effect=[
         tool_call_stream("send_dwp_mail", '{"to":"kim@example.com","subject":"Release"}', say="I will send the mail."),
         text_stream("Mail sent."),
@@ -90,7 +101,7 @@ async def test_llm_tool_call_is_approved_then_calls_dwp_with_propagated_headers(
     dwp = mocked.post(f"{GATEWAY}/api/mail/send").mock(return_value=httpx.Response(200, json={"status": "SUCCESS", "data": {"mailId": 7}}))
     headers = auth_headers(sub="5", tenant="1", **{"X-Agent-ID": "agent_session_1_abc", "X-User-ID": "5"})
 
-    async def approve(hitl):
+    async def approve(hitl: Frame) -> None:
         assert not dwp.called  # nothing runs before the human said yes
         await main_service.decide(redis, hitl.body["requestId"], approve=True, user_id="5")
 
@@ -113,13 +124,13 @@ async def test_llm_tool_call_is_approved_then_calls_dwp_with_propagated_headers(
     assert frames[-2].body["to"] == "done"
 
 
-async def test_transient_llm_errors_are_retried(mocked, llm_server):
+async def test_transient_llm_errors_are_retried(mocked: respx.MockRouter, llm_server: LiveServer) -> None:
     route = mocked.post(LLM).mock(side_effect=[httpx.Response(503), httpx.Response(429), text_stream("fine")])
     frames = await run_session(llm_server, "hello")
     assert route.call_count == 3 and frames[-2].body["to"] == "done"
 
 
-async def test_llm_timeout_aborts_with_a_clear_error(mocked, llm_server):
+async def test_llm_timeout_aborts_with_a_clear_error(mocked: respx.MockRouter, llm_server: LiveServer) -> None:
     mocked.post(LLM).mock(side_effect=httpx.ReadTimeout("slow"))
     frames = await run_session(llm_server, "hello")
     error = of_type(frames, "error")[0].body
@@ -128,7 +139,7 @@ async def test_llm_timeout_aborts_with_a_clear_error(mocked, llm_server):
     assert [f.type for f in frames[-3:-1]] == ["state", "error"]
 
 
-async def test_dwp_500_is_a_failed_tool_execution_with_the_real_body(mocked, llm_server):
+async def test_dwp_500_is_a_failed_tool_execution_with_the_real_body(mocked: respx.MockRouter, llm_server: LiveServer) -> None:
     mocked.post(LLM).mock(return_value=tool_call_stream("list_agent_tasks", "{}"))
     mocked.get(url__startswith=f"{GATEWAY}/api/main/agent/tasks").mock(
         return_value=httpx.Response(500, json={"status": "ERROR", "errorCode": "E1000"})
@@ -150,7 +161,9 @@ async def test_dwp_500_is_a_failed_tool_execution_with_the_real_body(mocked, llm
         ("drop_database", "{}", "unknown tool: drop_database"),
     ],
 )
-async def test_malformed_tool_calls_fail_cleanly_before_any_approval(mocked, llm_server, name, arguments, error):
+async def test_malformed_tool_calls_fail_cleanly_before_any_approval(
+    mocked: respx.MockRouter, llm_server: LiveServer, name: str, arguments: str, error: str
+) -> None:
     mocked.post(LLM).mock(return_value=tool_call_stream(name, arguments))
     frames = await run_session(llm_server, "do it")
     assert not of_type(frames, "hitl")
@@ -159,7 +172,7 @@ async def test_malformed_tool_calls_fail_cleanly_before_any_approval(mocked, llm
     assert final_state(frames)["to"] == "aborted"
 
 
-async def test_garbage_model_output_aborts_the_session_not_the_server(mocked, llm_server):
+async def test_garbage_model_output_aborts_the_session_not_the_server(mocked: respx.MockRouter, llm_server: LiveServer) -> None:
     mocked.post(LLM).mock(return_value=httpx.Response(200, content=b"data: <html>oops</html>\n\n"))
     frames = await run_session(llm_server, "hello")
     assert of_type(frames, "error")[0].body["errorType"] == "PlannerError"
@@ -168,7 +181,9 @@ async def test_garbage_model_output_aborts_the_session_not_the_server(mocked, ll
     assert frames[-2].body["to"] == "done"
 
 
-async def test_agent_task_is_created_started_progressed_and_completed(mocked, start_server):
+async def test_agent_task_is_created_started_progressed_and_completed(
+    mocked: respx.MockRouter, start_server: Callable[..., LiveServer]
+) -> None:
     base = f"{GATEWAY}/api/main/agent/tasks"
     create = mocked.post(base).mock(return_value=httpx.Response(201, json={"status": "SUCCESS", "data": {"taskId": "task-9"}}))
     start = mocked.post(f"{base}/task-9/start").mock(return_value=httpx.Response(200, json={}))
@@ -189,7 +204,7 @@ async def test_agent_task_is_created_started_progressed_and_completed(mocked, st
     assert complete.calls.last.request.content.decode() == "".join(f.body["content"] for f in of_type(frames, "content"))
 
 
-async def test_long_reasoning_and_answers_are_split_into_small_frames(mocked, llm_server):
+async def test_long_reasoning_and_answers_are_split_into_small_frames(mocked: respx.MockRouter, llm_server: LiveServer) -> None:
     """CONTRACT §3.6 point 2: a big event could be split by the network and corrupted by the gateway."""
     mocked.post(LLM).mock(return_value=text_stream("y" * 2500, reasoning="r" * 2500))
     frames = await run_session(llm_server, "hello")

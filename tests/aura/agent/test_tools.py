@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from aura.errors import ToolError
 from aura.agent.tools import ListOpenTasks, SendEmail, ToolContext, builtin_tools
@@ -12,14 +14,16 @@ from aura.agent.tools import ListOpenTasks, SendEmail, ToolContext, builtin_tool
 pytestmark = pytest.mark.anyio
 
 
-def ctx(redis, tenant: str) -> ToolContext:
+def ctx(redis: Redis, tenant: str) -> ToolContext:
     return ToolContext(tenant_id=tenant, user_id="1", session_id="sess_x", redis=redis)
 
 
-async def test_send_email_puts_the_message_in_the_tenant_outbox(redis):
+async def test_send_email_puts_the_message_in_the_tenant_outbox(redis: Redis) -> None:
     await redis.delete("aura:outbox:t-mail")
     result = await SendEmail().run({"to": "kim@example.com", "subject": "s", "body": "배포 준비 완료"}, ctx(redis, "t-mail"))
-    stored = json.loads(await redis.lindex("aura:outbox:t-mail", 0))
+    raw = await redis.lindex("aura:outbox:t-mail", 0)
+    assert raw is not None
+    stored = json.loads(raw)
     assert stored["to"] == ["kim@example.com"] and stored["body"] == "배포 준비 완료"
     assert stored["messageId"] in result and "kim@example.com" in result
 
@@ -33,7 +37,7 @@ async def test_send_email_puts_the_message_in_the_tenant_outbox(redis):
         ({"to": "a@b.io", "body": " "}, "send_email needs a non-empty 'body'"),
     ],
 )
-async def test_send_email_rejects_bad_params_without_sending(redis, params, error):
+async def test_send_email_rejects_bad_params_without_sending(redis: Redis, params: dict[str, Any], error: str) -> None:
     await redis.delete("aura:outbox:t-bad")
     with pytest.raises(ToolError) as caught:
         await SendEmail().run(params, ctx(redis, "t-bad"))
@@ -41,7 +45,7 @@ async def test_send_email_rejects_bad_params_without_sending(redis, params, erro
     assert await redis.llen("aura:outbox:t-bad") == 0
 
 
-async def test_list_open_tasks_filters_closed_future_and_unreadable(redis):
+async def test_list_open_tasks_filters_closed_future_and_unreadable(redis: Redis) -> None:
     key = "aura:tasks:t-list"
     await redis.delete(key)
     await redis.hset(key, mapping={
@@ -56,8 +60,9 @@ async def test_list_open_tasks_filters_closed_future_and_unreadable(redis):
     assert await ListOpenTasks().run({}, ctx(redis, "t-list")) == "no open tasks for today"
 
 
-def test_builtin_registry_marks_only_send_email_as_needing_approval():
+def test_builtin_registry_marks_only_send_email_as_needing_approval() -> None:
     registry = builtin_tools()
     assert registry.names() == ["list_open_tasks", "send_email"]
-    assert [registry.get(n).requires_approval for n in registry.names()] == [False, True]
+    tools = [registry.get(n) for n in registry.names()]
+    assert [t.requires_approval if t is not None else None for t in tools] == [False, True]
     assert registry.get("nope") is None
