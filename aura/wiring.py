@@ -76,7 +76,7 @@ def build(
     )
     notifier, replay = Notifier(), ReplayCache()
     writer = LogWriter(session_store, notifier, replay, redis_timeout_seconds=timeout)
-    registry = SessionRegistry(new_session_machine(), session_store, writer, redis_timeout_seconds=timeout)
+    registry = SessionRegistry(new_session_machine(), writer, redis_timeout_seconds=timeout)
     hitl_store = HitlStore(clients.commands)
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.tool_timeout_seconds))
     toolset = tools if tools is not None else default_tools(settings)

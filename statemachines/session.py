@@ -1,7 +1,11 @@
 """States, triggers and guards of one agent session.
 
-One shared ``AsyncMachine`` drives every live session (``add_model`` on start,
-``remove_model`` at the end): a machine per session would cost ~1 ms to build.
+One shared transitions ``Machine`` drives every live session (``add_model`` on
+start, ``remove_model`` at the end): a machine per session would cost ~1 ms to
+build. It is the synchronous machine: every guard and callback here is
+synchronous, and ``AsyncMachine``'s awaiting of each callback cost a session
+more CPU than the rest of its state handling (docs/BENCHMARKS.md); a trigger
+cannot interleave with another coroutine, so no queue is needed.
 Triggers never raise for an illegal move: :meth:`SessionModel.fire` returns
 ``False`` instead, so duplicate or stale inputs (a second approval, a signal for
 another request) are harmless no-ops.
@@ -15,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from transitions.extensions.asyncio import AsyncEventData, AsyncMachine
+from transitions import EventData, Machine
 
 
 class State(str, enum.Enum):
@@ -131,15 +135,14 @@ class SessionModel:
 
     # -- the one way to move ----------------------------------------------------
     async def fire(self, trigger: Trigger, *, request_id: str | None = None, detail: str | None = None) -> bool:
-        """Fire ``trigger``; return whether the session moved.
+        """Fire ``trigger``; return whether the session moved (counted, so a refused trigger is False).
 
-        With ``queued='model'`` transitions' triggers always return ``True``, so the
-        answer comes from the transition counter instead.
+        Awaitable so that callers need not change if a guard ever has to wait; today it never does.
         """
         if self._events is None:
             raise RuntimeError("the model is not attached to a SessionMachine")
         before = self.transitions_done
-        await self._events[trigger.value].trigger(self, request_id=request_id, detail=detail)
+        self._events[trigger.value].trigger(self, request_id=request_id, detail=detail)
         return self.transitions_done != before
 
     def begin_approval(self, request_id: str) -> None:
@@ -147,23 +150,23 @@ class SessionModel:
         self.pending_request_id = request_id
 
     # -- guards (names referenced by TRANSITIONS) -------------------------------
-    def has_pending_request(self, event: AsyncEventData) -> bool:
+    def has_pending_request(self, event: EventData) -> bool:
         return self.pending_request_id is not None
 
-    def matches_pending_request(self, event: AsyncEventData) -> bool:
+    def matches_pending_request(self, event: EventData) -> bool:
         request_id = event.kwargs.get("request_id")
         return request_id is not None and request_id == self.pending_request_id
 
     # -- callbacks --------------------------------------------------------------
-    def clear_pending_request(self, event: AsyncEventData) -> None:
+    def clear_pending_request(self, event: EventData) -> None:
         self.pending_request_id = None
 
-    def on_enter_aborted(self, event: AsyncEventData) -> None:
+    def on_enter_aborted(self, event: EventData) -> None:
         self.abort_reason = _ABORT_REASON_BY_TRIGGER[event.event.name]
         detail = event.kwargs.get("detail")
         self.abort_detail = detail if isinstance(detail, str) else None
 
-    def after_transition(self, event: AsyncEventData) -> None:
+    def after_transition(self, event: EventData) -> None:
         self.transitions_done += 1
         assert event.transition is not None
         change = Transition(
@@ -185,14 +188,13 @@ class SessionMachine:
         # model_override: transitions binds nothing to the model (no trigger, may_* and is_* partials,
         # about 20 per model); SessionModel.fire goes through the machine's events instead. That is
         # 6 KiB less per live session.
-        self._machine = AsyncMachine(
+        self._machine = Machine(
             model=None,
             model_override=True,
             states=STATES,
             transitions=TRANSITIONS,
             initial=State.PLANNING.value,
             auto_transitions=False,
-            queued="model",
             send_event=True,
             ignore_invalid_triggers=True,
             after_state_change="after_transition",

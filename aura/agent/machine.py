@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from statemachines import Trigger
 
 from aura.errors import TransitionRefused
@@ -14,10 +12,6 @@ from aura.session.session import Session
 async def fire(writer: LogWriter, session: Session, trigger: Trigger, *, request_id: str | None = None) -> None:
     """Fire a trigger the run relies on; its `state` event is queued for the log."""
     moved = await session.model.fire(trigger, request_id=request_id)
-    # transitions' AsyncMachine swallows CancelledError inside triggers: re-raise it.
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
     if not moved:
         raise TransitionRefused(session.id, trigger.value, session.state.value)
     writer.emit_all(session, session.take_transition_events())

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
-from typing import Final
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any, ClassVar, Final
 
 from starlette.responses import StreamingResponse
 from starlette.types import Send
@@ -36,40 +37,93 @@ DRAIN_FRAME: Final = b": server draining, reconnect with Last-Event-ID id:-\n\n"
 
 
 class EventStreamResponse(StreamingResponse):
-    """A streaming response whose every send is bounded by ``send_timeout`` seconds."""
+    """A streaming response whose every send is bounded by ``send_timeout`` seconds.
 
-    body_iterator: AsyncIterator[bytes]
+    The bound costs one timestamp per send: the process's :class:`SendWatchdog`
+    lets go of a stream whose send has made no progress for ``send_timeout``
+    (a timer per send cost more than the rest of the send, docs/BENCHMARKS.md).
+    """
 
-    def __init__(self, frames: AsyncIterator[bytes], *, send_timeout: float) -> None:
+    body_iterator: AsyncGenerator[bytes, None]
+
+    def __init__(self, frames: AsyncGenerator[bytes, None], *, send_timeout: float) -> None:
         super().__init__(frames, status_code=200, headers=dict(SSE_HEADERS))
         self.send_timeout = send_timeout
         self.dropped = False  # the client stopped reading and was let go
+        self.sending_since: float | None = None  # loop time at which the pending send began
+        self._task: asyncio.Task[Any] | None = None
 
     async def stream_response(self, send: Send) -> None:
-        if not await self._send(send, {"type": "http.response.start", "status": self.status_code,
-                                       "headers": self.raw_headers}):
-            return
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        watchdog = SendWatchdog.of(loop)
+        watchdog.watch(self)
         try:
+            self.sending_since = loop.time()
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             async for frame in self.body_iterator:
-                if not await self._send(send, {"type": "http.response.body", "body": frame, "more_body": True}):
-                    return
-        finally:
-            await self.body_iterator.aclose()  # type: ignore[attr-defined]
-        await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _send(self, send: Send, message: dict[str, object]) -> bool:
-        try:
-            async with asyncio.timeout(self.send_timeout):
-                await send(message)
-        except TimeoutError:
+                self.sending_since = loop.time()
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                self.sending_since = None
+            self.sending_since = loop.time()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not self.dropped:
+                raise
+            if self._task is not None:
+                self._task.uncancel()
             # The response stays incomplete, so the server closes the connection.
-            self.dropped = True
             log.info("dropped an SSE client that read nothing for %g s", self.send_timeout)
-            return False
-        return True
+        finally:
+            self.sending_since = None
+            watchdog.unwatch(self)
+            await self.body_iterator.aclose()
+
+    def expire(self) -> None:
+        """Let go of a client whose send made no progress for ``send_timeout``: its session goes on."""
+        if not self.dropped and self._task is not None:
+            self.dropped = True
+            self._task.cancel()
 
 
-async def feed_frames(feed: SessionFeed, *, after_seq: int, heartbeat_seconds: float) -> AsyncIterator[bytes]:
+class SendWatchdog:
+    """One timer per event loop for every open stream's sends."""
+
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendWatchdog]] = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self._streams: set[EventStreamResponse] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> SendWatchdog:
+        watchdog = cls._by_loop.get(loop)
+        if watchdog is None:
+            watchdog = cls._by_loop[loop] = cls()
+        return watchdog
+
+    def watch(self, response: EventStreamResponse) -> None:
+        self._streams.add(response)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="aura-sse-watchdog")
+
+    def unwatch(self, response: EventStreamResponse) -> None:
+        self._streams.discard(response)
+
+    async def _run(self) -> None:
+        """Check the sends in progress a few times per bound; stop when no stream is open."""
+        loop = asyncio.get_running_loop()
+        while self._streams:
+            interval = min(response.send_timeout for response in self._streams) / 4
+            await asyncio.sleep(min(interval, 1.0))
+            now = loop.time()
+            for response in list(self._streams):
+                since = response.sending_since
+                if since is not None and now - since > response.send_timeout:
+                    response.expire()
+
+
+async def feed_frames(feed: SessionFeed, *, after_seq: int, heartbeat_seconds: float) -> AsyncGenerator[bytes, None]:
     """Frames of ``feed`` after ``after_seq``, live, with heartbeats while idle; ends with [DONE].
 
     When the server drains, the stream ends without [DONE]: the session is not
@@ -92,7 +146,7 @@ async def feed_frames(feed: SessionFeed, *, after_seq: int, heartbeat_seconds: f
     yield DONE_FRAME
 
 
-async def single_frames(*frames: bytes) -> AsyncIterator[bytes]:
+async def single_frames(*frames: bytes) -> AsyncGenerator[bytes, None]:
     for frame in frames:
         yield frame
     yield DONE_FRAME

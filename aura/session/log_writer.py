@@ -24,7 +24,7 @@ from aura.session.events import AgentEvent, EventData, EventType, Payload
 from aura.session.notifier import Notifier
 from aura.session.replay import ReplayCache
 from aura.session.session import Session
-from aura.session.snapshot import encode_progress
+from aura.session.snapshot import Fields, encode_progress
 from aura.session.store import Append
 from aura.storage.calls import REDIS_FAILURES
 
@@ -48,6 +48,7 @@ class _Log:
     next_seq: int
     queued: list[AgentEvent] = field(default_factory=list)
     end: bool = False
+    create: Fields | None = None  # a new session's identity, stored with its first commit
     stored_plan_version: int = 0
     committed: asyncio.Future[None] | None = None  # resolved when the round carrying the queue ends
     error: Exception | None = None
@@ -76,9 +77,26 @@ class LogWriter:
 
     # -- a session's lifetime in the writer -------------------------------------------------
     def open(self, session: Session) -> None:
-        """Start writing ``session``'s log after the last event it already has."""
+        """Start writing ``session``'s log after the last event it already has (an adopted session)."""
         self._logs[session.id] = _Log(session, session.resumed_at_seq + 1, stored_plan_version=session.plan_version)
         self._replay.track(session.id, session.resumed_at_seq)
+
+    async def create(self, session: Session, identity: Fields, *, timeout: float) -> None:
+        """Store a new session (lease, snapshot, live set) in the next round, and wait for it.
+
+        Creations share the round trip of every other session's events. A creation is
+        never retried: the caller is told at once (StoreUnavailable) that Redis is away.
+        """
+        self.open(session)
+        entry = self._logs[session.id]
+        entry.create = identity
+        self._enqueue(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.sync(session)
+        except TimeoutError as exc:
+            entry.error = StoreUnavailable("create session", exc)
+            raise entry.error from exc
 
     def release(self, session: Session) -> None:
         """Stop tracking ``session`` here: followers read its log from Redis from now on."""
@@ -157,21 +175,19 @@ class LogWriter:
             last = events[-1].seq if events else entry.next_seq - 1
             with_plan = session.plan_version != entry.stored_plan_version
             fields = encode_progress(session.snapshot(last), with_plan=with_plan)
+            identity, entry.create = entry.create, None
+            if identity is not None:
+                fields = {**identity, **fields}
             frames = [(e.seq, e.frame.decode("ascii")) for e in events]
-            appends.append(Append(session.id, frames, fields, last, entry.end))
+            appends.append(Append(session.id, frames, fields, last, entry.end, identity is not None))
             versions.append(session.plan_version)
             taken.append(events)
-        try:
-            failures = await self._commit_with_retries(appends)
-        except asyncio.CancelledError:
-            raise
-        except StoreUnavailable as exc:
-            failures = [exc] * len(batch)
+        failures = await self._commit_with_retries(appends)
         self.rounds += 1
         for entry, append, failure, version, events in zip(batch, appends, failures, versions, taken, strict=True):
             sid = entry.session.id
             if failure is not None:
-                entry.error = failure if isinstance(failure, (LeaseLost, StoreUnavailable)) else StoreUnavailable("append", failure)
+                entry.error = _as_aura_error(failure)
                 continue
             entry.stored_plan_version = version
             if events:
@@ -181,17 +197,31 @@ class LogWriter:
             self._notifier.wake(sid)
 
     async def _commit_with_retries(self, appends: list[Append]) -> list[Exception | None]:
+        """Each append's outcome. Redis failures are retried for about 25 s, but not for creations:
+        the client waiting for a new session is answered at once."""
+        results: list[Exception | None] = [None] * len(appends)
+        pending = list(range(len(appends)))
         for delay in (*self._backoff, None):
             try:
                 async with asyncio.timeout(self._timeout):
-                    return await self._store.commit(appends)
+                    answers = await self._store.commit([appends[i] for i in pending])
             except REDIS_FAILURES as exc:
-                if delay is None:
-                    raise StoreUnavailable("append", exc) from exc
+                failure = StoreUnavailable("append", exc)
+                failure.__cause__ = exc
+                for i in pending:
+                    if appends[i].create or delay is None:
+                        results[i] = failure
+                pending = [i for i in pending if results[i] is None]
+                if not pending or delay is None:
+                    return results
                 log.warning("Redis refused a commit of %d session(s) (%s); retrying in %.1f s",
-                            len(appends), exc, delay)
+                            len(pending), exc, delay)
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+                continue
+            for i, answer in zip(pending, answers, strict=True):
+                results[i] = answer
+            return results
+        return results
 
     async def aclose(self) -> None:
         """Stop the flusher (at shutdown, after the runs ended)."""
@@ -200,3 +230,12 @@ class LogWriter:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
+
+
+def _as_aura_error(failure: Exception) -> Exception:
+    """LeaseLost and StoreUnavailable as they are; anything else Redis said for one call, mapped."""
+    if isinstance(failure, (LeaseLost, StoreUnavailable)):
+        return failure
+    error = StoreUnavailable("append", failure)
+    error.__cause__ = failure
+    return error

@@ -8,15 +8,12 @@ from aura.auth import Principal
 from aura.ids import new_session_id
 from aura.session.log_writer import LogWriter
 from aura.session.session import Session, SessionRequest
-from aura.session.snapshot import Snapshot, encode_identity, encode_progress
-from aura.session.store import SessionStore
-from aura.storage.calls import bounded
+from aura.session.snapshot import Snapshot, encode_identity
 
 
 class SessionRegistry:
-    def __init__(self, machine: SessionMachine, store: SessionStore, writer: LogWriter, *, redis_timeout_seconds: float) -> None:
+    def __init__(self, machine: SessionMachine, writer: LogWriter, *, redis_timeout_seconds: float) -> None:
         self._machine = machine
-        self._store = store
         self._writer = writer
         self._timeout = redis_timeout_seconds
         self._sessions: dict[str, Session] = {}
@@ -24,11 +21,11 @@ class SessionRegistry:
     async def create(self, owner: Principal, request: SessionRequest) -> Session:
         """A new session in `planning`, stored with its lease (StoreUnavailable if Redis is away)."""
         session = Session(new_session_id(), owner, request)
-        self._attach(session, None)
-        snapshot = session.snapshot(0)
-        fields = {**encode_identity(snapshot), **encode_progress(snapshot, with_plan=False)}
+        # Local first: the adoption scan must never see it in Redis as nobody's.
+        self._machine.add(session.model)
+        self._sessions[session.id] = session
         try:
-            await bounded(self._store.create(session.id, fields), self._timeout, "create session")
+            await self._writer.create(session, encode_identity(session.snapshot(0)), timeout=self._timeout)
         except BaseException:
             self.drop(session)
             raise
@@ -40,9 +37,8 @@ class SessionRegistry:
         self._attach(session, snapshot)
         return session
 
-    def _attach(self, session: Session, snapshot: Snapshot | None) -> None:
-        self._machine.add(session.model, snapshot.state if snapshot is not None else None)
-        # Local first: the adoption scan must never see it in Redis as nobody's.
+    def _attach(self, session: Session, snapshot: Snapshot) -> None:
+        self._machine.add(session.model, snapshot.state)
         self._sessions[session.id] = session
         self._writer.open(session)
 

@@ -10,7 +10,6 @@ session cannot write to it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -24,11 +23,19 @@ from aura.session.snapshot import F, Fields, Snapshot, decode
 from aura.storage import keys
 
 # KEYS: lease, log, snapshot, live set, followers.
-# ARGV: instance, ttl, maxlen, end (0/1), sessionId, channel, last seq, n, n x (seq, frame), field/value pairs.
+# ARGV: instance, ttl, maxlen, mode, sessionId, channel, last seq, n, n x (seq, frame), field/value pairs.
+# mode: "append"; "end" (mark the end: leave the live set, drop the lease); "create" (take the lease and
+# join the live set first: a new session's creation rides in the same round trip as its first events).
 # Idempotent: entries at or below the stored seq are skipped, so a batch retried after a lost reply
 # is not refused by XADD. Published only when another replica follows the session (the followers key).
 APPEND_LUA: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local mode = ARGV[4]
+if mode == 'create' then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  redis.call('ZADD', KEYS[4], redis.call('TIME')[1], ARGV[5])
+elseif redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
 local stored = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') or 0
 local n = tonumber(ARGV[8])
 local i = 9
@@ -42,7 +49,7 @@ while i < #ARGV do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-if ARGV[4] == '1' then
+if mode == 'end' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. (tonumber(ARGV[7]) + 1), 'end', '1')
   redis.call('ZREM', KEYS[4], ARGV[5])
   redis.call('DEL', KEYS[1])
@@ -50,22 +57,10 @@ else
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 redis.call('EXPIRE', KEYS[3], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
-return 1
-"""
-
-
-# KEYS: lease, snapshot, live set. ARGV: instance, ttl, sessionId, now, field/value pairs.
-_CREATE_LUA: Final = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local i = 5
-while i < #ARGV do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
+if n > 0 or mode == 'end' then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+if (n > 0 or mode == 'end') and redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('PUBLISH', ARGV[6], ARGV[7])
 end
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 return 1
 """
 
@@ -87,6 +82,11 @@ class Append:
     fields: Fields
     last_seq: int
     end: bool = False
+    create: bool = False  # a new session: take its lease and list it as live in the same call
+
+    @property
+    def mode(self) -> str:
+        return "create" if self.create else "end" if self.end else "append"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +105,13 @@ class SessionStore:
         self._max_events = max_events
         self._lease_ms = int(lease_seconds * 1000)
         self._append_script = redis.register_script(APPEND_LUA)
-        self._create_script = redis.register_script(_CREATE_LUA)
 
     # -- writing (the lease holder only) ------------------------------------------------
     async def create(self, session_id: str, fields: Mapping[str, str]) -> None:
-        args: list[str | int | float] = [self.instance_id, self._ttl, session_id, time.time()]
-        for name, value in fields.items():
-            args += [name, value]
-        await self._create_script(keys=[keys.lease(session_id), keys.snapshot(session_id), keys.LIVE_SESSIONS], args=args)
+        """Store a new session's snapshot with this instance's lease, listed as live (no events yet)."""
+        [failure] = await self.commit([Append(session_id, (), dict(fields), 0, create=True)])
+        if failure is not None:
+            raise failure
 
     async def append(self, session_id: str, frames: Sequence[tuple[int, str]], fields: Fields, *, end: bool = False) -> None:
         """One session's events and snapshot, atomically, if we still hold the lease (LeaseLost if not)."""
@@ -148,7 +147,7 @@ class SessionStore:
 
     def _queue_append(self, pipe: Pipeline, sha: str, append: Append) -> None:
         sid = append.session_id
-        args: list[str | int] = [self.instance_id, self._ttl, self._max_events, 1 if append.end else 0, sid,
+        args: list[str | int] = [self.instance_id, self._ttl, self._max_events, append.mode, sid,
                                  keys.events_channel(sid), append.last_seq, len(append.frames)]
         for seq, frame in append.frames:
             args += [seq, frame]

@@ -34,7 +34,7 @@ class Driver:
 
     def __post_init__(self) -> None:
         self.writer = LogWriter(self.store, self.notifier, self.replay, redis_timeout_seconds=5)
-        self.registry = SessionRegistry(SessionMachine(), self.store, self.writer, redis_timeout_seconds=5)
+        self.registry = SessionRegistry(SessionMachine(), self.writer, redis_timeout_seconds=5)
 
     async def create(self, prompt: str = "hi", owner: Principal = Principal("1", "1")) -> Session:
         return await self.registry.create(owner, SessionRequest(prompt, {}))
