@@ -22,7 +22,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-def test_token_prints_an_auth_server_shaped_jwt():
+def test_token_prints_an_auth_server_shaped_jwt() -> None:
     result = run("token", "--sub", "7", "--tenant", "3", env={"JWT_SECRET": SECRET})
     assert result.returncode == 0, result.stderr
     claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"])
@@ -30,7 +30,7 @@ def test_token_prints_an_auth_server_shaped_jwt():
     assert claims["exp"] - claims["iat"] == 3600
 
 
-def test_serve_refuses_a_short_secret_with_the_exact_message():
+def test_serve_refuses_a_short_secret_with_the_exact_message() -> None:
     result = run("serve", env={"JWT_SECRET": "too-short"})
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -39,12 +39,12 @@ def test_serve_refuses_a_short_secret_with_the_exact_message():
     )
 
 
-def test_serve_refuses_a_hitl_timeout_at_the_gateway_limit():
+def test_serve_refuses_a_hitl_timeout_at_the_gateway_limit() -> None:
     result = run("serve", env={"JWT_SECRET": SECRET, "AURA_HITL_TIMEOUT_SECONDS": "300"})
     assert result.returncode == 2
     assert "AURA_HITL_TIMEOUT_SECONDS must be greater than 0 and less than the gateway's 300 s" in result.stderr
 
 
-def test_diagrams_check_passes_on_the_committed_file():
+def test_diagrams_check_passes_on_the_committed_file() -> None:
     result = run("diagrams", "--check")
     assert result.returncode == 0, result.stderr

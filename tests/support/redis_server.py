@@ -7,9 +7,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis
+from redis.asyncio.client import PubSub
 
 
 def free_port() -> int:
@@ -17,6 +19,12 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def close_pubsub(pubsub: PubSub) -> None:
+    """``await pubsub.aclose()``, typed: redis-py leaves ``PubSub.aclose`` unannotated."""
+    aclose: Callable[[], Awaitable[None]] = pubsub.aclose
+    await aclose()
 
 
 class RedisServer:

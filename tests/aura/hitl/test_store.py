@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from aura.hitl.store import HitlStore, Outcome
 from aura.ids import new_request_id, new_session_id
 from aura.hitl.signals import Decision
+from tests.support.redis_server import close_pubsub
 
 pytestmark = pytest.mark.anyio
 
 
-def record(tenant: str | int = "1") -> dict:
+def record(tenant: str | int = "1") -> dict[str, Any]:
     return {
         "requestId": new_request_id(),
         "sessionId": new_session_id(),
@@ -27,16 +30,23 @@ def record(tenant: str | int = "1") -> dict:
     }
 
 
-async def test_create_request_writes_both_keys_with_java_ttls(redis):
+async def stored_json(redis: Redis, key: str) -> Any:
+    """The JSON document at ``key``, which must exist."""
+    raw = await redis.get(key)
+    assert raw is not None, f"{key} does not exist"
+    return json.loads(raw)
+
+
+async def test_create_request_writes_both_keys_with_java_ttls(redis: Redis) -> None:
     store, rec = HitlStore(redis), record()
     await store.create_request(rec)
-    assert json.loads(await redis.get(f"hitl:request:{rec['requestId']}")) == rec
+    assert await stored_json(redis, f"hitl:request:{rec['requestId']}") == rec
     assert 1795 <= await redis.ttl(f"hitl:request:{rec['requestId']}") <= 1800
     assert await redis.get(f"hitl:session:{rec['sessionId']}") == rec["requestId"]
     assert 3595 <= await redis.ttl(f"hitl:session:{rec['sessionId']}") <= 3600
 
 
-async def test_decide_applies_once_then_reports_already_processed(redis):
+async def test_decide_applies_once_then_reports_already_processed(redis: Redis) -> None:
     store, rec = HitlStore(redis), record()
     await store.create_request(rec)
     pubsub = redis.pubsub()
@@ -46,19 +56,19 @@ async def test_decide_applies_once_then_reports_already_processed(redis):
     second = await store.decide(rec["requestId"], Decision.APPROVED, actor="7", tenant=1)
     assert first.outcome is Outcome.APPLIED and second.outcome is Outcome.ALREADY_PROCESSED
     assert second.status == "rejected"
-    stored = json.loads(await redis.get(f"hitl:request:{rec['requestId']}"))
+    stored = await stored_json(redis, f"hitl:request:{rec['requestId']}")
     assert stored["status"] == "rejected" and stored["rejectedBy"] == "7" and stored["reason"] == "Not now"
     assert stored["actionType"] == "send_email"  # unknown and existing fields are preserved
     message = await pubsub.get_message(timeout=1)
     signal = json.loads(message["data"])
     assert signal["type"] == "rejection" and signal["reason"] == "Not now" and signal["requestId"] == rec["requestId"]
-    assert json.loads(await redis.get(f"hitl:signal:{rec['sessionId']}")) == signal
+    assert await stored_json(redis, f"hitl:signal:{rec['sessionId']}") == signal
     assert 295 <= await redis.ttl(f"hitl:signal:{rec['sessionId']}") <= 300
     assert await pubsub.get_message(timeout=0.2) is None  # nothing published for the 409
-    await pubsub.aclose()
+    await close_pubsub(pubsub)
 
 
-async def test_decide_not_found_tenant_mismatch_and_corrupt(redis):
+async def test_decide_not_found_tenant_mismatch_and_corrupt(redis: Redis) -> None:
     store = HitlStore(redis)
     assert (await store.decide("req_none", Decision.APPROVED, actor="1", tenant=1)).outcome is Outcome.NOT_FOUND
     rec = record(tenant="2")
@@ -73,7 +83,7 @@ async def test_decide_not_found_tenant_mismatch_and_corrupt(redis):
     assert (await store.decide("req_corrupt", Decision.APPROVED, actor="1", tenant=1)).outcome is Outcome.CORRUPT
 
 
-async def test_concurrent_decisions_apply_exactly_once(redis):
+async def test_concurrent_decisions_apply_exactly_once(redis: Redis) -> None:
     store, rec = HitlStore(redis), record()
     await store.create_request(rec)
     results = await asyncio.gather(
@@ -82,12 +92,12 @@ async def test_concurrent_decisions_apply_exactly_once(redis):
     assert sorted(r.outcome.value for r in results).count(Outcome.APPLIED.value) == 1
 
 
-async def test_withdraw_marks_pending_rejected_but_keeps_a_human_decision(redis):
+async def test_withdraw_marks_pending_rejected_but_keeps_a_human_decision(redis: Redis) -> None:
     store = HitlStore(redis)
     pending = record()
     await store.create_request(pending)
     assert await store.withdraw(pending["requestId"], "timeout") is None
-    stored = json.loads(await redis.get(f"hitl:request:{pending['requestId']}"))
+    stored = await stored_json(redis, f"hitl:request:{pending['requestId']}")
     assert stored["status"] == "rejected" and stored["reason"] == "timeout"
     assert await redis.ttl(f"hitl:request:{pending['requestId']}") > 0
     approved = record()
@@ -98,7 +108,7 @@ async def test_withdraw_marks_pending_rejected_but_keeps_a_human_decision(redis)
     assert await store.withdraw("req_vanished", "timeout") is None
 
 
-async def test_decisions_for_reads_signal_then_record_and_ignores_stale(redis):
+async def test_decisions_for_reads_signal_then_record_and_ignores_stale(redis: Redis) -> None:
     store = HitlStore(redis)
     a, b, c = record(), record(), record()
     for rec in (a, b, c):

@@ -3,33 +3,38 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from aura.agent.planner import RuleBasedPlanner
 from aura.session import events
 from aura.session.events import EventType
+from aura.session.session import Session
 from statemachines import Trigger
 from tests.conftest import auth_headers
+from tests.support.live_server import LiveServer
+from tests.support.redis_server import RedisServer
 from tests.support.sessions import Driver, driver_for
-from tests.support.sse import SseStream
+from tests.support.sse import Frame, SseStream
 
 pytestmark = pytest.mark.anyio
 
 
-async def orphan(redis, prompt: str):
+async def orphan(redis: Redis, prompt: str) -> tuple[Session, Driver]:
     """A session written by an instance that then vanished (its lease deleted, as if it lapsed)."""
     driver = driver_for(redis, "dead-instance", max_events=1000)
     return await driver.create(prompt), driver
 
 
-async def abandon(redis, driver: Driver, session) -> None:
+async def abandon(redis: Redis, driver: Driver, session: Session) -> None:
     await driver.writer.sync(session)
     await redis.delete(f"aura:session:{session.id}:lease")
 
 
-async def final_log(server, session_id: str) -> list:
+async def final_log(server: LiveServer, session_id: str) -> list[Frame]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         headers = {**auth_headers(), "Accept": "text/event-stream"}
         async with client.stream("GET", f"/aura/sessions/{session_id}/events", headers=headers) as response:
@@ -37,7 +42,9 @@ async def final_log(server, session_id: str) -> list:
             return await SseStream(response).rest(timeout=20)
 
 
-async def test_a_driver_that_died_mid_planning_is_replanned_not_failed(start_server, private_redis_server, private_redis):
+async def test_a_driver_that_died_mid_planning_is_replanned_not_failed(
+    start_server: Callable[..., LiveServer], private_redis_server: RedisServer, private_redis: Redis
+) -> None:
     """Regression: a session adopted in `planning` with a stored plan fired request_approval from planning."""
     server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     session, d = await orphan(private_redis, "Summarize today's open tasks")
@@ -50,7 +57,9 @@ async def test_a_driver_that_died_mid_planning_is_replanned_not_failed(start_ser
     assert [int(f.id.rsplit(".", 1)[1]) for f in frames if f.id] == list(range(1, len(frames)))
 
 
-async def test_a_tool_that_was_running_when_the_driver_died_is_reported_not_rerun(start_server, private_redis_server, private_redis):
+async def test_a_tool_that_was_running_when_the_driver_died_is_reported_not_rerun(
+    start_server: Callable[..., LiveServer], private_redis_server: RedisServer, private_redis: Redis
+) -> None:
     server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     tenant_outbox = "aura:outbox:1"
     before = await private_redis.llen(tenant_outbox)
@@ -72,7 +81,9 @@ async def test_a_tool_that_was_running_when_the_driver_died_is_reported_not_reru
     assert await private_redis.llen(tenant_outbox) == before  # the email was not sent by the adopter
 
 
-async def test_an_unreadable_snapshot_does_not_block_adopting_the_others(start_server, private_redis_server, private_redis):
+async def test_an_unreadable_snapshot_does_not_block_adopting_the_others(
+    start_server: Callable[..., LiveServer], private_redis_server: RedisServer, private_redis: Redis
+) -> None:
     """Regression: one live entry with a broken snapshot crashed every adoption round."""
     await private_redis.hset("aura:session:sess_broken000000000000000000", mapping={"sessionId": "x", "state": "bogus"})
     await private_redis.zadd("aura:sessions:live", {"sess_broken000000000000000000": 0})

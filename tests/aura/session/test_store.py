@@ -5,29 +5,32 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.asyncio import Redis
 
 from aura.ids import new_session_id
 from aura.session.store import SessionStore
+from tests.support.redis_server import close_pubsub
 
 pytestmark = pytest.mark.anyio
 
 
-def store(redis, instance: str, lease: float = 30) -> SessionStore:
+def store(redis: Redis, instance: str, lease: float = 30) -> SessionStore:
     return SessionStore(redis, instance, ttl_seconds=1800, max_events=1000, lease_seconds=lease)
 
 
-async def test_create_holds_the_lease_and_lists_the_session_as_live(private_redis):
+async def test_create_holds_the_lease_and_lists_the_session_as_live(private_redis: Redis) -> None:
     a, b = store(private_redis, "a"), store(private_redis, "b")
     sid = new_session_id()
     await a.create(sid, {"sessionId": sid, "state": "planning"})
     assert await b.owners([sid]) == ["a"]
     assert sid in await b.live_sessions()
-    assert (await b.load(sid))["state"] == "planning"
+    snapshot = await b.load(sid)
+    assert snapshot is not None and snapshot["state"] == "planning"
     assert 1790 <= await private_redis.ttl(f"aura:session:{sid}") <= 1800
     assert 1790 <= await private_redis.ttl(f"aura:session:{sid}:lease") <= 1800
 
 
-async def test_one_heartbeat_per_instance_says_whether_it_lapsed(private_redis):
+async def test_one_heartbeat_per_instance_says_whether_it_lapsed(private_redis: Redis) -> None:
     a = store(private_redis, "hb-a", lease=0.2)
     assert not await a.heartbeat()  # first beat: nothing was there
     assert await a.heartbeat()
@@ -39,7 +42,7 @@ async def test_one_heartbeat_per_instance_says_whether_it_lapsed(private_redis):
     assert await a.alive({"hb-a"}) == set()
 
 
-async def test_take_over_is_a_compare_and_set_on_the_owner(private_redis):
+async def test_take_over_is_a_compare_and_set_on_the_owner(private_redis: Redis) -> None:
     a, b, c = store(private_redis, "a"), store(private_redis, "b"), store(private_redis, "c")
     sid = new_session_id()
     await a.create(sid, {"sessionId": sid})
@@ -49,7 +52,7 @@ async def test_take_over_is_a_compare_and_set_on_the_owner(private_redis):
     assert await b.owners([sid]) == ["b"]
 
 
-async def test_release_only_deletes_our_own_lease(private_redis):
+async def test_release_only_deletes_our_own_lease(private_redis: Redis) -> None:
     a, b = store(private_redis, "a"), store(private_redis, "b")
     sid = new_session_id()
     await a.create(sid, {"sessionId": sid})
@@ -60,7 +63,7 @@ async def test_release_only_deletes_our_own_lease(private_redis):
     assert await b.take_over(sid, None)
 
 
-async def test_cancel_request_is_recorded_and_published(private_redis):
+async def test_cancel_request_is_recorded_and_published(private_redis: Redis) -> None:
     a = store(private_redis, "a")
     sid = new_session_id()
     await a.create(sid, {"sessionId": sid})
@@ -69,5 +72,6 @@ async def test_cancel_request_is_recorded_and_published(private_redis):
     await pubsub.get_message(timeout=1)
     await a.request_cancel(sid)
     assert (await pubsub.get_message(timeout=1))["data"] == "1"
-    assert (await a.load(sid))["cancelRequested"] == "1"
-    await pubsub.aclose()
+    snapshot = await a.load(sid)
+    assert snapshot is not None and snapshot["cancelRequested"] == "1"
+    await close_pubsub(pubsub)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.asyncio import Redis
 
 from aura.config import Settings
 from aura.storage.clients import COMMAND_CONNECTIONS, connect
 from tests.conftest import SECRET
+from tests.support.redis_server import RedisServer, close_pubsub
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_burst_of_commands_waits_for_the_pool_instead_of_failing(redis_server, redis):
+async def test_a_burst_of_commands_waits_for_the_pool_instead_of_failing(
+    redis_server: RedisServer, redis: Redis
+) -> None:
     """Regression: redis-py's default pool raised MaxConnectionsError past 100 commands in flight."""
     before = len(await redis.client_list())
     clients = connect(Settings(jwt_secret=SECRET, redis_url=redis_server.url))
@@ -25,7 +29,7 @@ async def test_a_burst_of_commands_waits_for_the_pool_instead_of_failing(redis_s
         await clients.aclose()
 
 
-async def test_embedded_backend_shares_one_server_between_commands_and_subscriber():
+async def test_embedded_backend_shares_one_server_between_commands_and_subscriber() -> None:
     clients = connect(Settings(jwt_secret=SECRET))
     try:
         pubsub = clients.subscriber.pubsub()
@@ -34,6 +38,6 @@ async def test_embedded_backend_shares_one_server_between_commands_and_subscribe
         await clients.commands.publish("x", "hi")
         message = await pubsub.get_message(timeout=1)
         assert message["data"] == "hi" and clients.mode == "embedded"
-        await pubsub.aclose()
+        await close_pubsub(pubsub)
     finally:
         await clients.aclose()
