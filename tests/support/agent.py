@@ -1,10 +1,9 @@
 """The agent run's parts without Redis: the log writer over MemoryLogStore, the hub and gate over
 MemoryApprovals, fake tools and a fixed planner, and helpers to read the log back.
 
-Nothing here connects to Redis: the ``Redis()`` clients are only handed to constructors
-(the hub's subscriber, the session store the registry would create sessions in, the
-tools' context) and never used, since the hub's loop is never run, sessions are attached
-without ``SessionRegistry.create`` and the fake tools ignore ``ctx.redis``.
+Nothing here connects to Redis: the one ``Redis()`` client is only handed to constructors
+(the hub's subscriber, the tools' context) and never used, since the hub's loop is never
+run and the fake tools ignore ``ctx.redis``.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from aura.session.registry import SessionRegistry
 from aura.session.replay import ReplayCache
 from aura.session.session import Session, SessionRequest
 from aura.session.snapshot import Snapshot
-from aura.session.store import SessionStore
 from tests.support.memory import MemoryApprovals, MemoryLogStore
 
 T = TypeVar("T")
@@ -91,10 +89,12 @@ class FixedPlanner:
 
 @dataclass
 class HookedApprovals(MemoryApprovals):
-    """MemoryApprovals that calls ``on_create`` right after a request is stored (before `hitl` is emitted)."""
+    """MemoryApprovals that calls ``on_create`` right after a request is stored (before `hitl` is emitted),
+    and can fail creating requests or re-reading decisions as a Redis that went away would."""
 
     on_create: Callable[[dict[str, Any]], None] | None = None
     fail_create: BaseException | None = None
+    fail_recheck: BaseException | None = None
 
     async def create_request(self, record: dict[str, Any]) -> None:
         if self.fail_create is not None:
@@ -102,6 +102,12 @@ class HookedApprovals(MemoryApprovals):
         await super().create_request(record)
         if self.on_create is not None:
             self.on_create(record)
+
+    async def decisions_for(self, pending: list[tuple[str, str]]) -> list[Signal | None]:
+        if self.fail_recheck is not None:
+            self.rechecks += 1
+            raise self.fail_recheck
+        return await super().decisions_for(pending)
 
 
 # -- the parts ----------------------------------------------------------------------------------
@@ -122,9 +128,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.writer = LogWriter(self.store, Notifier(), self.replay, redis_timeout_seconds=1)
-        # The registry's store is only used by create(), which these tests never call.
-        sessions = SessionStore(self.redis, "unit", ttl_seconds=60, max_events=1000, lease_seconds=30)
-        self.registry = SessionRegistry(self.machine, sessions, self.writer, redis_timeout_seconds=1)
+        self.registry = SessionRegistry(self.machine, self.writer, redis_timeout_seconds=1)
         self.hub = SignalHub(self.redis, self.approvals, sweep_seconds=60, redis_timeout_seconds=1)
         self.gate = ApprovalGate(self.hub, self.approvals, self.writer, timeout_seconds=self.approval_timeout,
                                  redis_timeout_seconds=1)
