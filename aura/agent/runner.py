@@ -84,6 +84,7 @@ class AgentRunner:
         except asyncio.CancelledError:
             if session.detached:
                 return  # another instance continues it: touch nothing
+            self._close_running_tool(session, "cancelled while running")
             await self._abort(session, Trigger.CANCEL, errors.CANCELLED, "The session was cancelled")
             if not session.cancel_requested:
                 raise
@@ -108,6 +109,19 @@ class AgentRunner:
 
     def _emit(self, session: Session, item: events.EventData) -> None:
         self._writer.emit(session, *item)
+
+    def _close_running_tool(self, session: Session, message: str) -> None:
+        """A run that ends while its tool runs reports the tool failed: every executing gets an end."""
+        plan = session.plan
+        step = next((s for s in plan.steps if s.id == session.tool_started), None) if plan is not None else None
+        if step is None:
+            return
+        session.end_tool()
+        try:
+            self._emit(session, events.tool_execution(step, "failed", error=message))
+            self._emit(session, events.step_status(step, "failed"))
+        except (LeaseLost, StoreUnavailable):
+            pass  # the abort that follows meets the same error and says so
 
     # -- the steps ------------------------------------------------------------------
     async def _run(self, session: Session) -> None:
@@ -200,16 +214,19 @@ class AgentRunner:
         self._emit(session, events.tool_execution(step, "executing"))
         await self._writer.sync(session)
         timeout = self._environment.timeout_seconds
+        bound = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with bound:
                 result = await tool.run(step.params, self._environment.context(session))
         except ToolError as exc:
             error = exc.message
-        except TimeoutError:
-            error = f"timed out after {timeout:g} s"
+        except TimeoutError as exc:
+            if not bound.expired():  # the tool's own timeout, not ours
+                log.exception("tool %s crashed in session %s", tool.name, session.id, exc_info=exc)
+            error = f"timed out after {timeout:g} s" if bound.expired() else f"{tool.name} crashed (TimeoutError)"
         except Exception as exc:  # a broken tool must not take the session's error handling with it
             log.exception("tool %s crashed in session %s", tool.name, session.id)
-            error = describe(exc)
+            error = f"{tool.name} crashed ({type(exc).__name__})"  # never its text: it may hold secrets
         else:
             session.end_tool()
             self._emit(session, events.tool_execution(step, "completed", result=result))

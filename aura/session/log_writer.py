@@ -161,6 +161,10 @@ class LogWriter:
             done, self._round = self._round, None
             try:
                 await self._commit(batch)
+            except Exception as exc:  # a bug, not Redis: fail the round's sessions rather than lose events quietly
+                log.exception("a commit of %d session(s) failed", len(batch))
+                for entry in batch:
+                    entry.error = _as_aura_error(exc)
             finally:
                 if done is not None and not done.done():
                     done.set_result(None)

@@ -142,5 +142,6 @@ class Session:
         session.approval_deadline = snapshot.approval_deadline
         session.model.pending_request_id = snapshot.pending_request_id
         session.model.abort_reason = snapshot.abort_reason
+        session.model.abort_detail = snapshot.abort_detail
         session.cancel_requested = snapshot.cancel_requested
         return session

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from statemachines import AbortReason, State
 
 from aura.session.plan import Plan, PlanStep
 
 Fields = dict[str, str]
+T = TypeVar("T")
 
 
 class F:
@@ -156,7 +157,7 @@ def decode(fields: Mapping[str, str]) -> Snapshot:
             tenant_id=fields[F.TENANT_ID],
             user_id=fields[F.USER_ID],
             prompt=fields[F.PROMPT],
-            context=json.loads(fields.get(F.CONTEXT) or "{}"),
+            context=_field(F.CONTEXT, json.loads, fields.get(F.CONTEXT) or "{}"),
             agent_id=fields.get(F.AGENT_ID) or None,
             authorization=fields.get(F.AUTHORIZATION) or None,
             created_at=float(fields[F.CREATED_AT]),
@@ -170,8 +171,8 @@ def decode(fields: Mapping[str, str]) -> Snapshot:
             abort_reason=AbortReason(fields[F.ABORT_REASON]) if fields.get(F.ABORT_REASON) else None,
             abort_detail=fields.get(F.ABORT_DETAIL) or None,
             updated_at=_float_or_none(fields.get(F.UPDATED_AT)),
-            plan=decode_plan(plan_text) if plan_text else None,
-            outcomes=json.loads(fields.get(F.OUTCOMES) or "{}") if plan_text else {},
+            plan=_field(F.PLAN, decode_plan, plan_text) if plan_text else None,
+            outcomes=_field(F.OUTCOMES, json.loads, fields.get(F.OUTCOMES) or "{}") if plan_text else {},
             cancel_requested=fields.get(F.CANCEL_REQUESTED) == "1",
         )
     except KeyError as exc:
@@ -196,6 +197,14 @@ def decode_plan(text: str) -> Plan:
         for s in body["steps"]
     ]
     return Plan(thought=body["thought"], steps=steps, conversation=body.get("conversation") or [])
+
+
+def _field(name: str, parse: Callable[[str], T], text: str) -> T:
+    """``parse(text)``, or a ValueError that names the field and the start of its value."""
+    try:
+        return parse(text)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"field {name} is not valid ({type(exc).__name__}): {text[:60]!r}") from exc
 
 
 def _float_or_none(text: str | None) -> float | None:

@@ -1,0 +1,241 @@
+"""The snapshot codec: the Redis hash round-trips every field; a broken hash is named; what clients see."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from statemachines import AbortReason, State
+
+from aura.session.plan import Plan, PlanStep
+from aura.session.snapshot import (
+    F,
+    Fields,
+    Snapshot,
+    SnapshotUnreadable,
+    decode,
+    encode_identity,
+    encode_progress,
+    public_view,
+)
+
+SID = "sess_0123456789abcdef01234567"
+
+PLAN = Plan(
+    thought="메일을 먼저 읽고 답장한다",
+    steps=[
+        PlanStep("s1", "Read mail", "read the inbox", tool="mail.list", params={"folder": "inbox", "limit": 5},
+                 confidence=0.75, call_id="call_1"),
+        PlanStep("s2", "Answer", "answer in Korean: 감사합니다", tool=None),
+        PlanStep("s3", "Broken", "bad arguments", tool="mail.send", invalid="arguments are not JSON"),
+    ],
+    conversation=[{"role": "user", "content": "안녕"}, {"role": "assistant", "content": None, "tool_calls": []}],
+)
+
+
+def snapshot(**changes: Any) -> Snapshot:
+    base = Snapshot(
+        session_id=SID,
+        tenant_id="7",
+        user_id="42",
+        prompt="hi",
+        created_at=1_700_000_000.123456,
+        updated_at=1_700_000_005.5,
+    )
+    return replace(base, **changes)
+
+
+SNAPSHOTS = {
+    "planning, bare": snapshot(),
+    "executing, with plan and outcomes": snapshot(
+        state=State.EXECUTING,
+        agent_id="agent-7",
+        authorization="Bearer a.b.c",
+        plan=PLAN,
+        outcomes={"s1": "3 mails", "s2": None},
+        step=2,
+        seq=11,
+        tool_started="s3",
+        answered_chars=120,
+    ),
+    "awaiting approval, non-ASCII prompt and context": snapshot(
+        state=State.AWAITING_APPROVAL,
+        prompt="회의 일정을 잡아줘 ☕\nplease",
+        context={"activeApp": "메일", "nested": {"list": [1, 2.5, None, True, "é"]}},
+        plan=PLAN,
+        outcomes={"s1": "결과"},
+        step=1,
+        seq=6,
+        pending_request_id="req_0123456789abcdef01234567",
+        approval_deadline=1_700_000_030.25,
+    ),
+    "done": snapshot(state=State.DONE, plan=PLAN, outcomes={"s1": "a", "s2": "b", "s3": None}, step=3, seq=20,
+                     answered_chars=4000),
+    "aborted on a timeout, with detail": snapshot(
+        state=State.ABORTED,
+        seq=7,
+        pending_request_id="req_x",
+        approval_deadline=0.0,
+        abort_reason=AbortReason.TIMEOUT,
+        abort_detail="no decision in 30 s",
+    ),
+    "aborted: cancelled, no detail": snapshot(state=State.ABORTED, abort_reason=AbortReason.CANCELLED, seq=2),
+}
+
+
+def stored(s: Snapshot, *, with_plan: bool = True) -> Fields:
+    """The hash as the registry creates it and the log writer updates it."""
+    return {**encode_identity(s), **encode_progress(s, with_plan=with_plan)}
+
+
+# -- round trip ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("original", SNAPSHOTS.values(), ids=SNAPSHOTS.keys())
+def test_encode_then_decode_gives_back_every_field(original: Snapshot) -> None:
+    fields = stored(original)
+    assert all(isinstance(value, str) for value in fields.values())  # a Redis hash holds strings
+    assert decode(fields) == original
+
+
+@pytest.mark.parametrize("original", SNAPSHOTS.values(), ids=SNAPSHOTS.keys())
+def test_without_the_plan_the_progress_fields_still_round_trip(original: Snapshot) -> None:
+    fields = stored(original, with_plan=False)
+    assert F.PLAN not in fields and F.OUTCOMES not in fields
+    assert decode(fields) == replace(original, plan=None, outcomes={})
+
+
+def test_the_plan_written_once_is_read_back_after_later_progress_without_it() -> None:
+    first = SNAPSHOTS["executing, with plan and outcomes"]
+    later = replace(first, seq=12, answered_chars=130)
+    fields = {**stored(first), **encode_progress(later, with_plan=False)}
+    assert decode(fields) == later
+
+
+def test_agent_id_and_authorization_none_are_stored_empty_and_read_back_none() -> None:
+    fields = stored(snapshot(agent_id=None, authorization=None))
+    assert fields[F.AGENT_ID] == "" and fields[F.AUTHORIZATION] == ""
+    decoded = decode(fields)
+    assert decoded.agent_id is None and decoded.authorization is None
+
+
+def test_non_ascii_is_stored_as_is_in_the_hash() -> None:
+    fields = stored(SNAPSHOTS["awaiting approval, non-ASCII prompt and context"])
+    assert fields[F.PROMPT] == "회의 일정을 잡아줘 ☕\nplease"
+    assert "메일" in fields[F.CONTEXT]
+
+
+def test_updated_at_is_now_when_the_snapshot_has_none() -> None:
+    before = time.time()
+    fields = encode_progress(snapshot(updated_at=None), with_plan=False)
+    assert before <= float(fields[F.UPDATED_AT]) <= time.time()
+
+
+def test_cancel_requested_is_written_by_whoever_cancels_and_read_back_as_a_bool() -> None:
+    fields = stored(snapshot())
+    assert F.CANCEL_REQUESTED not in fields
+    assert decode(fields).cancel_requested is False
+    assert decode({**fields, F.CANCEL_REQUESTED: "1"}).cancel_requested is True
+
+
+# -- unreadable hashes -----------------------------------------------------------------------------
+def test_a_missing_field_is_named() -> None:
+    fields = stored(snapshot())
+    del fields[F.TENANT_ID]
+    with pytest.raises(SnapshotUnreadable, match="field tenantId is missing") as raised:
+        decode(fields)
+    assert raised.value.session_id == SID
+    assert SID in str(raised.value)
+    assert isinstance(raised.value.__cause__, KeyError)
+
+
+def test_a_missing_session_id_is_named_without_an_id() -> None:
+    fields = stored(snapshot())
+    del fields[F.SESSION_ID]
+    with pytest.raises(SnapshotUnreadable, match="snapshot of [?] is unreadable: field sessionId is missing"):
+        decode(fields)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        (F.STATE, "bogus"),
+        (F.SEQ, "x"),
+        (F.STEP, "1.5"),
+        (F.ANSWERED_CHARS, "many"),
+        (F.APPROVAL_DEADLINE, "soon"),
+        (F.CREATED_AT, "yesterday"),
+        (F.ABORT_REASON, "boredom"),
+    ],
+)
+def test_a_bad_value_is_named(name: str, value: str) -> None:
+    fields = {**stored(snapshot()), name: value}
+    with pytest.raises(SnapshotUnreadable) as raised:
+        decode(fields)
+    assert repr(value) in str(raised.value)
+    assert SID in str(raised.value)
+    assert isinstance(raised.value, ValueError)
+
+
+@pytest.mark.parametrize("plan", ["not json", "{", '["a list"]', '{"steps": [{"id": "s1"}], "thought": "t"}'])
+def test_a_plan_that_is_not_a_plan_is_unreadable(plan: str) -> None:
+    fields = {**stored(snapshot()), F.PLAN: plan, F.OUTCOMES: "{}"}
+    with pytest.raises(SnapshotUnreadable, match=SID):
+        decode(fields)
+
+
+def test_outcomes_that_are_not_json_are_unreadable() -> None:
+    fields = {**stored(SNAPSHOTS["done"]), F.OUTCOMES: "{oops"}
+    with pytest.raises(SnapshotUnreadable):
+        decode(fields)
+
+
+def test_a_plan_that_is_not_json_is_named_in_the_error() -> None:
+    fields = {**stored(snapshot()), F.PLAN: "not json"}
+    with pytest.raises(SnapshotUnreadable) as raised:
+        decode(fields)
+    assert F.PLAN in str(raised.value).split("unreadable:", 1)[1] or "not json" in str(raised.value)
+
+
+# -- what clients see ------------------------------------------------------------------------------
+def test_public_view_hides_the_token_and_the_conversation() -> None:
+    original = SNAPSHOTS["executing, with plan and outcomes"]
+    view = public_view(original)
+    assert F.AUTHORIZATION not in view
+    assert "Bearer a.b.c" not in json.dumps(view)
+    assert view[F.PLAN] is not None and "conversation" not in view[F.PLAN]
+    assert [s["id"] for s in view[F.PLAN]["steps"]] == ["s1", "s2", "s3"]
+    assert view[F.PLAN]["thought"] == PLAN.thought
+    assert original.plan is not None and original.plan.conversation == PLAN.conversation  # not changed
+
+
+def test_public_view_has_every_field_but_the_token() -> None:
+    names = {value for name, value in vars(F).items() if name.isupper()}
+    assert set(public_view(snapshot())) == names - {F.AUTHORIZATION}
+
+
+@pytest.mark.parametrize("original", SNAPSHOTS.values(), ids=SNAPSHOTS.keys())
+def test_public_view_types_its_values(original: Snapshot) -> None:
+    view = public_view(decode(stored(original)))
+    for name in (F.SEQ, F.STEP, F.ANSWERED_CHARS):
+        assert type(view[name]) is int
+    assert type(view[F.CREATED_AT]) is float and type(view[F.UPDATED_AT]) is float
+    assert view[F.APPROVAL_DEADLINE] is None or type(view[F.APPROVAL_DEADLINE]) is float
+    assert type(view[F.CANCEL_REQUESTED]) is bool
+    assert view[F.STATE] == original.state.value
+    assert view[F.ABORT_REASON] == (original.abort_reason.value if original.abort_reason else None)
+    assert view[F.CONTEXT] == original.context
+    assert view[F.OUTCOMES] == (original.outcomes if original.plan is not None else None)
+    json.dumps(view)  # JSON as it is
+
+
+def test_public_view_of_a_cancelled_request_says_true() -> None:
+    view = public_view(decode({**stored(snapshot()), F.CANCEL_REQUESTED: "1"}))
+    assert view[F.CANCEL_REQUESTED] is True
+
+
+def test_public_view_without_plan_has_null_plan_and_outcomes() -> None:
+    view = public_view(snapshot())
+    assert view[F.PLAN] is None and view[F.OUTCOMES] is None
+    assert view[F.AGENT_ID] is None and view[F.PENDING_REQUEST_ID] is None
