@@ -1,4 +1,4 @@
-"""Aura's benchmark harness (issue 5): ``make bench`` = ``python -m bench``.
+"""Aura's benchmark harness (issues 5 and 8): ``make bench`` = ``python -m bench``.
 
 It starts a fresh ``redis-server`` and the server under test on loopback, drives
 them with an asyncio load generator (raw HTTP/1.1 + SSE over asyncio protocols),

@@ -35,6 +35,7 @@ from bench.approve import harness_redis
 from bench.procs import Processes, RedisProc, ServerProc, free_port, http_json, python, raise_nofile
 from bench.scenarios import (
     Target,
+    latency_burst,
     latency_many,
     latency_single,
     memory,
@@ -229,7 +230,10 @@ async def _latency(plan: Plan, targets: list[Target], results: dict[str, Any]) -
     log(f"latency: {plan.latency_waiting:,} waiting, approved one by one")
     many = await latency_many(targets, plan.latency_waiting, plan.open_concurrency)
     results["latency"]["many"] = {k: v.as_dict() for k, v in many.items()}
-    for label, group in (("1", single), (f"{plan.latency_waiting:,}", many)):
+    log(f"latency: {plan.latency_waiting:,} waiting, approved all at once")
+    burst = await latency_burst(targets, plan.latency_waiting, plan.open_concurrency)
+    results["latency"]["burst"] = {k: v.as_dict() for k, v in burst.items()}
+    for label, group in (("1", single), (f"{plan.latency_waiting:,}", many), (f"{plan.latency_waiting:,} at once", burst)):
         for name, res in group.items():
             s = res.summary()
             if s:
@@ -251,7 +255,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Aura benchmarks (issue 5)")
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Aura benchmarks (issues 5 and 8)")
     parser.add_argument("--quick", action="store_true", help="smaller counts and windows: a ~1-minute smoke run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md", help="the report to write")
     parser.add_argument("--json", type=Path, help="also write the raw figures as JSON here")

@@ -1,4 +1,4 @@
-"""The scenarios of issue 5, each run against one target (Aura or the floor).
+"""The scenarios of issues 5 and 8, each run against one target (Aura or the floor).
 
 Every loop is bounded in count and in time; a session that does not end in time
 is a failure, never a hang.
@@ -16,7 +16,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bench.approve import ApprovalError, approve, approve_many, approve_pipelined, server_clients
+from bench.approve import ApprovalError, approve, approve_burst, approve_many, approve_pipelined, server_clients
 from bench.procs import Child, ServerProc, cpu_seconds, self_cpu_seconds
 from bench.sseclient import Client, Counters, Endpoint, Session, wait_session
 from bench.stats import Summary, summarize
@@ -264,6 +264,44 @@ async def latency_many(targets: Sequence[Target], waiting_count: int, concurrenc
     finally:
         for queue in waiting.values():
             for w in queue:
+                if not w.session.finished.done():
+                    w.session.end(time.perf_counter(), "not resumed (scenario bound)")
+                w.client.close()
+    return results
+
+
+async def latency_burst(targets: Sequence[Target], waiting_count: int, concurrency: int) -> dict[str, LatencyResult]:
+    """``waiting_count`` sessions waiting on one target, all approved in one pipeline: the time from
+    that pipeline to each session's next frame. One target at a time, each with its own sessions."""
+    results = {t.name: LatencyResult(waiting=waiting_count) for t in targets}
+    for target in targets:
+        result = results[target.name]
+        opened, _ = await open_waiting(target, waiting_count, concurrency, result.counters, timeout=300)
+        try:
+            await asyncio.sleep(1.0)  # a quiet wait: every post-hitl re-check is over
+            arrivals = [w.session.arm_next_frame() for w in opened]
+            ids = [w.session.request_id for w in opened if w.session.request_id is not None]
+            try:
+                t_publish, receivers = await approve_burst(target.redis, ids)
+            except (ApprovalError, RedisError, OSError, TimeoutError) as exc:
+                result.counters.note(f"approval failed: {type(exc).__name__}")
+                continue
+            result.no_subscriber += len(ids) - receivers
+            for waiting, arrived in zip(opened, arrivals, strict=True):
+                try:
+                    async with asyncio.timeout(30.0):
+                        t_frame = await arrived
+                except (TimeoutError, ConnectionError):
+                    result.lost += 1
+                    continue
+                if t_frame < t_publish:
+                    result.before_publish += 1
+                else:
+                    result.latencies_ms.append((t_frame - t_publish) * 1000.0)
+            async with asyncio.timeout(60.0):
+                await asyncio.gather(*(wait_session(w.session, 30.0) for w in opened))
+        finally:
+            for w in opened:
                 if not w.session.finished.done():
                     w.session.end(time.perf_counter(), "not resumed (scenario bound)")
                 w.client.close()
