@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, ClassVar, Final
 
 from starlette.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from aura.session.feed import SessionFeed
 
@@ -51,11 +51,33 @@ class EventStreamResponse(StreamingResponse):
         self.send_timeout = send_timeout
         self.dropped = False  # the client stopped reading and was let go
         self.sending_since: float | None = None  # loop time at which the pending send began
+        self.disconnected = False  # the client went away
         self._task: asyncio.Task[Any] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Stream in this task; one plain task waits for the client's disconnect and cancels it.
+
+        Starlette's own way (an anyio task group around both, for servers older than
+        ASGI 2.4, as uvicorn is) cost a waiting session more than the stream itself.
+        """
+        self._task = asyncio.current_task()
+        listener = asyncio.get_running_loop().create_task(self._until_disconnect(receive))
+        try:
+            await self.stream_response(send)
+        finally:
+            listener.cancel()
+
+    async def _until_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.disconnected = True
+        if self._task is not None:
+            self._task.cancel()
 
     async def stream_response(self, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        if self._task is None:
+            self._task = asyncio.current_task()
         watchdog = SendWatchdog.of(loop)
         watchdog.watch(self)
         try:
@@ -68,12 +90,12 @@ class EventStreamResponse(StreamingResponse):
             self.sending_since = loop.time()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not self.dropped:
+            if not (self.dropped or self.disconnected):
                 raise
             if self._task is not None:
                 self._task.uncancel()
-            # The response stays incomplete, so the server closes the connection.
-            log.info("dropped an SSE client that read nothing for %g s", self.send_timeout)
+            if self.dropped:  # the response stays incomplete, so the server closes the connection
+                log.info("dropped an SSE client that read nothing for %g s", self.send_timeout)
         finally:
             self.sending_since = None
             watchdog.unwatch(self)

@@ -189,6 +189,37 @@ async def collect(frames: AsyncIterator[bytes]) -> list[bytes]:
         return [item async for item in frames]
 
 
+async def test_a_client_that_disconnects_ends_the_stream_at_once_and_closes_the_frames() -> None:
+    """The writer's own disconnect listener (not Starlette's task group): a follower is not kept after its client left."""
+    closed = asyncio.Event()
+
+    async def endless() -> AsyncGenerator[bytes, None]:
+        try:
+            yield frame(1)
+            await asyncio.Event().wait()  # a session waiting for a human: nothing more to send for minutes
+            yield frame(2)
+        finally:
+            closed.set()
+
+    recorder = Recorder()
+    disconnect = asyncio.Event()
+
+    async def receive() -> Message:
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    response = EventStreamResponse(endless(), send_timeout=60)
+    running = asyncio.ensure_future(run(response, recorder, receive=receive))
+    async with asyncio.timeout(BOUND_SECONDS):
+        while len(recorder.bodies) < 1:
+            await asyncio.sleep(0.01)
+    disconnect.set()
+    elapsed = await running
+    assert closed.is_set() and response.disconnected and not response.dropped
+    assert [m["body"] for m in recorder.bodies] == [frame(1)]
+    assert elapsed < BOUND_SECONDS
+
+
 async def test_feed_frames_sends_heartbeats_while_idle_frames_in_order_and_done_at_the_end() -> None:
     feed = FakeFeed([[], [(1, frame(1)), (2, frame(2))], [], [], [(3, frame(3))]])
     out = await collect(feed_frames(feed.as_feed(), after_seq=0, heartbeat_seconds=15))
