@@ -1,74 +1,39 @@
 """Every Redis key and channel Aura reads or writes, in one place (docs/ARCHITECTURE.md, "Redis use").
 
 The ``hitl:*`` names are main-service's (CONTRACT §4.2); the ``aura:*`` names are Aura's own.
+Each name is a template filled with one id: ``keys.hitl_request(request_id)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
+
+KeyOf = Callable[[str], str]  # id -> key or channel name
 
 # -- main-service's HITL keys (CONTRACT §4.2) -------------------------------------------
 HITL_CHANNEL_PREFIX: Final = "hitl:channel:"
 HITL_CHANNEL_PATTERN: Final = HITL_CHANNEL_PREFIX + "*"
-
-
-def hitl_request(request_id: str) -> str:
-    return f"hitl:request:{request_id}"
-
-
-def hitl_session(session_id: str) -> str:
-    return f"hitl:session:{session_id}"
-
-
-def hitl_signal(session_id: str) -> str:
-    return f"hitl:signal:{session_id}"
-
-
-def hitl_channel(session_id: str) -> str:
-    return HITL_CHANNEL_PREFIX + session_id
-
+hitl_request: Final[KeyOf] = "hitl:request:{}".format  # the approval record, TTL 1800 s
+hitl_session: Final[KeyOf] = "hitl:session:{}".format  # session id -> its request id, TTL 3600 s
+hitl_signal: Final[KeyOf] = "hitl:signal:{}".format  # the decision, TTL 300 s
+hitl_channel: Final[KeyOf] = (HITL_CHANNEL_PREFIX + "{}").format  # where the decision is published
 
 # -- Aura's sessions -------------------------------------------------------------------
-LIVE_SESSIONS: Final = "aura:sessions:live"
+LIVE_SESSIONS: Final = "aura:sessions:live"  # ZSET of sessions not yet final, scanned for adoption
 EVENTS_CHANNEL_PREFIX: Final = "aura:events:"
 EVENTS_CHANNEL_PATTERN: Final = EVENTS_CHANNEL_PREFIX + "*"
 CANCEL_CHANNEL_PREFIX: Final = "aura:cancel:"
 CANCEL_CHANNEL_PATTERN: Final = CANCEL_CHANNEL_PREFIX + "*"
-
-
-def snapshot(session_id: str) -> str:
-    return f"aura:session:{session_id}"
-
-
-def events(session_id: str) -> str:
-    return f"aura:session:{session_id}:events"
-
-
-def lease(session_id: str) -> str:
-    return f"aura:session:{session_id}:lease"
-
-
-def followers(session_id: str) -> str:
-    """Set while a replica that does not drive the session follows it: only then is an append published."""
-    return f"aura:session:{session_id}:followers"
-
-
-def instance(instance_id: str) -> str:
-    return f"aura:instance:{instance_id}"
-
-
-def events_channel(session_id: str) -> str:
-    return EVENTS_CHANNEL_PREFIX + session_id
-
-
-def cancel_channel(session_id: str) -> str:
-    return CANCEL_CHANNEL_PREFIX + session_id
-
+snapshot: Final[KeyOf] = "aura:session:{}".format  # HASH, the snapshot
+events: Final[KeyOf] = "aura:session:{}:events".format  # STREAM, one entry per event, ids 0-{seq}
+lease: Final[KeyOf] = "aura:session:{}:lease".format  # STRING, the driving instance
+# Set while a replica that does not drive the session follows it: only then is an append published.
+followers: Final[KeyOf] = "aura:session:{}:followers".format
+instance: Final[KeyOf] = "aura:instance:{}".format  # an instance's heartbeat
+events_channel: Final[KeyOf] = (EVENTS_CHANNEL_PREFIX + "{}").format  # "the log grew"
+cancel_channel: Final[KeyOf] = (CANCEL_CHANNEL_PREFIX + "{}").format  # "cancel requested"
 
 # -- the built-in tools' data ------------------------------------------------------------
-def outbox(tenant_id: str) -> str:
-    return f"aura:outbox:{tenant_id}"
-
-
-def tasks(tenant_id: str) -> str:
-    return f"aura:tasks:{tenant_id}"
+outbox: Final[KeyOf] = "aura:outbox:{}".format  # LIST, the tenant's outbox (send_email)
+tasks: Final[KeyOf] = "aura:tasks:{}".format  # HASH, the tenant's tasks (list_open_tasks)
