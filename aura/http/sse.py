@@ -83,10 +83,18 @@ class EventStreamResponse(StreamingResponse):
         try:
             self.sending_since = loop.time()
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async for frame in self.body_iterator:
+            frames = self.body_iterator
+            while True:
+                # Not `async for`: its variable would hold the last frame through every wait for the
+                # next, and thousands of streams wait at once (memory per waiting session, issue 8).
+                try:
+                    message = {"type": "http.response.body", "body": await anext(frames), "more_body": True}
+                except StopAsyncIteration:
+                    break
                 self.sending_since = loop.time()
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                await send(message)
                 self.sending_since = None
+                del message
             self.sending_since = loop.time()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -158,7 +166,9 @@ async def feed_frames(feed: SessionFeed, *, after_seq: int, heartbeat_seconds: f
             for seq, frame in frames:
                 yield frame
                 cursor = seq
-        elif feed.closed:
+            del frames, frame  # a waiting stream keeps none of the frames it sent
+            continue
+        if feed.closed:
             break
         elif feed.draining:
             yield DRAIN_FRAME
