@@ -169,15 +169,15 @@ def _lower(variable: str, text: str) -> str:
 def _int(variable: str, text: str) -> int:
     try:
         return int(text)
-    except ValueError:
-        raise ConfigError(f"{variable} must be an integer (got {text!r})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{variable} must be an integer (got {text!r})") from exc
 
 
 def _seconds(variable: str, text: str) -> float:
     try:
         value = float(text)
-    except ValueError:
-        raise ConfigError(f"{variable} must be a number of seconds (got {text!r})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{variable} must be a number of seconds (got {text!r})") from exc
     if not math.isfinite(value):
         raise ConfigError(f"{variable} must be a finite number of seconds (got {text!r})")
     return value

@@ -29,7 +29,6 @@ from aura.session.log_writer import LogWriter
 from aura.session.plan import Plan, PlanStep, StepOutcome
 from aura.session.registry import SessionRegistry
 from aura.session.session import Session
-from aura.storage.calls import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +219,8 @@ class AgentRunner:
                 result = await tool.run(step.params, self._environment.context(session))
         except ToolError as exc:
             error = exc.message
+        except StoreUnavailable as exc:  # a built-in tool's Redis
+            error = f"{tool.name} failed: {exc.message}"
         except TimeoutError as exc:
             if not bound.expired():  # the tool's own timeout, not ours
                 log.exception("tool %s crashed in session %s", tool.name, session.id, exc_info=exc)
@@ -278,9 +279,8 @@ class AgentRunner:
 
 def describe(exc: BaseException) -> str:
     """What a user is told about an unexpected failure: the kind, never a traceback."""
-    cause = exc.cause if isinstance(exc, StoreUnavailable) else exc
-    if isinstance(cause, TimeoutError):
-        return "Redis did not answer in time"
-    if isinstance(cause, REDIS_FAILURES):
-        return f"Redis is unavailable ({type(cause).__name__}: {cause})"
+    if isinstance(exc, StoreUnavailable):
+        if isinstance(exc.cause, TimeoutError):
+            return "Redis did not answer in time"
+        return f"Redis is unavailable ({type(exc.cause).__name__}: {exc.cause})"
     return f"Internal error ({type(exc).__name__})"

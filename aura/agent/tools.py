@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from aura.config import DEFAULT_GATEWAY_URL
 from aura.errors import ToolError
 from aura.storage import keys
+from aura.storage.calls import mapped
 
 OUTBOX_LIMIT = 1000
 _ADDRESS = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
@@ -91,7 +92,7 @@ class SendEmail:
             "createdAt": int(time.time() * 1000),
         }
         key = keys.outbox(ctx.tenant_id)
-        async with ctx.redis.pipeline(transaction=True) as pipe:
+        async with mapped("send email"), ctx.redis.pipeline(transaction=True) as pipe:
             pipe.lpush(key, json.dumps(message, ensure_ascii=False, separators=(",", ":")))
             pipe.ltrim(key, 0, OUTBOX_LIMIT - 1)
             await pipe.execute()
@@ -108,9 +109,9 @@ class ListOpenTasks:
     }
 
     async def run(self, params: Mapping[str, Any], ctx: ToolContext) -> str:
-        raw = {
-            _text(k): _text(v) for k, v in (await ctx.redis.hgetall(keys.tasks(ctx.tenant_id))).items()
-        }
+        async with mapped("list open tasks"):
+            stored = await ctx.redis.hgetall(keys.tasks(ctx.tenant_id))
+        raw = {_text(k): _text(v) for k, v in stored.items()}
         today = date.today().isoformat()
         due: list[tuple[str, str]] = []
         for task_id, text in sorted(raw.items()):

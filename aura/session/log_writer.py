@@ -26,7 +26,7 @@ from aura.session.replay import ReplayCache
 from aura.session.session import Session
 from aura.session.snapshot import Fields, encode_progress
 from aura.session.store import Append
-from aura.storage.calls import REDIS_FAILURES
+from aura.storage.calls import bounded
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +207,8 @@ class LogWriter:
         pending = list(range(len(appends)))
         for delay in (*self._backoff, None):
             try:
-                async with asyncio.timeout(self._timeout):
-                    answers = await self._store.commit([appends[i] for i in pending])
-            except REDIS_FAILURES as exc:
-                failure = StoreUnavailable("append", exc)
-                failure.__cause__ = exc
+                answers = await bounded(self._store.commit([appends[i] for i in pending]), self._timeout, "append")
+            except StoreUnavailable as failure:
                 for i in pending:
                     if appends[i].create or delay is None:
                         results[i] = failure
@@ -219,7 +216,7 @@ class LogWriter:
                 if not pending or delay is None:
                     return results
                 log.warning("Redis refused a commit of %d session(s) (%s); retrying in %.1f s",
-                            len(pending), exc, delay)
+                            len(pending), failure, delay)
                 await asyncio.sleep(delay)
                 continue
             for i, answer in zip(pending, answers, strict=True):
