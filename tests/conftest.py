@@ -1,24 +1,55 @@
-"""Shared fixtures: a real redis-server and real uvicorn servers on 127.0.0.1."""
+"""Shared fixtures: a real redis-server and real uvicorn servers on 127.0.0.1.
+
+Every test that uses one of the fixtures in ``SERVER_FIXTURES`` (directly or
+through another fixture) is marked ``e2e``, so ``pytest -m "not e2e"`` runs the
+unit tests alone, without starting a single redis-server, uvicorn or nginx.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
-from jose import jwt
 from redis.asyncio import Redis
 
 from aura.config import Settings
+from tests.support.auth import SECRET, auth_headers, make_token
 from tests.support.live_server import LiveServer
 from tests.support.redis_server import RedisServer
 from tests.support.sse import SseStream
 
-SECRET = "your_shared_secret_key_must_be_at_least_256_bits_long_for_HS256"
+# Kept importable from here: other modules import them from tests.conftest.
+__all__ = ["SECRET", "SERVER_FIXTURES", "auth_headers", "make_token", "open_stream"]
+
+# Fixtures that start (or need) a real redis-server, uvicorn, nginx or `aura serve` process.
+# Fixtures built on them (processes, listen, proxied, ...) pull them in and are covered too.
+SERVER_FIXTURES = frozenset({
+    "redis_server",
+    "private_redis_server",
+    "redis",
+    "private_redis",
+    "base_settings",
+    "aura",
+    "start_server",
+    "client",
+    # tests/aura/http/test_stream_via_nginx.py
+    "nginx",
+    "start_nginx",
+    "proxied",
+    # tests/aura/test_server.py
+    "embedded_server",
+})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture
@@ -73,6 +104,7 @@ def aura(base_settings: Settings) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def start_server(base_settings: Settings) -> Iterator[Callable[..., LiveServer]]:
+    """``start_server(**overrides)``: a server of the test's own, with ``base_settings`` changed as given."""
     started: list[LiveServer] = []
 
     def start(**overrides: Any) -> LiveServer:
@@ -83,20 +115,6 @@ def start_server(base_settings: Settings) -> Iterator[Callable[..., LiveServer]]
     yield start
     for server in started:
         server.stop()
-
-
-def make_token(
-    sub: str | int = "1", tenant: Any = "1", *, lifetime: int = 3600, secret: str = SECRET, **extra: Any
-) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {"sub": sub, "tenant_id": tenant, "iat": now, "exp": now + lifetime, **extra}
-    if tenant is None:
-        del claims["tenant_id"]
-    return str(jwt.encode(claims, secret, algorithm="HS256"))
-
-
-def auth_headers(sub: str = "1", tenant: str = "1", **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {make_token(sub, tenant)}", "X-Tenant-ID": tenant, **extra}
 
 
 @pytest.fixture
@@ -122,6 +140,7 @@ async def open_stream(
     method: str = "POST",
     params: dict[str, str] | None = None,
 ) -> AsyncIterator[SseStream]:
+    """The stream of a new session (or a resumed one, with Last-Event-ID): 200 asserted, SSE reader yielded."""
     if body is None and method == "POST":
         body = {"prompt": prompt, "context": {"activeApp": "mail"}}
     hdrs = {"Accept": "text/event-stream", **(headers if headers is not None else auth_headers())}

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import time
-from typing import Any
+from collections.abc import Iterator
+from datetime import datetime, tzinfo
+from types import SimpleNamespace
+from typing import Any, Self
 
+import jose.jwt
 import pytest
 from jose import jwt
 from starlette.datastructures import Headers
 
+import aura.auth
 from aura.auth import (
     Principal,
     TokenVerifier,
@@ -31,39 +34,7 @@ from aura.errors import (
     TokenInvalid,
     Unauthorized,
 )
-from tests.conftest import SECRET, make_token
-
-OTHER_SECRET = "another_secret_that_is_also_at_least_32_bytes_long!!"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def compact(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
-
-
-def hand_token(
-    claims: Any,
-    header: Any = None,
-    *,
-    secret: str = SECRET,
-    digest: Any = hashlib.sha256,
-    raw_claims: bytes | None = None,
-) -> str:
-    """A JWS built by hand (like jjwt does), so header and claims can be anything."""
-    head = {"alg": "HS256"} if header is None else header
-    signing_input = f"{b64url(compact(head))}.{b64url(raw_claims if raw_claims is not None else compact(claims))}"
-    signature = hmac.new(secret.encode("utf-8"), signing_input.encode("ascii"), digest).digest()
-    return f"{signing_input}.{b64url(signature)}"
-
-
-def claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    base: dict[str, Any] = {"sub": "1", "tenant_id": "1", "iat": now, "exp": now + 3600}
-    base.update(overrides)
-    return {k: v for k, v in base.items() if v is not ...}
+from tests.support.auth import OTHER_SECRET, SECRET, Digest, b64url, compact, hand_token, make_token, now_claims
 
 
 @pytest.fixture
@@ -78,65 +49,134 @@ def assert_api_error(exc: ApiError, status: int, code: str) -> None:
 # -- TokenVerifier: accepted tokens ------------------------------------------------------------
 
 
-def test_s2_2_auth_server_shaped_token_without_typ_is_accepted(verifier):
+def test_s2_2_auth_server_shaped_token_without_typ_is_accepted(verifier: TokenVerifier) -> None:
     """CONTRACT §2.1/2.2: jjwt header {"alg":"HS256"} (no typ), sub/tenant_id digit strings, int iat/exp."""
-    token = hand_token(claims(), {"alg": "HS256"})
-    assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "==")) == {"alg": "HS256"}
+    token = hand_token(now_claims(), {"alg": "HS256"})
+    assert jwt.get_unverified_header(token) == {"alg": "HS256"}  # the input really is jjwt's: no typ
     assert verifier.principal(token) == Principal(user_id="1", tenant_id="1")
 
 
-def test_s2_1_python_made_token_with_typ_is_accepted(verifier):
+def test_s2_1_python_made_token_with_typ_is_accepted(verifier: TokenVerifier) -> None:
     token = make_token("backend_user_001", "tenant1", email="user@dwp.com", role="user")
     assert verifier.principal(token) == Principal("backend_user_001", "tenant1")
     assert verifier.verify(token)["email"] == "user@dwp.com"
 
 
-def test_s2_2_numeric_tenant_claim_is_normalised_with_str(verifier):
+def test_s2_2_numeric_tenant_claim_is_normalised_with_str(verifier: TokenVerifier) -> None:
     assert verifier.principal(make_token("7", 1)).tenant_id == "1"
     assert verifier.principal(make_token("7", 0)).tenant_id == "0"
 
 
-def test_s2_2_tenant_id_alternative_claim_name_tenantId(verifier):
-    token = hand_token(claims(tenant_id=..., tenantId="42"))
+def test_s2_2_tenant_id_alternative_claim_name_tenantId(verifier: TokenVerifier) -> None:
+    token = hand_token(now_claims(tenant_id=..., tenantId="42"))
     assert verifier.principal(token) == Principal("1", "42")
 
 
-def test_issue_mints_a_token_the_verifier_accepts(verifier):
+def test_issue_mints_a_token_the_verifier_accepts(verifier: TokenVerifier) -> None:
     now = int(time.time())
     token = verifier.issue(sub="5", tenant_id="9", lifetime_seconds=60, now=now)
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     assert verifier.verify(token) == {"sub": "5", "tenant_id": "9", "iat": now, "exp": now + 60}
 
 
-def test_key_is_the_raw_utf8_bytes_of_the_secret(verifier):
+def test_key_is_the_raw_utf8_bytes_of_the_secret(verifier: TokenVerifier) -> None:
     """CONTRACT §2.1: no base64 decoding of the secret anywhere."""
-    token = hand_token(claims())  # signed with hmac over SECRET.encode("utf-8")
+    token = hand_token(now_claims())  # signed with hmac over SECRET.encode("utf-8")
     assert verifier.verify(token)["sub"] == "1"
     korean = "비밀키_비밀키_비밀키_비밀키_비밀키_비밀키"
-    assert TokenVerifier(korean).principal(hand_token(claims(), secret=korean)).user_id == "1"
+    assert TokenVerifier(korean).principal(hand_token(now_claims(), secret=korean)).user_id == "1"
 
 
 # -- TokenVerifier: expiry -----------------------------------------------------------------------
 
 
-def test_expired_token_raises_token_expired_e2002(verifier):
+def test_expired_token_raises_token_expired_e2002(verifier: TokenVerifier) -> None:
     with pytest.raises(TokenExpired) as info:
         verifier.verify(make_token(lifetime=-60))
     assert_api_error(info.value, 401, "E2002")
 
 
-def test_leeway_accepts_a_just_expired_token_only_within_leeway():
+def test_leeway_accepts_a_just_expired_token_only_within_leeway() -> None:
     now = int(time.time())
-    token = hand_token(claims(iat=now - 100, exp=now - 5))
+    token = hand_token(now_claims(iat=now - 100, exp=now - 5))
     assert TokenVerifier(SECRET, leeway_seconds=10).verify(token)["sub"] == "1"
     with pytest.raises(TokenExpired):
         TokenVerifier(SECRET, leeway_seconds=0).verify(token)
 
 
-def test_missing_exp_is_token_invalid_not_accepted(verifier):
+def test_missing_exp_is_token_invalid_not_accepted(verifier: TokenVerifier) -> None:
     with pytest.raises(TokenInvalid) as info:
-        verifier.verify(hand_token(claims(exp=...)))
+        verifier.verify(hand_token(now_claims(exp=...)))
     assert_api_error(info.value, 401, "E2003")
+
+
+class Clock:
+    """Moves "now" for the verifier's cache (``aura.auth.time``) and python-jose's exp check together."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = 0.0
+        clock = self
+        real_time = time.time
+
+        class TravelledDatetime(datetime):
+            @classmethod
+            def now(cls, tz: tzinfo | None = None) -> Self:
+                return cls.fromtimestamp(real_time() + clock.offset, tz)
+
+        monkeypatch.setattr(aura.auth, "time", SimpleNamespace(time=lambda: real_time() + clock.offset))
+        monkeypatch.setattr(jose.jwt, "datetime", TravelledDatetime)
+
+    def travel(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    yield Clock(monkeypatch)
+
+
+def test_clock_moves_python_jose_too(clock: Clock) -> None:
+    """The time travel below is only meaningful if the uncached path sees the same clock."""
+    token = make_token(lifetime=60)
+    fresh = TokenVerifier(SECRET, leeway_seconds=10)
+    clock.travel(65)  # past exp, within the leeway
+    assert fresh.principal(token) == Principal("1", "1")
+    clock.travel(10)  # past exp + leeway
+    with pytest.raises(TokenExpired):
+        TokenVerifier(SECRET, leeway_seconds=10).principal(token)
+
+
+def test_a_cached_token_is_refused_once_it_expires(clock: Clock) -> None:
+    """The verified-token cache must not outlive ``exp`` (+ leeway): a cached token expires like any other."""
+    verifier = TokenVerifier(SECRET, leeway_seconds=10)
+    token = make_token(lifetime=60)
+    assert verifier.principal(token) == Principal("1", "1")  # verified and cached
+    clock.travel(30)
+    assert verifier.principal(token) == Principal("1", "1")  # from the cache, still valid
+    clock.travel(45)  # 75 s on: past exp + leeway
+    with pytest.raises(TokenExpired) as info:
+        verifier.principal(token)
+    assert_api_error(info.value, 401, "E2002")
+    with pytest.raises(TokenExpired):  # and stays refused: the expired entry is not served again
+        verifier.principal(token)
+
+
+def test_a_cached_token_is_refused_past_exp_without_leeway(clock: Clock) -> None:
+    verifier = TokenVerifier(SECRET, leeway_seconds=0)
+    token = make_token(lifetime=1)
+    assert verifier.principal(token).user_id == "1"
+    clock.travel(3)
+    with pytest.raises(TokenExpired):
+        verifier.principal(token)
+
+
+def test_approver_with_a_cached_token_that_expired_is_401_e2002(clock: Clock) -> None:
+    verifier = TokenVerifier(SECRET, leeway_seconds=10)
+    headers = approver(make_token(lifetime=60))
+    assert authenticate_approver(verifier, headers)[0] == Principal("1", "1")
+    clock.travel(75)
+    with pytest.raises(TokenExpired):
+        authenticate_approver(verifier, headers)
 
 
 # -- TokenVerifier: forged / malformed tokens -----------------------------------------------
@@ -155,40 +195,42 @@ def test_missing_exp_is_token_invalid_not_accepted(verifier):
         "!!!.???.***",
     ],
 )
-def test_garbage_tokens_are_token_invalid(verifier, token):
+def test_garbage_tokens_are_token_invalid(verifier: TokenVerifier, token: str) -> None:
     with pytest.raises(TokenInvalid):
         verifier.verify(token)
 
 
-def test_wrong_signature_other_secret_is_token_invalid(verifier):
+def test_wrong_signature_other_secret_is_token_invalid(verifier: TokenVerifier) -> None:
     with pytest.raises(TokenInvalid):
         verifier.verify(make_token(secret=OTHER_SECRET))
 
 
-def test_tampered_claims_keep_old_signature_is_token_invalid(verifier):
+def test_tampered_claims_keep_old_signature_is_token_invalid(verifier: TokenVerifier) -> None:
     head, _, sig = make_token("1", "1").split(".")
-    forged_claims = b64url(compact(claims(sub="admin", tenant_id="2")))
+    forged_claims = b64url(compact(now_claims(sub="admin", tenant_id="2")))
     with pytest.raises(TokenInvalid):
         verifier.verify(f"{head}.{forged_claims}.{sig}")
 
 
-def test_alg_none_is_token_invalid(verifier):
+def test_alg_none_is_token_invalid(verifier: TokenVerifier) -> None:
     for alg in ("none", "None", "NONE"):
-        unsigned = f"{b64url(compact({'alg': alg, 'typ': 'JWT'}))}.{b64url(compact(claims()))}."
+        unsigned = f"{b64url(compact({'alg': alg, 'typ': 'JWT'}))}.{b64url(compact(now_claims()))}."
         with pytest.raises(TokenInvalid):
             verifier.verify(unsigned)
 
 
 @pytest.mark.parametrize("alg,digest", [("HS512", hashlib.sha512), ("HS384", hashlib.sha384)])
-def test_other_hmac_algorithms_with_the_right_secret_are_token_invalid(verifier, alg, digest):
+def test_other_hmac_algorithms_with_the_right_secret_are_token_invalid(
+    verifier: TokenVerifier, alg: str, digest: Digest
+) -> None:
     """CONTRACT §2.1: pinned to HS256, like auth-server's NimbusJwtDecoder."""
-    token = hand_token(claims(), {"alg": alg, "typ": "JWT"}, digest=digest)
+    token = hand_token(now_claims(), {"alg": alg, "typ": "JWT"}, digest=digest)
     with pytest.raises(TokenInvalid):
         verifier.verify(token)
 
 
-def test_rs256_header_with_hmac_signature_algorithm_confusion_is_token_invalid(verifier):
-    token = hand_token(claims(), {"alg": "RS256", "typ": "JWT"})
+def test_rs256_header_with_hmac_signature_algorithm_confusion_is_token_invalid(verifier: TokenVerifier) -> None:
+    token = hand_token(now_claims(), {"alg": "RS256", "typ": "JWT"})
     with pytest.raises(TokenInvalid):
         verifier.verify(token)
 
@@ -212,13 +254,13 @@ def test_rs256_header_with_hmac_signature_algorithm_confusion_is_token_invalid(v
     ],
     ids=lambda h: json.dumps(h),
 )
-def test_crafted_headers_signed_with_an_attacker_key_are_token_invalid(verifier, header):
-    token = hand_token(claims(), header, secret="attacker-key-attacker-key-attacker")
+def test_crafted_headers_signed_with_an_attacker_key_are_token_invalid(verifier: TokenVerifier, header: Any) -> None:
+    token = hand_token(now_claims(), header, secret="attacker-key-attacker-key-attacker")
     with pytest.raises(TokenInvalid):
         verifier.verify(token)
 
 
-def test_jwk_error_inside_python_jose_becomes_token_invalid_not_a_crash():
+def test_jwk_error_inside_python_jose_becomes_token_invalid_not_a_crash() -> None:
     """python-jose raises JWKError for a PEM/SSH-looking or JWK-JSON HMAC key; must map to E2003."""
     for secret in (
         "-----BEGIN PUBLIC KEY-----MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA",
@@ -226,11 +268,11 @@ def test_jwk_error_inside_python_jose_becomes_token_invalid_not_a_crash():
         '{"kty":"RSA","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1Wl"}',
     ):
         with pytest.raises(TokenInvalid) as info:
-            TokenVerifier(secret).verify(hand_token(claims(), secret=secret))
+            TokenVerifier(secret).verify(hand_token(now_claims(), secret=secret))
         assert_api_error(info.value, 401, "E2003")
 
 
-def test_claims_that_are_not_an_object_are_token_invalid(verifier):
+def test_claims_that_are_not_an_object_are_token_invalid(verifier: TokenVerifier) -> None:
     for raw in (b"[1,2]", b'"sub"', b"null", b"not json", b"\xff\xfe"):
         with pytest.raises(TokenInvalid):
             verifier.verify(hand_token(None, raw_claims=raw))
@@ -249,13 +291,15 @@ def test_claims_that_are_not_an_object_are_token_invalid(verifier):
     ],
     ids=lambda b: json.dumps(b),
 )
-def test_ill_typed_time_claims_with_a_valid_signature_are_token_invalid_not_a_crash(verifier, bad):
+def test_ill_typed_time_claims_with_a_valid_signature_are_token_invalid_not_a_crash(
+    verifier: TokenVerifier, bad: dict[str, Any]
+) -> None:
     """Any JWT the verifier cannot use must be TokenInvalid (401 E2003), never a TypeError (500)."""
     with pytest.raises(TokenInvalid):
-        verifier.verify(hand_token(claims(**bad)))
+        verifier.verify(hand_token(now_claims(**bad)))
 
 
-def test_exp_overflowing_to_infinity_is_token_invalid_not_a_crash(verifier):
+def test_exp_overflowing_to_infinity_is_token_invalid_not_a_crash(verifier: TokenVerifier) -> None:
     now = int(time.time())
     raw = f'{{"sub":"1","tenant_id":"1","iat":{now},"exp":1e400}}'.encode()
     with pytest.raises(TokenInvalid):
@@ -285,13 +329,15 @@ def test_exp_overflowing_to_infinity_is_token_invalid_not_a_crash(verifier):
     ],
     ids=lambda o: repr(o),
 )
-def test_missing_or_ill_typed_sub_and_tenant_claims_are_token_invalid(verifier, overrides):
+def test_missing_or_ill_typed_sub_and_tenant_claims_are_token_invalid(
+    verifier: TokenVerifier, overrides: dict[str, Any]
+) -> None:
     with pytest.raises(TokenInvalid) as info:
-        verifier.principal(hand_token(claims(**overrides)))
+        verifier.principal(hand_token(now_claims(**overrides)))
     assert_api_error(info.value, 401, "E2003")
 
 
-def test_token_without_tenant_from_conftest_helper_is_token_invalid(verifier):
+def test_token_without_tenant_from_conftest_helper_is_token_invalid(verifier: TokenVerifier) -> None:
     with pytest.raises(TokenInvalid):
         verifier.principal(make_token("1", None))
 
@@ -299,7 +345,7 @@ def test_token_without_tenant_from_conftest_helper_is_token_invalid(verifier):
 # -- bearer_token --------------------------------------------------------------------------------
 
 
-def test_bearer_token_absent_or_blank_header_is_none():
+def test_bearer_token_absent_or_blank_header_is_none() -> None:
     assert bearer_token(Headers(headers={})) is None
     assert bearer_token(Headers(headers={"Authorization": ""})) is None
     assert bearer_token(Headers(headers={"Authorization": "   "})) is None
@@ -315,18 +361,18 @@ def test_bearer_token_absent_or_blank_header_is_none():
         ("BEARER abc", "abc"),
     ],
 )
-def test_bearer_token_extracts_the_token(value, token):
+def test_bearer_token_extracts_the_token(value: str, token: str) -> None:
     assert bearer_token(Headers(headers={"Authorization": value})) == token
 
 
 @pytest.mark.parametrize("value", ["Basic xxx", "Bearer", "Bearer    ", "Token abc", "abc.def.ghi", "Bearerabc"])
-def test_bearer_token_other_schemes_are_unauthorized_e2000(value):
+def test_bearer_token_other_schemes_are_unauthorized_e2000(value: str) -> None:
     with pytest.raises(Unauthorized) as info:
         bearer_token(Headers(headers={"Authorization": value}))
     assert_api_error(info.value, 401, "E2000")
 
 
-def test_tenant_header_missing_or_blank_is_tenant_missing_e2006():
+def test_tenant_header_missing_or_blank_is_tenant_missing_e2006() -> None:
     for headers in ({}, {"X-Tenant-ID": ""}, {"X-Tenant-ID": "   "}):
         with pytest.raises(TenantMissing) as info:
             tenant_header(Headers(headers=headers))
@@ -337,21 +383,21 @@ def test_tenant_header_missing_or_blank_is_tenant_missing_e2006():
 # -- check_principal (stream) --------------------------------------------------------------------
 
 
-def test_check_principal_tenant_mismatch_is_forbidden_e2001():
+def test_check_principal_tenant_mismatch_is_forbidden_e2001() -> None:
     with pytest.raises(Forbidden) as info:
         check_principal(Principal("1", "1"), Headers(headers={}), "2")
     assert_api_error(info.value, 403, "E2001")
     assert info.value.message == "Tenant ID mismatch"
 
 
-def test_check_principal_tenant_compare_is_string_wise():
+def test_check_principal_tenant_compare_is_string_wise() -> None:
     """CONTRACT §2.2: compare as strings after str() of the claim; "01" is not "1"."""
     with pytest.raises(Forbidden):
         check_principal(Principal("1", "1"), Headers(headers={}), "01")
     check_principal(Principal("1", "tenant1"), Headers(headers={}), "tenant1")
 
 
-def test_check_principal_user_header_is_optional_but_must_match_sub():
+def test_check_principal_user_header_is_optional_but_must_match_sub() -> None:
     check_principal(Principal("1", "1"), Headers(headers={}), "1")
     check_principal(Principal("1", "1"), Headers(headers={"X-User-ID": "1"}), "1")
     check_principal(Principal("1", "1"), Headers(headers={"X-User-ID": " 1 "}), "1")
@@ -375,66 +421,66 @@ def approver(token: str | None = None, tenant: str | None = "1", user: str | Non
     return Headers(headers=raw)
 
 
-def test_approver_happy_path_returns_principal_and_long_tenant(verifier):
+def test_approver_happy_path_returns_principal_and_long_tenant(verifier: TokenVerifier) -> None:
     principal, tenant = authenticate_approver(verifier, approver(make_token("1", "1")))
     assert principal == Principal("1", "1") and tenant == 1 and isinstance(tenant, int)
 
 
-def test_approver_numeric_claim_matches_digit_header(verifier):
+def test_approver_numeric_claim_matches_digit_header(verifier: TokenVerifier) -> None:
     assert authenticate_approver(verifier, approver(make_token("1", 12), tenant="12"))[1] == 12
 
 
-def test_approver_missing_authorization_first_even_without_other_headers(verifier):
+def test_approver_missing_authorization_first_even_without_other_headers(verifier: TokenVerifier) -> None:
     with pytest.raises(Unauthorized) as info:
         authenticate_approver(verifier, approver(None, tenant=None, user=None))
     assert_api_error(info.value, 401, "E2000")
 
 
-def test_approver_non_bearer_authorization_is_e2000(verifier):
+def test_approver_non_bearer_authorization_is_e2000(verifier: TokenVerifier) -> None:
     with pytest.raises(Unauthorized):
         authenticate_approver(verifier, Headers(headers={"Authorization": "Basic eHg6eXk=", "X-Tenant-ID": "1"}))
 
 
-def test_approver_token_checked_before_headers(verifier):
+def test_approver_token_checked_before_headers(verifier: TokenVerifier) -> None:
     with pytest.raises(TokenExpired):
         authenticate_approver(verifier, approver(make_token(lifetime=-60), tenant=None, user=None))
     with pytest.raises(TokenInvalid):
         authenticate_approver(verifier, approver("garbage", tenant=None, user=None))
 
 
-def test_approver_missing_tenant_is_unauthorized_e2000_not_e2006(verifier):
+def test_approver_missing_tenant_is_unauthorized_e2000_not_e2006(verifier: TokenVerifier) -> None:
     for tenant in (None, "", "  "):
         with pytest.raises(Unauthorized) as info:
             authenticate_approver(verifier, approver(make_token(), tenant=tenant, user=None))
         assert_api_error(info.value, 401, "E2000")
 
 
-def test_approver_tenant_mismatch_before_missing_user(verifier):
+def test_approver_tenant_mismatch_before_missing_user(verifier: TokenVerifier) -> None:
     with pytest.raises(Forbidden) as info:
         authenticate_approver(verifier, approver(make_token("1", "1"), tenant="2", user=None))
     assert info.value.message == "Tenant ID mismatch"
 
 
-def test_approver_missing_user_is_unauthorized_e2000(verifier):
+def test_approver_missing_user_is_unauthorized_e2000(verifier: TokenVerifier) -> None:
     for user in (None, "", " "):
         with pytest.raises(Unauthorized) as info:
             authenticate_approver(verifier, approver(make_token(), user=user))
         assert_api_error(info.value, 401, "E2000")
 
 
-def test_approver_user_mismatch_before_long_binding(verifier):
+def test_approver_user_mismatch_before_long_binding(verifier: TokenVerifier) -> None:
     with pytest.raises(Forbidden) as info:
         authenticate_approver(verifier, approver(make_token("1", "tenant1"), tenant="tenant1", user="2"))
     assert info.value.message == "User ID mismatch"
 
 
-def test_approver_non_numeric_tenant_matching_claim_is_bad_request_e1001(verifier):
+def test_approver_non_numeric_tenant_matching_claim_is_bad_request_e1001(verifier: TokenVerifier) -> None:
     with pytest.raises(BadRequest) as info:
         authenticate_approver(verifier, approver(make_token("1", "tenant1"), tenant="tenant1"))
     assert_api_error(info.value, 400, "E1001")
 
 
-def test_approver_tenant_beyond_long_range_is_bad_request(verifier):
+def test_approver_tenant_beyond_long_range_is_bad_request(verifier: TokenVerifier) -> None:
     big = str(2**63)
     with pytest.raises(BadRequest):
         authenticate_approver(verifier, approver(make_token("1", big), tenant=big))
@@ -456,7 +502,7 @@ def test_approver_tenant_beyond_long_range_is_bad_request(verifier):
         (str(-(2**63)), -(2**63)),
     ],
 )
-def test_parse_long_accepts_what_java_accepts(text, value):
+def test_parse_long_accepts_what_java_accepts(text: str, value: int) -> None:
     assert parse_long(text) == value
 
 
@@ -486,5 +532,5 @@ def test_parse_long_accepts_what_java_accepts(text, value):
     ],
     ids=repr,
 )
-def test_parse_long_rejects_what_java_rejects(text):
+def test_parse_long_rejects_what_java_rejects(text: str) -> None:
     assert parse_long(text) is None

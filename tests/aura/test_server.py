@@ -2,60 +2,38 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import SECRET, auth_headers, open_stream
-from tests.support.redis_server import free_port
+from tests.conftest import open_stream
+from tests.support.auth import approver_headers
+from tests.support.process_server import AuraProcess
+from tests.support.sse import Frame
 
-pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]  # `aura serve` as a real subprocess
 
 
 @pytest.fixture
-def embedded_server() -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "AURA_", "REDIS_"))}
-    env.update(JWT_SECRET=SECRET, AURA_PORT=str(port), AURA_SHUTDOWN_GRACE_SECONDS="3")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aura", "serve"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError(f"aura serve did not start: {process.communicate()[1]}")
-        time.sleep(0.1)
-    yield process, url
-    if process.poll() is None:
-        process.kill()
-    process.communicate(timeout=10)
+def embedded_server() -> Iterator[AuraProcess]:
+    """No REDIS_URL: the embedded in-process Redis; info logs, to see uvicorn's shutdown line."""
+    server = AuraProcess(None, AURA_LOG_LEVEL="info", AURA_SHUTDOWN_GRACE_SECONDS="3").start()
+    yield server
+    server.kill()
 
 
-async def test_embedded_default_runs_a_whole_hitl_session(embedded_server):
-    process, url = embedded_server
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+async def test_embedded_default_runs_a_whole_hitl_session(embedded_server: AuraProcess) -> None:
+    async with httpx.AsyncClient(base_url=embedded_server.url, timeout=30) as client:
         health = (await client.get("/aura/health")).json()
         assert health["status"] == "UP" and health["checks"]["redis"]["mode"] == "embedded"
         async with open_stream(client, "Send an email to kim@example.com saying hi") as stream:
             hitl = await stream.until("hitl")
             approval = await client.post(
                 f"/aura/hitl/approve/{hitl.body['requestId']}",
-                headers=auth_headers(**{"X-User-ID": "1"}),
+                headers=approver_headers(),
                 json={"userId": "1"},
             )
             assert approval.status_code == 200, approval.text
@@ -65,23 +43,23 @@ async def test_embedded_default_runs_a_whole_hitl_session(embedded_server):
     assert rest[-2].body["to"] == "done" and rest[-1].is_done
 
 
-async def test_sigterm_ends_open_streams_promptly_without_done_then_exits(embedded_server):
+async def test_sigterm_ends_open_streams_promptly_without_done_then_exits(embedded_server: AuraProcess) -> None:
     """On SIGTERM the stream ends (the client reconnects elsewhere); the session is not aborted."""
-    process, url = embedded_server
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=embedded_server.url, timeout=30) as client:
         async with open_stream(client, "Send an email to kim@example.com saying hi") as stream:
             await stream.until("hitl")
             started = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            tail = []
+            embedded_server.terminate()
+            tail: list[Frame] = []
             with pytest.raises(StopAsyncIteration):
                 while True:
                     tail.append(await stream.next_frame())
     assert tail[-1].raw == b": server draining, reconnect with Last-Event-ID id:-"
     assert not any(f.is_done or f.type in ("error", "state") for f in tail)
+    stderr = embedded_server.wait(timeout=10)
+    assert embedded_server.process is not None
     # uvicorn re-raises the captured SIGTERM after a clean shutdown, hence -15.
-    assert process.wait(timeout=10) in (0, -signal.SIGTERM)
+    assert embedded_server.process.returncode in (0, -signal.SIGTERM), stderr
     assert time.monotonic() - started < 8
-    stderr = process.communicate()[1]
     assert "Application shutdown complete." in stderr
     assert "embedded in-process Redis" in stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -13,11 +14,11 @@ async def decide(redis: Redis, request_id: str, approve: bool, *, user_id: str =
     key = f"hitl:request:{request_id}"
     raw = await redis.get(key)
     assert raw is not None, f"{key} does not exist"
-    record = json.loads(raw)
+    record: dict[str, Any] = json.loads(raw)
     now_ms = int(time.time() * 1000)
     if approve:
         record.update(status="approved", approvedBy=user_id, approvedAt=now_ms)
-        signal = {"timestamp": now_ms // 1000, "status": "approved", "requestId": request_id, "type": "approval"}
+        signal: dict[str, Any] = {"timestamp": now_ms // 1000, "status": "approved", "requestId": request_id, "type": "approval"}
     else:
         record.update(status="rejected", rejectedBy=user_id, rejectedAt=now_ms, reason=reason or "User rejected")
         signal = {"reason": record["reason"], "type": "rejection", "requestId": request_id, "status": "rejected",
@@ -26,3 +27,21 @@ async def decide(redis: Redis, request_id: str, approve: bool, *, user_id: str =
     await redis.set(key, json.dumps(record), ex=1800)
     await redis.set(f"hitl:signal:{session_id}", json.dumps(signal), ex=300)
     await redis.publish(f"hitl:channel:{session_id}", json.dumps(signal))
+
+
+async def stored_request(redis: Redis, request_id: str) -> dict[str, Any]:
+    """The request record as main-service reads it (``hitl:request:{id}``); it must exist."""
+    raw = await redis.get(f"hitl:request:{request_id}")
+    assert raw is not None, f"hitl:request:{request_id} is gone"
+    record = json.loads(raw)
+    assert isinstance(record, dict), raw
+    return record
+
+
+async def stored_signal(redis: Redis, session_id: str) -> dict[str, Any]:
+    """The decision stored for a session (``hitl:signal:{sid}``), as main-service writes it; it must exist."""
+    raw = await redis.get(f"hitl:signal:{session_id}")
+    assert raw is not None, f"hitl:signal:{session_id} does not exist"
+    signal = json.loads(raw)
+    assert isinstance(signal, dict), raw
+    return signal

@@ -11,13 +11,19 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.auth import SECRET
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "your_shared_secret_key_must_be_at_least_256_bits_long_for_HS256"
 
 
 class AuraProcess:
+    """``aura serve`` on a free port; ``redis_url=None`` runs the embedded in-process Redis.
+
+    The environment is the test process's minus any JWT_/AURA_/REDIS_ setting, plus
+    short leases and timeouts for tests, plus ``env`` (which wins).
+    """
+
     def __init__(self, redis_url: str | None, **env: str) -> None:
         self.port = free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "AURA_", "REDIS_"))}
@@ -51,8 +57,9 @@ class AuraProcess:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
-                self.kill()
-                raise RuntimeError("aura serve did not start")
+                if self.process.poll() is None:
+                    self.process.send_signal(signal.SIGKILL)
+                raise RuntimeError(f"aura serve did not start on port {self.port}:\n{self.wait(timeout=5)}")
             time.sleep(0.05)
 
     def kill(self) -> None:

@@ -21,16 +21,33 @@ class Frame:
     payload: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def event_id(self) -> str:
+        """The ``id:`` of an event frame (``{sessionId}.{seq}``, CONTRACT §3.6); fails on a frame without one."""
+        assert self.id is not None, f"frame without id: {self.raw!r}"
+        return self.id
+
+    @property
+    def session_id(self) -> str:
+        return self.event_id.rsplit(".", 1)[0]
+
+    @property
+    def seq(self) -> int:
+        return int(self.event_id.rsplit(".", 1)[1])
+
+    @property
     def is_done(self) -> bool:
         return self.data == "[DONE]"
 
     @property
     def type(self) -> str | None:
-        return self.payload.get("type")
+        value = self.payload.get("type")
+        return value if isinstance(value, str) else None
 
     @property
     def body(self) -> dict[str, Any]:
-        return self.payload.get("data", {})
+        data = self.payload.get("data", {})
+        assert isinstance(data, dict), self.raw
+        return data
 
 
 def parse_frame(raw: bytes) -> Frame:

@@ -3,47 +3,48 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
 
-import anyio
 import httpx
 import pytest
 
 from aura.config import StreamAuthPolicy
+from tests.support.auth import approver_headers
+from tests.support.envelopes import assert_error_envelope, json_object
+from tests.support.live_server import LiveServer
 from tests.support.redis_server import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
 READINESS_PATHS = ["/aura/health", "/aura/agents/health"]
+json_body = json_object
 
 
-def json_body(response: httpx.Response) -> dict[str, Any]:
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert isinstance(body, dict)
-    return body
-
-
-async def ready(client: httpx.AsyncClient, path: str = "/aura/health", *, within: float = 3.0) -> httpx.Response:
+async def ready(client: httpx.AsyncClient, path: str = "/aura/health", *, within: float = 10.0) -> httpx.Response:
     """Readiness once the HITL subscriber had its moment to connect after start-up."""
-    deadline = time.monotonic() + within
-    while True:
-        response = await client.get(path)
-        if response.status_code == 200 or time.monotonic() > deadline:
-            return response
-        await anyio.sleep(0.05)
+    answers: list[httpx.Response] = []
+
+    async def up() -> bool:
+        answers.append(await client.get(path))
+        return answers[-1].status_code == 200
+
+    await wait_until(up, within, lambda: f"{path} to be ready (last: {answers[-1].status_code} {answers[-1].text})",
+                     interval=0.05)
+    return answers[-1]
 
 
-async def test_liveness_is_public_200_up(client):
-    response = await client.get("/health")
+async def test_liveness_is_public_200_up(client: httpx.AsyncClient) -> None:
+    """No credentials at all: 200 with the liveness body, and nothing asking for authentication."""
+    response = await client.get("/health", headers={})
     assert response.status_code == 200
-    body = json_body(response)
-    assert body["status"] == "UP"
-    assert response.request.headers.get("authorization") is None
+    assert json_body(response) == {"status": "UP", "service": "aura-platform"}
+    assert "www-authenticate" not in response.headers
+    assert "set-cookie" not in response.headers
 
 
 @pytest.mark.parametrize("path", READINESS_PATHS)
-async def test_s2_5_readiness_is_public_200_up_with_external_redis(client, path):
+async def test_s2_5_readiness_is_public_200_up_with_external_redis(client: httpx.AsyncClient, path: str) -> None:
     response = await ready(client, path)
     assert response.status_code == 200, response.text
     body = json_body(response)
@@ -55,7 +56,7 @@ async def test_s2_5_readiness_is_public_200_up_with_external_redis(client, path)
 
 
 @pytest.mark.parametrize("path", ["/health", *READINESS_PATHS, "/aura/info"])
-async def test_s2_5_health_endpoints_ignore_bad_credentials(client, path):
+async def test_s2_5_health_endpoints_ignore_bad_credentials(client: httpx.AsyncClient, path: str) -> None:
     """Public means public: a stale token or a foreign tenant must not turn health into a 401/403."""
     headers = {"Authorization": "Bearer garbage", "X-Tenant-ID": "nope", "X-User-ID": "x"}
     response = await client.get(path, headers=headers)
@@ -63,7 +64,7 @@ async def test_s2_5_health_endpoints_ignore_bad_credentials(client, path):
     assert json_body(response)["status"] == "UP"
 
 
-async def test_info_is_public_with_tools_and_stream_auth_policy(client):
+async def test_info_is_public_with_tools_and_stream_auth_policy(client: httpx.AsyncClient) -> None:
     response = await client.get("/aura/info")
     assert response.status_code == 200
     body = json_body(response)
@@ -76,14 +77,16 @@ async def test_info_is_public_with_tools_and_stream_auth_policy(client):
     assert body["redis"]["mode"] == "external"
 
 
-async def test_info_reports_the_compat_policy(start_server):
+async def test_info_reports_the_compat_policy(start_server: Callable[..., LiveServer]) -> None:
     server = start_server(stream_auth=StreamAuthPolicy.COMPAT)
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
         body = json_body(await c.get("/aura/info"))
     assert body["stream"]["auth"] == "compat"
 
 
-async def test_redis_down_readiness_is_503_degraded_fast_while_liveness_stays_200(start_server):
+async def test_redis_down_readiness_is_503_degraded_fast_while_liveness_stays_200(
+    start_server: Callable[..., LiveServer]
+) -> None:
     server = start_server(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_seconds=0.5)
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
         for path in READINESS_PATHS:
@@ -99,25 +102,23 @@ async def test_redis_down_readiness_is_503_degraded_fast_while_liveness_stays_20
         started = time.monotonic()
         live = await c.get("/health")
         assert live.status_code == 200 and json_body(live)["status"] == "UP"
-        assert time.monotonic() - started < 1.0
+        # Liveness never waits on Redis: well under the readiness bound even on a loaded machine.
+        assert time.monotonic() - started < 3.0
 
 
-async def test_redis_down_hitl_api_is_an_envelope_not_a_hang(start_server):
-    """With Redis gone, the approval API answers within the Redis timeout with an error envelope."""
-    from tests.conftest import make_token
-
+async def test_redis_down_hitl_api_is_an_envelope_not_a_hang(start_server: Callable[..., LiveServer]) -> None:
+    """With Redis gone, the approval API answers with an error envelope instead of hanging."""
     server = start_server(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_seconds=0.5)
-    headers = {"Authorization": f"Bearer {make_token()}", "X-Tenant-ID": "1", "X-User-ID": "1"}
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
         started = time.monotonic()
-        response = await c.post("/aura/hitl/approve/req_x", json={"userId": "1"}, headers=headers)
-        assert time.monotonic() - started < 3.0
-    assert response.status_code == 503
-    body = json_body(response)
-    assert body["status"] == "ERROR" and body["success"] is False and body["errorCode"] == "E5000"
+        response = await c.post("/aura/hitl/approve/req_x", json={"userId": "1"}, headers=approver_headers())
+        elapsed = time.monotonic() - started
+    # A hang would last the client's 10 s; the 0.5 s Redis timeout leaves room for a loaded machine.
+    assert elapsed < 5.0, elapsed
+    assert_error_envelope(response, 503, "E5000")
 
 
-async def test_embedded_backend_reports_mode_embedded_and_up(start_server):
+async def test_embedded_backend_reports_mode_embedded_and_up(start_server: Callable[..., LiveServer]) -> None:
     server = start_server(redis_url=None)
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
         for path in READINESS_PATHS:

@@ -7,26 +7,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
+from tests.support.auth import approver_headers, make_token
+from tests.support.envelopes import assert_error_envelope, assert_success_envelope
 from tests.support.live_server import let_server_log_its_crash
-from tests.conftest import make_token
+from tests.support.main_service import stored_request as stored
+from tests.support.main_service import stored_signal
+from tests.support.redis_server import close_pubsub
 
 pytestmark = pytest.mark.anyio
 
-ISO_LOCAL_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?$")
 APPROVED_MESSAGE = "Request approved successfully"
 REJECTED_MESSAGE = "Request rejected"
 IDEMPOTENT_MESSAGE = "Request was already processed (idempotent)"
+assert_success = assert_success_envelope
+assert_error = assert_error_envelope
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -57,11 +61,9 @@ async def put_request(
     return request_id, session_id, record
 
 
-def approver_headers(sub: str = "1", tenant: str = "1", **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {make_token(sub, tenant)}", "X-Tenant-ID": tenant, "X-User-ID": sub, **extra}
-
-
-async def approve(client: httpx.AsyncClient, request_id: str, body: Any = None, headers: dict[str, str] | None = None):
+async def approve(
+    client: httpx.AsyncClient, request_id: str, body: Any = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return await client.post(
         f"/aura/hitl/approve/{request_id}",
         json={"userId": "1"} if body is None else body,
@@ -69,7 +71,9 @@ async def approve(client: httpx.AsyncClient, request_id: str, body: Any = None, 
     )
 
 
-async def reject(client: httpx.AsyncClient, request_id: str, body: Any = None, headers: dict[str, str] | None = None):
+async def reject(
+    client: httpx.AsyncClient, request_id: str, body: Any = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return await client.post(
         f"/aura/hitl/reject/{request_id}",
         json={"userId": "1"} if body is None else body,
@@ -79,40 +83,11 @@ async def reject(client: httpx.AsyncClient, request_id: str, body: Any = None, h
 
 
 
-def assert_success(response: httpx.Response, status: int, message: str, *, has_data: bool = True) -> Any:
-    """CONTRACT §2.6 success envelope: {"status","message","data","timestamp","success"}, nulls omitted."""
-    let_server_log_its_crash(response)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    expected = ["status", "message", "data", "timestamp", "success"] if has_data else [
-        "status", "message", "timestamp", "success"]
-    assert list(body) == expected, body
-    assert body["status"] == "SUCCESS" and body["success"] is True
-    assert body["message"] == message
-    assert ISO_LOCAL_DATETIME.match(body["timestamp"]) and datetime.fromisoformat(body["timestamp"]).tzinfo is None
-    return body.get("data")
-
-
-def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None) -> dict[str, Any]:
-    if status < 500:
-        let_server_log_its_crash(response)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["status", "message", "errorCode", "timestamp", "success"], body
-    assert body["status"] == "ERROR" and body["success"] is False and body["errorCode"] == code
-    assert ISO_LOCAL_DATETIME.match(body["timestamp"])
-    if message is not None:
-        assert body["message"] == message
-    return body
-
-
 class ChannelListener:
     """A plain Redis subscriber on hitl:channel:{sessionId}, like Aura's hub or any other replica."""
 
     def __init__(self, redis: Redis, session_id: str) -> None:
-        self.pubsub = redis.pubsub()
+        self.pubsub: PubSub = redis.pubsub()
         self.channel = f"hitl:channel:{session_id}"
 
     async def __aenter__(self) -> ChannelListener:
@@ -123,21 +98,33 @@ class ChannelListener:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.pubsub.unsubscribe()
-        await self.pubsub.aclose()
+        await close_pubsub(self.pubsub)
 
-    async def messages(self, quiet_seconds: float = 0.2) -> list[str]:
-        """Every message published so far, waiting until the channel stays quiet."""
+    async def messages(self, expected: int = 0, *, quiet_seconds: float = 0.2, timeout: float = 10) -> list[str]:
+        """Every message published so far: waits for ``expected`` of them (up to ``timeout`` s, so a
+        slow delivery is not mistaken for none), then until the channel stays quiet for
+        ``quiet_seconds``, to catch any message beyond them."""
         out: list[str] = []
+        deadline = time.monotonic() + timeout
         while True:
-            message = await self.pubsub.get_message(timeout=quiet_seconds)
+            remaining = deadline - time.monotonic()
+            wait = max(remaining, 0.01) if len(out) < expected else quiet_seconds
+            message = await self.pubsub.get_message(timeout=wait)
             if message is None:
+                if len(out) < expected and time.monotonic() < deadline:
+                    continue
                 return out
             assert message["type"] == "message" and message["channel"] == self.channel, message
+            assert isinstance(message["data"], str), message
             out.append(message["data"])
 
 
+Listen = Callable[[str], Awaitable[ChannelListener]]
+Decide = Callable[..., Awaitable[httpx.Response]]
+
+
 @pytest.fixture
-async def listen(redis: Redis) -> AsyncIterator[Any]:
+async def listen(redis: Redis) -> AsyncIterator[Listen]:
     listeners: list[ChannelListener] = []
 
     async def start(session_id: str) -> ChannelListener:
@@ -150,16 +137,12 @@ async def listen(redis: Redis) -> AsyncIterator[Any]:
         await listener.__aexit__()
 
 
-async def stored(redis: Redis, request_id: str) -> dict[str, Any]:
-    raw = await redis.get(f"hitl:request:{request_id}")
-    assert raw is not None
-    return json.loads(raw)
-
-
 # -- approve / reject: 200 (CONTRACT §4.4) ---------------------------------------------------------
 
 
-async def test_s4_4_approve_200_updates_record_sets_signal_and_publishes(client, redis, listen):
+async def test_s4_4_approve_200_updates_record_sets_signal_and_publishes(
+    client: httpx.AsyncClient, redis: Redis, listen: Listen
+) -> None:
     request_id, session_id, original = await put_request(redis, ttl=100)
     listener = await listen(session_id)
     before_ms = int(time.time() * 1000)
@@ -178,24 +161,25 @@ async def test_s4_4_approve_200_updates_record_sets_signal_and_publishes(client,
     }  # main-service preserves unknown fields (§4.2)
     assert 1790 <= await redis.ttl(f"hitl:request:{request_id}") <= 1800  # TTL reset to 30 min
 
-    raw_signal = await redis.get(f"hitl:signal:{session_id}")
+    signal = await stored_signal(redis, session_id)
     assert 290 <= await redis.ttl(f"hitl:signal:{session_id}") <= 300
-    signal = json.loads(raw_signal)
     assert set(signal) == {"type", "requestId", "status", "timestamp"}
     assert signal["type"] == "approval" and signal["requestId"] == request_id and signal["status"] == "approved"
     assert isinstance(signal["timestamp"], int) and before_ms // 1000 <= signal["timestamp"] <= after_ms // 1000 + 1
 
-    published = await listener.messages()
+    published = await listener.messages(1)
     assert [json.loads(m) for m in published] == [signal]
 
 
-async def test_s4_4_approver_identity_comes_from_body_user_id(client, redis):
+async def test_s4_4_approver_identity_comes_from_body_user_id(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, _, _ = await put_request(redis)
     assert_success(await approve(client, request_id, body={"userId": "manager-7"}), 200, APPROVED_MESSAGE)
     assert (await stored(redis, request_id))["approvedBy"] == "manager-7"
 
 
-async def test_s4_4_reject_200_default_reason_user_rejected(client, redis, listen):
+async def test_s4_4_reject_200_default_reason_user_rejected(
+    client: httpx.AsyncClient, redis: Redis, listen: Listen
+) -> None:
     request_id, session_id, _ = await put_request(redis, ttl=100)
     listener = await listen(session_id)
     before_ms = int(time.time() * 1000)
@@ -208,27 +192,29 @@ async def test_s4_4_reject_200_default_reason_user_rejected(client, redis, liste
     assert "approvedBy" not in record and "approvedAt" not in record
     assert 1790 <= await redis.ttl(f"hitl:request:{request_id}") <= 1800
 
-    signal = json.loads(await redis.get(f"hitl:signal:{session_id}"))
+    signal = await stored_signal(redis, session_id)
     assert set(signal) == {"type", "requestId", "status", "reason", "timestamp"}
     assert (signal["type"], signal["requestId"], signal["status"], signal["reason"]) == (
         "rejection", request_id, "rejected", "User rejected")
     assert 290 <= await redis.ttl(f"hitl:signal:{session_id}") <= 300
-    assert [json.loads(m) for m in await listener.messages()] == [signal]
+    assert [json.loads(m) for m in await listener.messages(1)] == [signal]
 
 
-async def test_s4_4_reject_200_with_reason(client, redis, listen):
+async def test_s4_4_reject_200_with_reason(client: httpx.AsyncClient, redis: Redis, listen: Listen) -> None:
     request_id, session_id, _ = await put_request(redis)
     listener = await listen(session_id)
     data = assert_success(await reject(client, request_id, body={"userId": "1", "reason": "Wrong recipient"}),
                           200, REJECTED_MESSAGE)
     assert data["reason"] == "Wrong recipient" and data["status"] == "rejected"
     assert (await stored(redis, request_id))["reason"] == "Wrong recipient"
-    [published] = await listener.messages()
+    [published] = await listener.messages(1)
     assert json.loads(published)["reason"] == "Wrong recipient"
 
 
 @pytest.mark.parametrize("status", ["expired", "PENDING", ..., None, "approving"], ids=repr)
-async def test_s4_2_only_approved_and_rejected_are_terminal(client, redis, status):
+async def test_s4_2_only_approved_and_rejected_are_terminal(
+    client: httpx.AsyncClient, redis: Redis, status: Any
+) -> None:
     request_id, _, _ = await put_request(redis, status=status)
     assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
     assert (await stored(redis, request_id))["status"] == "approved"
@@ -248,12 +234,12 @@ async def test_s4_2_only_approved_and_rejected_are_terminal(client, redis, statu
     ids=["approve-approve", "approve-reject", "reject-approve", "reject-reject"],
 )
 async def test_s4_4_second_decision_is_409_success_envelope_without_write_or_publish(
-    client, redis, listen, first, second, current
-):
+    client: httpx.AsyncClient, redis: Redis, listen: Listen, first: Decide, second: Decide, current: str
+) -> None:
     request_id, session_id, _ = await put_request(redis)
     listener = await listen(session_id)
     assert (await first(client, request_id)).status_code == 200
-    assert len(await listener.messages()) == 1
+    assert len(await listener.messages(1)) == 1
     record_after_first = await redis.get(f"hitl:request:{request_id}")
     signal_after_first = await redis.get(f"hitl:signal:{session_id}")
     await redis.expire(f"hitl:request:{request_id}", 500)
@@ -269,7 +255,7 @@ async def test_s4_4_second_decision_is_409_success_envelope_without_write_or_pub
     assert await redis.ttl(f"hitl:signal:{session_id}") <= 100
 
 
-async def test_s4_4_reject_409_reports_the_stored_reason(client, redis):
+async def test_s4_4_reject_409_reports_the_stored_reason(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, _, _ = await put_request(redis)
     await reject(client, request_id, body={"userId": "1", "reason": "No"})
     data = assert_success(await reject(client, request_id, body={"userId": "1", "reason": "Other"}), 409,
@@ -278,7 +264,9 @@ async def test_s4_4_reject_409_reports_the_stored_reason(client, redis):
 
 
 @pytest.mark.parametrize("status", ["approved", "rejected"])
-async def test_s4_4_record_already_terminal_in_redis_is_409(client, redis, listen, status):
+async def test_s4_4_record_already_terminal_in_redis_is_409(
+    client: httpx.AsyncClient, redis: Redis, listen: Listen, status: Any
+) -> None:
     request_id, session_id, _ = await put_request(redis, status=status)
     listener = await listen(session_id)
     data = assert_success(await approve(client, request_id), 409, IDEMPOTENT_MESSAGE)
@@ -287,7 +275,9 @@ async def test_s4_4_record_already_terminal_in_redis_is_409(client, redis, liste
     assert await listener.messages() == []
 
 
-async def test_s4_4_concurrent_approvals_one_200_rest_409_exactly_one_publish(client, redis, listen):
+async def test_s4_4_concurrent_approvals_one_200_rest_409_exactly_one_publish(
+    client: httpx.AsyncClient, redis: Redis, listen: Listen
+) -> None:
     request_id, session_id, _ = await put_request(redis)
     listener = await listen(session_id)
     responses = await asyncio.gather(*(approve(client, request_id) for _ in range(10)))
@@ -295,10 +285,12 @@ async def test_s4_4_concurrent_approvals_one_200_rest_409_exactly_one_publish(cl
     assert codes == [200] + [409] * 9
     for r in responses:
         assert r.json()["data"]["status"] == "approved"
-    assert len(await listener.messages(quiet_seconds=0.5)) == 1
+    assert len(await listener.messages(1, quiet_seconds=0.5)) == 1
 
 
-async def test_s4_4_concurrent_approve_and_reject_decide_once(client, redis, listen):
+async def test_s4_4_concurrent_approve_and_reject_decide_once(
+    client: httpx.AsyncClient, redis: Redis, listen: Listen
+) -> None:
     request_id, session_id, _ = await put_request(redis)
     listener = await listen(session_id)
     calls = [approve(client, request_id) if i % 2 else reject(client, request_id) for i in range(10)]
@@ -306,20 +298,22 @@ async def test_s4_4_concurrent_approve_and_reject_decide_once(client, redis, lis
     assert sorted(r.status_code for r in responses) == [200] + [409] * 9
     winner = next(r for r in responses if r.status_code == 200).json()["data"]["status"]
     assert {r.json()["data"]["status"] for r in responses} == {winner}
-    [published] = await listener.messages(quiet_seconds=0.5)
+    [published] = await listener.messages(1, quiet_seconds=0.5)
     assert json.loads(published)["status"] == winner == (await stored(redis, request_id))["status"]
 
 
 # -- 404 / 403 E2007 (CONTRACT §2.4) ------------------------------------------------------------
 
 
-async def test_s2_4_unknown_request_is_404_e1004(client):
+async def test_s2_4_unknown_request_is_404_e1004(client: httpx.AsyncClient) -> None:
     assert_error(await approve(client, "req_does_not_exist"), 404, "E1004")
     assert_error(await reject(client, "req_does_not_exist"), 404, "E1004")
 
 
 @pytest.mark.parametrize("stored_tenant", [2, "2", "+2"], ids=repr)
-async def test_s2_4_stored_numeric_tenant_differs_is_403_e2007(client, redis, listen, stored_tenant):
+async def test_s2_4_stored_numeric_tenant_differs_is_403_e2007(
+    client: httpx.AsyncClient, redis: Redis, listen: Listen, stored_tenant: Any
+) -> None:
     request_id, session_id, _ = await put_request(redis, tenant=stored_tenant)
     listener = await listen(session_id)
     raw_before = await redis.get(f"hitl:request:{request_id}")
@@ -331,19 +325,25 @@ async def test_s2_4_stored_numeric_tenant_differs_is_403_e2007(client, redis, li
 
 
 @pytest.mark.parametrize("stored_tenant", [1, "1", "+1", "01"], ids=repr)
-async def test_s2_4_stored_tenant_equal_as_long_is_accepted(client, redis, stored_tenant):
+async def test_s2_4_stored_tenant_equal_as_long_is_accepted(
+    client: httpx.AsyncClient, redis: Redis, stored_tenant: Any
+) -> None:
     request_id, _, _ = await put_request(redis, tenant=stored_tenant)
     assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
 
 
 @pytest.mark.parametrize("stored_tenant", ["tenant9", ..., None, "", "1.0", "--2", "+-2"], ids=repr)
-async def test_s4_2_stored_non_numeric_tenant_skips_the_check(client, redis, stored_tenant):
+async def test_s4_2_stored_non_numeric_tenant_skips_the_check(
+    client: httpx.AsyncClient, redis: Redis, stored_tenant: Any
+) -> None:
     """§4.2: a tenantId that does not parse as a Java Long (or is missing) skips the E2007 check."""
     request_id, _, _ = await put_request(redis, tenant=stored_tenant)
     assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
 
 
-async def test_s2_4_stored_record_without_session_id_is_500_e1000_like_main_service(client, redis):
+async def test_s2_4_stored_record_without_session_id_is_500_e1000_like_main_service(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
     request_id, _, _ = await put_request(redis, sessionId=...)
     assert_error(await approve(client, request_id), 500, "E1000")
     assert (await stored(redis, request_id))["status"] == "pending"
@@ -380,19 +380,21 @@ def without(headers: dict[str, str], name: str) -> dict[str, str]:
         "tenant-mismatch", "no-user-header", "user-mismatch", "non-numeric-tenant",
     ],
 )
-async def test_s2_4_approver_checks(client, redis, headers, status, code, message):
+async def test_s2_4_approver_checks(
+    client: httpx.AsyncClient, redis: Redis, headers: dict[str, str], status: Any, code: str, message: str | None
+) -> None:
     request_id, session_id, _ = await put_request(redis)
     assert_error(await approve(client, request_id, headers=headers), status, code, message)
     assert_error(await reject(client, request_id, headers=headers), status, code, message)
     await assert_untouched(redis, request_id, session_id)
 
 
-async def test_s2_4_auth_is_checked_before_the_request_exists(client):
+async def test_s2_4_auth_is_checked_before_the_request_exists(client: httpx.AsyncClient) -> None:
     headers = without(approver_headers(), "Authorization")
     assert_error(await approve(client, "req_does_not_exist", headers=headers), 401, "E2000")
 
 
-async def test_s2_6_error_envelope_echoes_trace_headers(client):
+async def test_s2_6_error_envelope_echoes_trace_headers(client: httpx.AsyncClient) -> None:
     headers = {**without(approver_headers(), "Authorization"), "X-Trace-Id": "t-9", "X-Gateway-Request-Id": "g-9"}
     body = (await approve(client, "req_x", headers=headers)).json()
     assert body["traceId"] == "t-9" and body["gatewayRequestId"] == "g-9"
@@ -400,14 +402,14 @@ async def test_s2_6_error_envelope_echoes_trace_headers(client):
 
 @pytest.mark.parametrize("body", [{}, {"userId": ""}, {"userId": "   "}, {"userId": None}, {"reason": "x"}],
                          ids=repr)
-async def test_s2_4_blank_user_id_in_body_is_400_e4000(client, redis, body):
+async def test_s2_4_blank_user_id_in_body_is_400_e4000(client: httpx.AsyncClient, redis: Redis, body: Any) -> None:
     request_id, session_id, _ = await put_request(redis)
     assert_error(await approve(client, request_id, body=body), 400, "E4000")
     assert_error(await reject(client, request_id, body=body), 400, "E4000")
     await assert_untouched(redis, request_id, session_id)
 
 
-async def test_s2_4_body_that_is_not_json_is_a_4xx(client, redis):
+async def test_s2_4_body_that_is_not_json_is_a_4xx(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, session_id, _ = await put_request(redis)
     for content in (b"", b"{", b"[1]"):
         response = await client.post(f"/aura/hitl/approve/{request_id}", content=content,
@@ -421,7 +423,7 @@ async def test_s2_4_body_that_is_not_json_is_a_4xx(client, redis):
 # -- GET /aura/hitl/requests/{id} (CONTRACT §4.4) -----------------------------------------------
 
 
-async def test_s4_4_get_request_returns_the_stored_json_as_a_string(client, redis):
+async def test_s4_4_get_request_returns_the_stored_json_as_a_string(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, _, record = await put_request(redis)
     response = await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "1"})
     data = assert_success(response, 200, "Approval request retrieved")
@@ -430,25 +432,25 @@ async def test_s4_4_get_request_returns_the_stored_json_as_a_string(client, redi
     assert json.loads(data) == record
 
 
-async def test_s4_4_get_request_needs_no_authorization_but_a_tenant(client, redis):
+async def test_s4_4_get_request_needs_no_authorization_but_a_tenant(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, _, _ = await put_request(redis)
     response = await client.get(f"/aura/hitl/requests/{request_id}")
     body = response.json()
     assert response.status_code == 400 and body["errorCode"] == "E2006" and body["status"] == "ERROR"
 
 
-async def test_s4_4_get_unknown_request_is_404_e1004(client):
+async def test_s4_4_get_unknown_request_is_404_e1004(client: httpx.AsyncClient) -> None:
     assert_error(await client.get("/aura/hitl/requests/req_nope", headers={"X-Tenant-ID": "1"}), 404, "E1004")
 
 
-async def test_s4_4_get_another_tenants_request_is_404(client, redis):
+async def test_s4_4_get_another_tenants_request_is_404(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, _, _ = await put_request(redis, tenant="2")
     assert_error(await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "1"}), 404, "E1004")
     assert_success(await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "2"}), 200,
                    "Approval request retrieved")
 
 
-async def test_s4_4_get_request_reflects_a_decision(client, redis):
+async def test_s4_4_get_request_reflects_a_decision(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, _, _ = await put_request(redis)
     await approve(client, request_id)
     data = assert_success(await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "1"}),
@@ -459,7 +461,7 @@ async def test_s4_4_get_request_reflects_a_decision(client, redis):
 # -- GET /aura/hitl/signals/{sessionId} (CONTRACT §4.3) -----------------------------------------
 
 
-async def test_s4_3_get_signal_after_approve_returns_it_as_a_string(client, redis):
+async def test_s4_3_get_signal_after_approve_returns_it_as_a_string(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, session_id, _ = await put_request(redis)
     await approve(client, request_id)
     data = assert_success(await client.get(f"/aura/hitl/signals/{session_id}", headers={"X-Tenant-ID": "1"}),
@@ -468,7 +470,9 @@ async def test_s4_3_get_signal_after_approve_returns_it_as_a_string(client, redi
     assert json.loads(data)["requestId"] == request_id
 
 
-async def test_s4_3_get_signal_written_by_main_service_is_returned_verbatim(client, redis):
+async def test_s4_3_get_signal_written_by_main_service_is_returned_verbatim(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
     session_id = f"session_1_{uuid.uuid4().hex[:10]}"
     raw = '{"timestamp":1706152860,"status":"approved","requestId":"req_java","type":"approval"}'
     await redis.set(f"hitl:signal:{session_id}", raw, ex=300)
@@ -477,12 +481,12 @@ async def test_s4_3_get_signal_written_by_main_service_is_returned_verbatim(clie
     assert data == raw
 
 
-async def test_s4_3_no_signal_is_200_without_data_key(client):
+async def test_s4_3_no_signal_is_200_without_data_key(client: httpx.AsyncClient) -> None:
     response = await client.get("/aura/hitl/signals/session_none", headers={"X-Tenant-ID": "1"})
     assert assert_success(response, 200, "No signal found for session", has_data=False) is None
 
 
-async def test_s4_3_another_tenants_signal_is_not_disclosed(client, redis):
+async def test_s4_3_another_tenants_signal_is_not_disclosed(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, session_id, _ = await put_request(redis, tenant="2")
     assert_success(await approve(client, request_id, headers=approver_headers("1", "2")), 200, APPROVED_MESSAGE)
     response = await client.get(f"/aura/hitl/signals/{session_id}", headers={"X-Tenant-ID": "1"})

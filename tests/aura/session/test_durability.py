@@ -8,18 +8,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import auth_headers, open_stream
+from tests.conftest import open_stream
 from tests.support import main_service
+from tests.support.auth import auth_headers
 from tests.support.process_server import AuraProcess
 from tests.support.redis_server import RedisServer
 from tests.support.sse import Frame, SseStream
+from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]  # `aura serve` subprocesses and redis-servers
 EMAIL = "Send an email to kim@example.com saying the release is ready"
 
 
@@ -35,7 +38,7 @@ def redis(private_redis: Redis) -> Redis:
 
 
 @pytest.fixture
-def processes(redis_server) -> Iterator[list[AuraProcess]]:
+def processes(redis_server: RedisServer) -> Iterator[list[AuraProcess]]:
     started: list[AuraProcess] = []
     yield started
     for process in started:
@@ -49,38 +52,39 @@ def launch(processes: list[AuraProcess], redis_url: str, **env: str) -> AuraProc
 
 
 async def follow(url: str, session_id: str, after: int | None = None, headers: dict[str, str] | None = None,
-                 timeout: float = 20) -> list[Frame]:
+                 timeout: float = 20, seen: asyncio.Event | None = None) -> list[Frame]:
+    """Every frame of the session after ``after``, up to [DONE]; ``seen`` is set once `hitl` arrived."""
     hdrs = {**(headers or auth_headers()), "Accept": "text/event-stream"}
     if after is not None:
         hdrs["Last-Event-ID"] = f"{session_id}.{after}"
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         async with client.stream("GET", f"/aura/sessions/{session_id}/events", headers=hdrs) as response:
             assert response.status_code == 200, (await response.aread()).decode()
-            return await SseStream(response).rest(timeout=timeout)
+            stream = SseStream(response)
+            if seen is not None:
+                await stream.until("hitl", timeout=timeout)
+                seen.set()
+            await stream.rest(timeout=timeout)
+            return [f for f in stream.frames if f.comment is None or f.data is not None]
 
 
 def seqs(frames: list[Frame]) -> list[int]:
-    return [int(f.id.rsplit(".", 1)[1]) for f in frames if f.id]
+    return [f.seq for f in frames if f.id]
 
 
 def completed_tools(frames: list[Frame]) -> list[Frame]:
     return [f for f in frames if f.type == "tool_execution" and f.body["status"] == "completed"]
 
 
-async def get_json(url: str, path: str, headers: dict[str, str] | None = None) -> dict:
+async def get_json(url: str, path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        return (await client.get(path, headers=headers)).json()
+        body = (await client.get(path, headers=headers)).json()
+    assert isinstance(body, dict), body
+    return body
 
 
 async def waiting_on(url: str) -> int:
-    return (await get_json(url, "/aura/health"))["sessions"]["awaitingApproval"]
-
-
-async def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+    return int((await get_json(url, "/aura/health"))["sessions"]["awaitingApproval"])
 
 
 async def start_waiting_session(url: str, headers: dict[str, str] | None = None) -> tuple[str, str, list[Frame]]:
@@ -92,19 +96,21 @@ async def start_waiting_session(url: str, headers: dict[str, str] | None = None)
     return hitl.body["sessionId"], hitl.body["requestId"], frames
 
 
-async def test_replay_is_exact_from_every_cursor_and_from_another_replica(processes, redis_server, redis):
+async def test_replay_is_exact_from_every_cursor_and_from_another_replica(
+    processes: list[AuraProcess], redis_server: RedisServer, redis: Redis
+) -> None:
     a = launch(processes, redis_server.url)
     b = launch(processes, redis_server.url)
     async with httpx.AsyncClient(base_url=a.url, timeout=30) as client:
         async with open_stream(client, "Summarize today's open tasks") as stream:
             original = await stream.rest()
-    session_id = original[0].id.rsplit(".", 1)[0]
+    session_id = original[0].session_id
     events = original[:-1]
     for cut in range(len(events) + 1):
         replay = await follow(b.url, session_id, after=cut)
         assert [f.raw for f in replay] == [f.raw for f in events[cut:]] + [b"data: [DONE]"]
     # The POST form with Last-Event-ID replays too, and runs nothing new.
-    headers = {**auth_headers(), "Last-Event-ID": events[3].id}
+    headers = {**auth_headers(), "Last-Event-ID": events[3].event_id}
     async with httpx.AsyncClient(base_url=b.url, timeout=30) as client:
         async with open_stream(client, "Summarize today's open tasks", headers=headers) as stream:
             again = await stream.rest()
@@ -115,9 +121,15 @@ async def test_replay_is_exact_from_every_cursor_and_from_another_replica(proces
 
 
 @pytest.mark.parametrize("approve_while_down", [True, False])
-async def test_restart_mid_wait_resumes_the_session_to_done(processes, redis_server, redis, approve_while_down):
+async def test_restart_mid_wait_resumes_the_session_to_done(
+    processes: list[AuraProcess], redis_server: RedisServer, redis: Redis, approve_while_down: bool
+) -> None:
+    tenant = "51" if approve_while_down else "52"  # an outbox of this parametrization's own
+    headers = auth_headers(tenant=tenant)
+    outbox = f"aura:outbox:{tenant}"
+    await redis.delete(outbox)
     first = launch(processes, redis_server.url)
-    session_id, request_id, before = await start_waiting_session(first.url)
+    session_id, request_id, before = await start_waiting_session(first.url, headers)
     first.kill()  # SIGKILL: no drain, the lease just lapses
     if approve_while_down:
         await main_service.decide(redis, request_id, approve=True)
@@ -127,16 +139,18 @@ async def test_restart_mid_wait_resumes_the_session_to_done(processes, redis_ser
         async def adopted_and_waiting() -> bool:
             return await waiting_on(second.url) == 1
 
-        await wait_for(adopted_and_waiting)
+        await wait_until(adopted_and_waiting, 10, "the second process to adopt the waiting session")
         await main_service.decide(redis, request_id, approve=True)
-    rest = await follow(second.url, session_id, after=seqs(before)[-1])
+    rest = await follow(second.url, session_id, after=seqs(before)[-1], headers=headers)
     assert seqs(before) + seqs(rest) == list(range(1, seqs(rest)[-1] + 1))  # no gap, no duplicate
     assert [f.body["to"] for f in rest if f.type == "state"] == ["executing", "done"]
     assert len(completed_tools(rest)) == 1 and rest[-1].is_done
-    assert await redis.llen("aura:outbox:1") >= 1
+    assert await redis.llen(outbox) == 1  # sent exactly once, though two processes drove the session
 
 
-async def test_two_replicas_follow_and_resume_exactly_once(processes, redis_server, redis):
+async def test_two_replicas_follow_and_resume_exactly_once(
+    processes: list[AuraProcess], redis_server: RedisServer, redis: Redis
+) -> None:
     a = launch(processes, redis_server.url)
     b = launch(processes, redis_server.url)
     tenant = "77"
@@ -146,8 +160,10 @@ async def test_two_replicas_follow_and_resume_exactly_once(processes, redis_serv
         async with open_stream(client, EMAIL, headers=headers) as on_a:
             hitl = await on_a.until("hitl")
             session_id = hitl.body["sessionId"]
-            from_b = asyncio.create_task(follow(b.url, session_id, after=0, headers=headers))
-            await asyncio.sleep(0.3)
+            b_saw_hitl = asyncio.Event()
+            from_b = asyncio.create_task(follow(b.url, session_id, after=0, headers=headers, seen=b_saw_hitl))
+            # B follows live: it has read up to `hitl` and waits for more (not a replay after the end).
+            await asyncio.wait_for(b_saw_hitl.wait(), 20)
             # Approve on B (Aura's own API) while A drives the session.
             async with httpx.AsyncClient(base_url=b.url, timeout=10) as api:
                 answer = await api.post(f"/aura/hitl/approve/{hitl.body['requestId']}",
@@ -165,14 +181,14 @@ async def test_two_replicas_follow_and_resume_exactly_once(processes, redis_serv
     async def on_b() -> bool:
         return await waiting_on(b.url) >= 1
 
-    await wait_for(on_b)
+    await wait_until(on_b, 10, "B to adopt the session of the killed A")
     await main_service.decide(redis, request_id, approve=True)
     rest = await follow(b.url, session_id, after=seqs(before)[-1], headers=headers)
     assert len(completed_tools(rest)) == 1 and rest[-2].body["to"] == "done"
     assert await redis.llen(f"aura:outbox:{tenant}") == 2
 
 
-async def test_redis_restart_mid_wait_loses_nothing(processes):
+async def test_redis_restart_mid_wait_loses_nothing(processes: list[AuraProcess]) -> None:
     server = RedisServer(persistent=True)
     server.start()
     redis = Redis.from_url(server.url, decode_responses=True)
@@ -190,21 +206,23 @@ async def test_redis_restart_mid_wait_loses_nothing(processes):
                 async def ready() -> bool:
                     return (await client.get("/aura/health")).status_code == 200
 
-                await wait_for(ready)
+                await wait_until(ready, 10, "readiness once Redis is back")
                 await main_service.decide(redis, hitl.body["requestId"], approve=True)
                 rest = await stream.rest(timeout=20)
         assert [f.body["to"] for f in rest if f.type == "state"] == ["executing", "done"]
         assert len(completed_tools(rest)) == 1
         everything = [f for f in stream.frames if f.id]
         assert seqs(everything) == list(range(1, len(everything) + 1))
-        logged = await redis.xrange(f"aura:session:{hitl.body['sessionId']}:events")
+        logged = await redis.xrange(f"aura:session:{hitl.body['sessionId']}:events") or []
         assert [entry_id for entry_id, _ in logged][:-1] == [f"0-{n}" for n in range(1, len(everything) + 1)]
     finally:
         await redis.aclose()
         server.stop()
 
 
-async def test_sigterm_drains_streams_and_another_replica_continues(processes, redis_server, redis):
+async def test_sigterm_drains_streams_and_another_replica_continues(
+    processes: list[AuraProcess], redis_server: RedisServer, redis: Redis
+) -> None:
     a = launch(processes, redis_server.url)
     b = launch(processes, redis_server.url)
     async with httpx.AsyncClient(base_url=a.url, timeout=30) as client:
@@ -227,13 +245,15 @@ async def test_sigterm_drains_streams_and_another_replica_continues(processes, r
     async def adopted() -> bool:
         return await waiting_on(b.url) >= 1
 
-    await wait_for(adopted, timeout=5)
+    await wait_until(adopted, 10, "B to adopt the drained session")
     await main_service.decide(redis, hitl.body["requestId"], approve=True)
-    rest = await follow(b.url, session_id, after=int(hitl.id.rsplit(".", 1)[1]))
+    rest = await follow(b.url, session_id, after=hitl.seq)
     assert rest[-2].body["to"] == "done" and len(completed_tools(rest)) == 1
 
 
-async def test_cross_tenant_resume_is_refused_and_leaks_nothing(processes, redis_server):
+async def test_cross_tenant_resume_is_refused_and_leaks_nothing(
+    processes: list[AuraProcess], redis_server: RedisServer
+) -> None:
     a = launch(processes, redis_server.url)
     session_id, _, before = await start_waiting_session(a.url)
     intruders = [auth_headers(tenant="2"), auth_headers(sub="2")]
@@ -244,7 +264,7 @@ async def test_cross_tenant_resume_is_refused_and_leaks_nothing(processes, redis
                 assert response.status_code == 404, response.text
                 assert response.json()["errorCode"] == "E1004"
                 assert session_id in response.json()["message"]  # only what the caller already said
-            resumed = {**headers, "Last-Event-ID": before[-1].id}
+            resumed = {**headers, "Last-Event-ID": before[-1].event_id}
             async with open_stream(client, "hello", headers=resumed) as stream:
                 fresh = await stream.rest()
             assert all(session_id not in f.raw.decode() for f in fresh)
@@ -252,7 +272,9 @@ async def test_cross_tenant_resume_is_refused_and_leaks_nothing(processes, redis
         assert unknown.status_code == 404
 
 
-async def test_cancel_from_any_replica_aborts_the_session(processes, redis_server):
+async def test_cancel_from_any_replica_aborts_the_session(
+    processes: list[AuraProcess], redis_server: RedisServer
+) -> None:
     a = launch(processes, redis_server.url)
     b = launch(processes, redis_server.url)
     async with httpx.AsyncClient(base_url=a.url, timeout=30) as client:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from typing import Any
-
 from aura.errors import LeaseLost
 from aura.http.sse import DONE_FRAME, DRAIN_FRAME, HEARTBEAT_FRAME, feed_frames
 from aura.session.events import EventType
+from aura.session.notifier import Wakeup
 from aura.session.session import Session
 from tests.support.redis_server import RedisServer
 from tests.support.sessions import Driver, driver_for
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +27,22 @@ async def new_session(redis: Redis, **kwargs: Any) -> tuple[Session, Driver]:
     return await driver.create(), driver
 
 
-async def test_events_are_read_back_in_order_from_redis_and_locally(private_redis):
+def wake_event(d: Driver, session: Session) -> Wakeup | None:
+    """The wake-up the session's followers sleep on, if one was taken (looked at without creating one)."""
+    return d.notifier.current(session.id)
+
+
+def followers_waiting(d: Driver, session: Session) -> int:
+    """How many readers are blocked on the session's wake-up right now."""
+    return d.notifier.followers_waiting(session.id)
+
+
+async def waiting_followers(d: Driver, session: Session, count: int = 1) -> None:
+    await wait_until(lambda: followers_waiting(d, session) >= count, 5,
+                     lambda: f"{count} follower(s) waiting on {session.id} (got {followers_waiting(d, session)})")
+
+
+async def test_events_are_read_back_in_order_from_redis_and_locally(private_redis: Redis) -> None:
     session, d = await new_session(private_redis)
     for n in range(5):
         d.writer.emit(session, EventType.CONTENT, {"content": str(n)})
@@ -37,36 +54,40 @@ async def test_events_are_read_back_in_order_from_redis_and_locally(private_redi
     assert json.loads(remote[0][1].split(b"data: ")[1])["data"]["content"] == "2"
 
 
-async def test_read_after_wakes_every_follower_on_append(private_redis):
+async def test_read_after_wakes_every_follower_on_append(private_redis: Redis) -> None:
     session, d = await new_session(private_redis)
-    readers = [asyncio.create_task(d.remote_feed(session).read_after(0, timeout=5)) for _ in range(3)]
-    await asyncio.sleep(0.05)
+    readers = [asyncio.create_task(d.remote_feed(session).read_after(0, timeout=10)) for _ in range(3)]
+    await waiting_followers(d, session, 3)  # all three read the empty log and sleep on the event
     d.writer.emit(session, EventType.CONTENT, {"content": "x"})
     await d.writer.sync(session)
-    results = await asyncio.wait_for(asyncio.gather(*readers), 2)
+    results = await asyncio.wait_for(asyncio.gather(*readers), 5)  # woken, not timed out after 10 s
     assert all([seq for seq, _ in r] == [1] for r in results)
 
 
-async def test_a_spurious_wake_does_not_end_the_wait_early(private_redis):
+async def test_a_spurious_wake_does_not_end_the_wait_early(private_redis: Redis) -> None:
     """Regression: a notification for an event already read made the writer send a heartbeat at once."""
     session, d = await new_session(private_redis)
     feed = d.remote_feed(session)
-    reader = asyncio.create_task(feed.read_after(0, timeout=0.5))
-    await asyncio.sleep(0.05)
+    reader = asyncio.create_task(feed.read_after(0, timeout=10))
+    await waiting_followers(d, session)
+    first = wake_event(d, session)
     d.notifier.wake(session.id)  # nothing new in the log
-    await asyncio.sleep(0.05)
+    # The reader reads again, finds nothing, and sleeps on a fresh event (or, wrongly, returns).
+    await wait_until(lambda: reader.done() or (wake_event(d, session) not in (None, first)
+                                               and followers_waiting(d, session) == 1), 5,
+                     "the woken reader to wait again")
     assert not reader.done()
     d.writer.emit(session, EventType.CONTENT, {"content": "x"})
     await d.writer.sync(session)
-    assert [seq for seq, _ in await asyncio.wait_for(reader, 1)] == [1]
+    assert [seq for seq, _ in await asyncio.wait_for(reader, 5)] == [1]
 
 
-async def test_read_after_times_out_empty(private_redis):
+async def test_read_after_times_out_empty(private_redis: Redis) -> None:
     session, d = await new_session(private_redis)
     assert await d.remote_feed(session).read_after(0, timeout=0.05) == []
 
 
-async def test_end_marker_closes_the_feed(private_redis):
+async def test_end_marker_closes_the_feed(private_redis: Redis) -> None:
     session, d = await new_session(private_redis)
     d.writer.emit(session, EventType.CONTENT, {"content": "x"})
     await d.writer.sync(session)
@@ -77,7 +98,7 @@ async def test_end_marker_closes_the_feed(private_redis):
     assert session.id not in await d.store.live_sessions()
 
 
-async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(private_redis):
+async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(private_redis: Redis) -> None:
     session, d = await new_session(private_redis, max_events=100)
     for n in range(400):
         d.writer.emit(session, EventType.CONTENT, {"content": str(n)})
@@ -92,7 +113,7 @@ async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(private
     assert [seq for seq, _ in frames[1:]] == list(range(first_kept, first_kept + len(frames) - 1))
 
 
-async def test_appends_are_fenced_by_the_lease(private_redis):
+async def test_appends_are_fenced_by_the_lease(private_redis: Redis) -> None:
     session, d = await new_session(private_redis)
     await private_redis.set(f"aura:session:{session.id}:lease", "someone-else")
     d.writer.emit(session, EventType.CONTENT, {"content": "x"})
@@ -103,7 +124,7 @@ async def test_appends_are_fenced_by_the_lease(private_redis):
     assert await private_redis.xlen(f"aura:session:{session.id}:events") == 0
 
 
-async def test_writer_sends_heartbeats_while_idle_then_events_then_done(private_redis):
+async def test_writer_sends_heartbeats_while_idle_then_events_then_done(private_redis: Redis) -> None:
     session, d = await new_session(private_redis)
     frames = feed_frames(d.local_feed(session), after_seq=0, heartbeat_seconds=0.05)
     assert await anext(frames) == HEARTBEAT_FRAME
@@ -116,18 +137,22 @@ async def test_writer_sends_heartbeats_while_idle_then_events_then_done(private_
         await anext(frames)
 
 
-async def test_writer_ends_without_done_when_the_server_drains(private_redis):
+async def anext_frame(frames: AsyncIterator[bytes]) -> bytes:
+    return await anext(frames)
+
+
+async def test_writer_ends_without_done_when_the_server_drains(private_redis: Redis) -> None:
     session, d = await new_session(private_redis)
-    frames = feed_frames(d.remote_feed(session), after_seq=0, heartbeat_seconds=5)
-    pending = asyncio.create_task(anext(frames))
-    await asyncio.sleep(0.05)
+    frames = feed_frames(d.remote_feed(session), after_seq=0, heartbeat_seconds=30)
+    pending: asyncio.Task[bytes] = asyncio.create_task(anext_frame(frames))
+    await waiting_followers(d, session)
     d.notifier.drain()
-    assert await asyncio.wait_for(pending, 1) == DRAIN_FRAME
+    assert await asyncio.wait_for(pending, 5) == DRAIN_FRAME  # at once, not at the 30 s heartbeat
     with pytest.raises(StopAsyncIteration):
         await anext(frames)
 
 
-async def test_a_session_that_forgot_its_frames_still_replays_them_from_redis(private_redis):
+async def test_a_session_that_forgot_its_frames_still_replays_them_from_redis(private_redis: Redis) -> None:
     session, d = await new_session(private_redis)
     for n in range(3):
         d.writer.emit(session, EventType.CONTENT, {"content": str(n)})
@@ -142,7 +167,8 @@ async def test_a_session_that_forgot_its_frames_still_replays_them_from_redis(pr
     assert local is not None and [seq for seq, _ in local[0]] == [4]
 
 
-async def test_a_follower_keeps_its_stream_while_redis_is_away():
+@pytest.mark.e2e  # starts (and stops) a redis-server of its own
+async def test_a_follower_keeps_its_stream_while_redis_is_away() -> None:
     """Regression: a Redis error while reading the log ended the SSE response without [DONE]."""
     server = RedisServer()
     server.start()

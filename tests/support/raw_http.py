@@ -1,0 +1,71 @@
+"""HTTP/1.1 over a plain socket, to see what an HTTP client hides: the chunks of a chunked response.
+
+uvicorn sends every ``http.response.body`` message as one chunk of the chunked
+transfer coding, so the chunk boundaries on the wire are Aura's writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    reader: asyncio.StreamReader
+
+    @property
+    def chunked(self) -> bool:
+        return self.headers.get("transfer-encoding", "").lower() == "chunked"
+
+    async def chunk(self) -> bytes:
+        """The next chunk's data; ``b""`` for the last (zero-size) chunk."""
+        line = await self.reader.readuntil(b"\r\n")
+        size = int(line[:-2].split(b";", 1)[0], 16)
+        data = await self.reader.readexactly(size)
+        if size == 0:  # no trailers are sent: the blank line ends the message
+            assert await self.reader.readexactly(2) == b"\r\n"
+            return b""
+        assert await self.reader.readexactly(2) == b"\r\n", "chunk data longer than its size line said"
+        return data
+
+    async def chunks(self, timeout: float = 10) -> list[bytes]:
+        """Every chunk up to the last one (excluded)."""
+        out: list[bytes] = []
+        async with asyncio.timeout(timeout):
+            while chunk := await self.chunk():
+                out.append(chunk)
+        return out
+
+
+@contextlib.asynccontextmanager
+async def raw_post(
+    port: int, path: str, body: Any, headers: Mapping[str, str], *, host: str = "127.0.0.1"
+) -> AsyncIterator[RawResponse]:
+    """POST ``body`` as JSON on a fresh connection; yield the response once its head has arrived."""
+    content = json.dumps(body).encode()
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
+            f"Content-Length: {len(content)}", *(f"{name}: {value}" for name, value in headers.items())]
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + content)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            raw_head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = raw_head.decode("latin-1").split("\r\n")
+        fields = {}
+        for line in lines:
+            if line:
+                name, _, value = line.partition(":")
+                fields[name.strip().lower()] = value.strip()
+        yield RawResponse(int(status_line.split(" ", 2)[1]), fields, reader)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
