@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from aura.errors import MalformedSignal
 from aura.storage import keys
-from aura.storage.calls import bounded
+from aura.storage.calls import bounded, stop_if_cancelled
 from aura.hitl.signals import Signal, parse_signal
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,9 @@ class SignalHub:
         """Subscribe and dispatch forever; reconnect with backoff. Cancel to stop."""
         backoff = 0.1
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
         while True:
+            stop_if_cancelled(task)
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 async with asyncio.timeout(self._timeout):
@@ -134,6 +136,7 @@ class SignalHub:
                 await self._sweep()  # whatever was published while we were not listening
                 next_sweep = loop.time() + self._sweep_seconds
                 while True:
+                    stop_if_cancelled(task)
                     wait = max(0.0, min(1.0, next_sweep - loop.time()))
                     message = await pubsub.get_message(timeout=wait)
                     if message is not None:
@@ -174,3 +177,4 @@ class SignalHub:
             self._on_log_grew(channel[len(_EVENTS_PREFIX) :])
         elif channel.startswith(_CANCEL_PREFIX) and self.on_cancel is not None:
             self.on_cancel(channel[len(_CANCEL_PREFIX) :])
+

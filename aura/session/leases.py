@@ -19,7 +19,7 @@ from aura.session.registry import SessionRegistry
 from aura.session.session import Session
 from aura.session.snapshot import SnapshotUnreadable
 from aura.session.store import SessionStore
-from aura.storage.calls import bounded
+from aura.storage.calls import bounded, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,7 +49,9 @@ class LeaseKeeper:
 
     async def run(self) -> None:
         """Keep the heartbeat and adopt, forever; cancel to stop."""
+        task = asyncio.current_task()
         while True:
+            stop_if_cancelled(task)
             try:
                 await self.round()
             except asyncio.CancelledError:

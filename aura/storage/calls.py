@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -36,3 +36,14 @@ async def mapped(operation: str) -> AsyncIterator[None]:
         yield
     except REDIS_FAILURES as exc:
         raise StoreUnavailable(operation, exc) from exc
+
+
+def stop_if_cancelled(task: asyncio.Task[Any] | None) -> None:
+    """Raise CancelledError for a cancel of ``task`` that a Redis call swallowed.
+
+    Python 3.11's ``asyncio.wait_for``, which redis-py wraps around every send, swallows a
+    cancel that lands as the reply arrives: a loop that only stops on CancelledError would
+    run on and hang the shutdown. Loops over Redis calls check this once per round.
+    """
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -260,12 +260,6 @@ class SwallowingSource:
         return await asyncio.wait_for(self.reply, 5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "source bug: SignalHub.run only stops on a CancelledError; Python 3.11's asyncio.wait_for (inside "
-    "redis-py's send_packed_command) swallows a cancel that lands as a Redis reply arrives, and the hub "
-    "then runs for ever, so Runtime.__aexit__ (task.cancel(); await task) hangs the shutdown. The hub "
-    "could end its loop once asyncio.current_task().cancelling() is non-zero."
-))
 async def test_the_hub_stops_on_one_cancel_even_if_a_redis_call_swallowed_it(redis: Redis) -> None:
     source = SwallowingSource()
     hub = SignalHub(redis, source, sweep_seconds=LONG_SWEEP, redis_timeout_seconds=2)
