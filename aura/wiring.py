@@ -85,7 +85,8 @@ def build(
     gate = ApprovalGate(hub, hitl_store, writer, timeout_seconds=settings.hitl_timeout_seconds,
                         redis_timeout_seconds=timeout)
     environment = ToolEnvironment(clients.commands, http, settings.dwp_gateway_url, settings.tool_timeout_seconds)
-    runner = AgentRunner(planner or default_planner(settings, http, toolset), toolset, gate, writer, registry, environment)
+    chosen_planner = planner if planner is not None else default_planner(settings, http, toolset)
+    runner = AgentRunner(chosen_planner, toolset, gate, writer, registry, environment)
     # A follower on another replica says so for at least a lease, refreshed every half of it.
     feeds = Feeds(session_store, notifier, replay, timeout, max(settings.lease_seconds, 2 * settings.heartbeat_seconds))
     reporter = (
@@ -98,8 +99,11 @@ def build(
     leases = LeaseKeeper(session_store, registry, lease_seconds=settings.lease_seconds, redis_timeout_seconds=timeout,
                          on_adopted=runs.start, on_taken=runs.taken)
     verifier = TokenVerifier(settings.jwt_secret, leeway_seconds=settings.jwt_leeway_seconds)
-    return Services(settings, instance_id, clients, http, verifier, hitl_store, session_store, notifier, replay,
-                    writer, registry, hub, toolset, runs, leases, reporter, feeds)
+    return Services(
+        settings=settings, instance_id=instance_id, redis=clients, http=http, verifier=verifier,
+        hitl_store=hitl_store, session_store=session_store, notifier=notifier, replay=replay, writer=writer,
+        registry=registry, hub=hub, tools=toolset, runs=runs, leases=leases, task_reporter=reporter, feeds=feeds,
+    )
 
 
 def default_tools(settings: Settings) -> ToolRegistry:
