@@ -20,7 +20,7 @@ def render_mermaid() -> str:
     """Return the diagram as mermaid source (no highlighting of a current state)."""
     machine = GraphMachine(
         model=None,
-        states=STATES,
+        states=[dict(state) for state in STATES],  # transitions writes into the dicts it is given
         transitions=TRANSITIONS,
         initial=State.PLANNING.value,
         auto_transitions=False,

@@ -191,7 +191,7 @@ class SessionMachine:
         self._machine = Machine(
             model=None,
             model_override=True,
-            states=STATES,
+            states=[dict(state) for state in STATES],  # transitions writes into the dicts it is given
             transitions=TRANSITIONS,
             initial=State.PLANNING.value,
             auto_transitions=False,

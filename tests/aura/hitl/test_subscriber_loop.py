@@ -32,7 +32,15 @@ class Hang:
     """A scripted step that never returns (a Redis that stopped answering)."""
 
 
-Step = BaseException | Hang
+@dataclass
+class SwallowCancel:
+    """A scripted step that waits until the task is cancelled and swallows the cancel, as Python 3.11's
+    ``asyncio.wait_for`` inside redis-py can when the reply lands at the same time; then raises ``then``."""
+
+    then: BaseException | None = None
+
+
+Step = BaseException | Hang | SwallowCancel
 
 
 @dataclass
@@ -54,13 +62,23 @@ class FakeSubscriber:
         await self.connections[-1].inbox.put(message)
 
 
-async def play(steps: list[Step]) -> None:
-    if steps:
-        step = steps.pop(0)
-        if isinstance(step, Hang):
+async def play(steps: list[Step]) -> bool:
+    """Play the next step, if any; whether it swallowed a cancel."""
+    if not steps:
+        return False
+    step = steps.pop(0)
+    if isinstance(step, Hang):
+        await asyncio.Event().wait()
+        return False
+    if isinstance(step, SwallowCancel):
+        try:
             await asyncio.Event().wait()
-            return
-        raise step
+        except asyncio.CancelledError:
+            pass
+        if step.then is not None:
+            raise step.then
+        return True
+    raise step
 
 
 @dataclass
@@ -79,7 +97,8 @@ class FakePubSub:
 
     async def get_message(self, timeout: float) -> Message | None:
         self.waits.append(timeout)
-        await play(self.server.read_steps)
+        if await play(self.server.read_steps):
+            return None  # the reply that came with the swallowed cancel: nothing
         try:
             return await asyncio.wait_for(self.inbox.get(), timeout)
         except TimeoutError:
@@ -384,3 +403,29 @@ async def test_callbacks_given_to_the_constructor_are_the_ones_called(parts: Par
         await parts.subscriber.publish(pmessage(keys.cancel_channel("sess_b"), "1"))
         await until(lambda: bool(parts.cancelled))
     assert (parts.grew, parts.cancelled) == (["sess_a"], ["sess_b"])
+
+
+async def test_a_cancel_swallowed_by_a_read_still_stops_the_loop(parts: Parts) -> None:
+    parts.subscriber.read_steps = [SwallowCancel()]
+    hub = parts.hub()
+    task = asyncio.create_task(hub.run())
+    await until(lambda: bool(parts.subscriber.connections and parts.subscriber.connections[0].waits))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, WAIT)
+    assert len(parts.subscriber.connections) == 1 and parts.subscriber.connections[0].closed
+
+
+async def test_a_cancel_swallowed_by_a_failing_subscribe_stops_the_loop_before_it_reconnects(
+    parts: Parts, sleeps: list[float]
+) -> None:
+    parts.subscriber.subscribe_steps = [SwallowCancel(then=RedisConnectionError("gone"))]
+    hub = parts.hub(redis_timeout=WAIT * 2)  # the cancel, not the subscribe's own bound, ends the wait
+    task = asyncio.create_task(hub.run())
+    await until(lambda: bool(parts.subscriber.connections))
+    await _real_sleep(0.01)  # in psubscribe by now
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, WAIT)
+    assert len(parts.subscriber.connections) == 1
+    assert not hub.subscribed.is_set()
