@@ -99,12 +99,13 @@ class AgentRunner:
             await self._end(session)
 
     async def _end(self, session: Session) -> None:
-        if not session.detached and session.model.is_final:
-            try:
+        try:
+            if not session.detached and session.model.is_final:
                 await self._writer.close(session)
-            except (LeaseLost, StoreUnavailable) as exc:
-                log.warning("session %s: could not mark its log ended: %s", session.id, exc)
-        self._registry.drop(session)
+        except (LeaseLost, StoreUnavailable) as exc:
+            log.warning("session %s: could not mark its log ended: %s", session.id, exc)
+        finally:  # even when a cancel lands here: a session that ended leaves memory
+            self._registry.drop(session)
 
     def _emit(self, session: Session, item: events.EventData) -> None:
         self._writer.emit(session, *item)

@@ -40,8 +40,8 @@ class RunSupervisor:
         """A cancel published for a session: act on it if this process drives it."""
         session = self._registry.local(session_id)
         task = self._runs.get(session_id)
-        if session is None or task is None:
-            return
+        if session is None or task is None or session.model.is_final:
+            return  # a session that already ended is not aborted after the fact
         session.cancel_requested = True
         task.cancel()
 

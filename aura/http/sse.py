@@ -83,6 +83,7 @@ class EventStreamResponse(StreamingResponse):
         try:
             self.sending_since = loop.time()
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            self.sending_since = None  # waiting for the first frame is not a stuck send
             frames = self.body_iterator
             while True:
                 # Not `async for`: its variable would hold the last frame through every wait for the
@@ -95,13 +96,15 @@ class EventStreamResponse(StreamingResponse):
                 await send(message)
                 self.sending_since = None
                 del message
+                if self.disconnected or self.dropped:
+                    return  # a cancel that a Redis call swallowed must not keep the stream going
             self.sending_since = loop.time()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not (self.dropped or self.disconnected):
                 raise
-            if self._task is not None:
-                self._task.uncancel()
+            if self._task is not None and self._task.uncancel() > 0:
+                raise  # a shutdown's cancel came too: it is not ours to swallow
             if self.dropped:  # the response stays incomplete, so the server closes the connection
                 log.info("dropped an SSE client that read nothing for %g s", self.send_timeout)
         finally:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
+
 from aura.errors import LeaseLost, StoreUnavailable
 from aura.ids import EventId
 from aura.session.events import AgentEvent, EventData, EventType, Payload
@@ -31,6 +33,8 @@ from aura.storage.calls import bounded
 log = logging.getLogger(__name__)
 
 # About 25 s of retries when Redis is away; a round that still fails fails its sessions.
+# Answers of one script call that mean "not now" rather than "never" (after a failover, a full Redis).
+RETRYABLE_ANSWERS: Final = (ReadOnlyError, OutOfMemoryError)
 RETRY_BACKOFF_SECONDS: Final = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)
 
 
@@ -157,7 +161,10 @@ class LogWriter:
     # -- the flusher ---------------------------------------------------------------------
     async def _flush(self) -> None:
         while self._queue:
-            batch, self._queue = list(self._queue.values()), {}
+            # A session released or failed since it queued (a creation its client gave up on, a
+            # log whose earlier round failed) writes nothing more: no orphan, no hole in the log.
+            batch = [e for e in self._queue.values() if e.error is None and self._logs.get(e.session.id) is e]
+            self._queue = {}
             done, self._round = self._round, None
             try:
                 await self._commit(batch)
@@ -219,9 +226,18 @@ class LogWriter:
                             len(pending), failure, delay)
                 await asyncio.sleep(delay)
                 continue
+            again: list[int] = []
             for i, answer in zip(pending, answers, strict=True):
-                results[i] = answer
-            return results
+                if isinstance(answer, RETRYABLE_ANSWERS) and not appends[i].create and delay is not None:
+                    again.append(i)  # a replica, or a full Redis: retried like a lost connection
+                else:
+                    results[i] = answer
+            if not again or delay is None:  # nothing to retry, or no attempt left
+                return results
+            pending = again
+            log.warning("Redis refused %d session(s) of a commit (%s); retrying in %.1f s",
+                        len(again), answers[0] if len(answers) == 1 else "READONLY/OOM", delay)
+            await asyncio.sleep(delay)
         return results
 
     async def aclose(self) -> None:

@@ -27,6 +27,7 @@ class MemoryLogStore:
     lost: set[str] = field(default_factory=set)  # sessions whose lease another instance holds
     failures: list[BaseException] = field(default_factory=list)  # raised by the next commits, in order
     commits: list[list[str]] = field(default_factory=list)  # the session ids of each commit
+    refusals: dict[str, list[Exception]] = field(default_factory=dict)  # per session: answers of its next calls
     gate: asyncio.Event | None = None  # when set up, a commit waits for it (a slow Redis)
 
     async def commit(self, appends: Sequence[Append]) -> list[Exception | None]:
@@ -40,6 +41,9 @@ class MemoryLogStore:
             sid = append.session_id
             if sid in self.lost:
                 answers.append(LeaseLost(sid))
+                continue
+            if self.refusals.get(sid):
+                answers.append(self.refusals[sid].pop(0))  # Redis refused this one call: nothing written
                 continue
             log = self.frames.setdefault(sid, [])
             stored = int(self.fields.get(sid, {}).get("seq", "0"))

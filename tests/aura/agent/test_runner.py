@@ -501,3 +501,20 @@ async def test_a_lost_lease_detaches_the_session_and_writes_no_error(parts: Harn
     assert session.id not in parts.store.ended
     assert session.state is State.EXECUTING  # the new driver decides what happens next
     assert len(parts.machine) == 0
+
+
+async def test_a_cancel_while_the_end_is_written_still_lets_the_session_go(parts: Harness) -> None:
+    """Regression: a cancel landing in the final close() skipped dropping the session, which then
+    stayed in memory (its writer entry and replay frames) for good."""
+    parts.store.gate = asyncio.Event()  # Redis is slow to take the last round
+    session = parts.new_session()
+    run = asyncio.ensure_future(parts.runner(FixedPlanner(plain_plan("Thinking."))).run(session))
+    async with asyncio.timeout(5.0):
+        while not session.model.is_final:
+            await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5.0):
+            await run
+    parts.store.gate.set()
+    assert parts.replay.after(session.id, 0) is None  # released: nothing of it is kept here

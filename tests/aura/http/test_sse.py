@@ -189,6 +189,21 @@ async def collect(frames: AsyncIterator[bytes]) -> list[bytes]:
         return [item async for item in frames]
 
 
+async def test_waiting_longer_than_the_send_bound_for_the_first_frame_is_not_a_stuck_send() -> None:
+    """Regression: the bound ran from the start line's send until the first frame, so a stream that
+    waited (a session waiting for a human, heartbeats slower than the bound) was dropped."""
+
+    async def slow_first() -> AsyncGenerator[bytes, None]:
+        await asyncio.sleep(SEND_TIMEOUT * 4)
+        yield frame(1)
+
+    recorder = Recorder()
+    response = EventStreamResponse(slow_first(), send_timeout=SEND_TIMEOUT)
+    await run(response, recorder)
+    assert not response.dropped
+    assert [m["body"] for m in recorder.bodies] == [frame(1), b""]
+
+
 async def test_a_client_that_disconnects_ends_the_stream_at_once_and_closes_the_frames() -> None:
     """The writer's own disconnect listener (not Starlette's task group): a follower is not kept after its client left."""
     closed = asyncio.Event()
