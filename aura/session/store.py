@@ -34,6 +34,11 @@ if mode == 'create' then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
   redis.call('ZADD', KEYS[4], redis.call('TIME')[1], ARGV[5])
 elseif redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  if mode == 'end' then
+    -- an end retried after its reply was lost: the lease is gone because the end is written
+    local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+    if last and last[2][1] == 'end' then return 1 end
+  end
   return 0
 end
 local stored = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') or 0

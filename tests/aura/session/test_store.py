@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
+from aura.errors import LeaseLost
 from aura.ids import new_session_id
 from aura.session.store import SessionStore
 from tests.support.redis_server import close_pubsub
@@ -75,3 +76,25 @@ async def test_cancel_request_is_recorded_and_published(private_redis: Redis) ->
     snapshot = await a.load(sid)
     assert snapshot is not None and snapshot["cancelRequested"] == "1"
     await close_pubsub(pubsub)
+
+
+async def test_an_end_retried_after_its_reply_was_lost_succeeds_once_more(private_redis: Redis) -> None:
+    """Regression: the retry of a written end found the lease gone and was reported as LeaseLost."""
+    a = store(private_redis, "end-a")
+    sid = new_session_id()
+    await a.create(sid, {"sessionId": sid, "seq": "0"})
+    await a.append(sid, [(1, "id: x.1\n\n")], {"seq": "1"})
+    await a.append(sid, [], {"seq": "1"}, end=True)
+    await a.append(sid, [], {"seq": "1"}, end=True)  # the retry: no LeaseLost, no second end marker
+    entries = await private_redis.xrange(f"aura:session:{sid}:events") or []
+    assert [fields for _, fields in entries] == [{"f": "id: x.1\n\n"}, {"end": "1"}]
+
+
+async def test_an_end_is_still_fenced_by_the_lease_before_it_is_written(private_redis: Redis) -> None:
+    a, b = store(private_redis, "end-b"), store(private_redis, "end-c")
+    sid = new_session_id()
+    await a.create(sid, {"sessionId": sid, "seq": "0"})
+    await private_redis.set(f"aura:session:{sid}:lease", "end-c")
+    with pytest.raises(LeaseLost):
+        await a.append(sid, [], {"seq": "0"}, end=True)
+    assert await b.owners([sid]) == ["end-c"]
