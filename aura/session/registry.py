@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from statemachines import SessionMachine
+from statemachines import SessionMachine, State
 
 from aura.auth import Principal
 from aura.ids import new_session_id
@@ -21,9 +21,7 @@ class SessionRegistry:
     async def create(self, owner: Principal, request: SessionRequest) -> Session:
         """A new session in `planning`, stored with its lease (StoreUnavailable if Redis is away)."""
         session = Session(new_session_id(), owner, request)
-        # Local first: the adoption scan must never see it in Redis as nobody's.
-        self._machine.add(session.model)
-        self._sessions[session.id] = session
+        self._track(session, None)  # local first: the adoption scan must never see it in Redis as nobody's
         try:
             await self._writer.create(session, encode_identity(session.snapshot(0)), timeout=self._timeout)
         except BaseException:
@@ -34,13 +32,13 @@ class SessionRegistry:
     def adopt(self, snapshot: Snapshot) -> Session:
         """Drive a session restored from its snapshot (the lease is already ours)."""
         session = Session.restore(snapshot)
-        self._attach(session, snapshot)
+        self._track(session, snapshot.state)
+        self._writer.open(session)
         return session
 
-    def _attach(self, session: Session, snapshot: Snapshot) -> None:
-        self._machine.add(session.model, snapshot.state)
+    def _track(self, session: Session, state: State | None) -> None:
+        self._machine.add(session.model, state)
         self._sessions[session.id] = session
-        self._writer.open(session)
 
     def local(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -70,10 +70,6 @@ return 1
 """
 
 
-def _mapping(fields: Mapping[str, str]) -> dict[Any, Any]:
-    return dict(fields)  # redis-py's Mapping parameter is invariant in its key type
-
-
 def _text(value: bytes | str | None) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -114,14 +110,15 @@ class SessionStore:
     # -- writing (the lease holder only) ------------------------------------------------
     async def create(self, session_id: str, fields: Mapping[str, str]) -> None:
         """Store a new session's snapshot with this instance's lease, listed as live (no events yet)."""
-        [failure] = await self.commit([Append(session_id, (), dict(fields), 0, create=True)])
-        if failure is not None:
-            raise failure
+        await self._commit_one(Append(session_id, (), dict(fields), 0, create=True))
 
     async def append(self, session_id: str, frames: Sequence[tuple[int, str]], fields: Fields, *, end: bool = False) -> None:
         """One session's events and snapshot, atomically, if we still hold the lease (LeaseLost if not)."""
         last = frames[-1][0] if frames else int(fields.get("seq", "0"))
-        [failure] = await self.commit([Append(session_id, frames, fields, last, end)])
+        await self._commit_one(Append(session_id, frames, fields, last, end))
+
+    async def _commit_one(self, append: Append) -> None:
+        [failure] = await self.commit([append])
         if failure is not None:
             raise failure
 
