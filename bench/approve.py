@@ -78,20 +78,7 @@ async def approve_many(redis: Redis, request_ids: Sequence[str]) -> int:
     """Approve a batch: one MGET, then every SET/SET/PUBLISH in one pipeline. Returns receivers."""
     if not request_ids:
         return 0
-    raws = await redis.mget([f"hitl:request:{rid}" for rid in request_ids])
-    now_ms = int(time.time() * 1000)
-    receivers = 0
-    async with redis.pipeline(transaction=False) as pipe:
-        for request_id, raw in zip(request_ids, raws, strict=True):
-            if raw is None:
-                raise ApprovalError(f"hitl:request:{request_id} does not exist")
-            record_json, signal_json, session_id = _approved(json.loads(raw), request_id, now_ms)
-            pipe.set(f"hitl:request:{request_id}", record_json, ex=1800)
-            pipe.set(f"hitl:signal:{session_id}", signal_json, ex=300)
-            pipe.publish(f"hitl:channel:{session_id}", signal_json)
-        results = await pipe.execute()
-    for index in range(2, len(results), 3):
-        receivers += int(results[index])
+    _, receivers = await approve_burst(redis, request_ids)
     return receivers
 
 
