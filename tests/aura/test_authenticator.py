@@ -7,21 +7,19 @@ survivors of ``make mutate`` (docs/TESTING.md).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
-from jose import jwt
 
 from aura.auth import Authenticator, Caller, Principal, TokenVerifier, authenticate_approver, bearer_token, tenant_header
 from aura.errors import ApiError, BadRequest, Forbidden, TenantMissing, TokenInvalid, Unauthorized
+from tests.support.auth import make_token
 
 SECRET = "a_test_secret_that_is_at_least_256_bits_long_for_HS256_signing"
 
 
 def token_for(sub: str = "7", tenant: str = "3") -> str:
-    now = int(time.time())
-    return str(jwt.encode({"sub": sub, "tenant_id": tenant, "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256"))
+    return make_token(sub, tenant, secret=SECRET)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from jose import jwt
 import aura.auth
 from aura.auth import Principal, TokenVerifier
 from aura.errors import TokenExpired, TokenInvalid
+from tests.support.auth import make_token
 
 SECRET = "a_test_secret_that_is_at_least_256_bits_long_for_HS256_signing"
 
@@ -34,9 +35,9 @@ class CountingVerifier(TokenVerifier):
 
 
 def token_for(sub: str = "7", tenant: str = "3", *, exp: int | None = None, **extra: Any) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {"sub": sub, "tenant_id": tenant, "iat": now, "exp": exp or now + 3600, **extra}
-    return str(jwt.encode(claims, SECRET, algorithm="HS256"))
+    if exp is not None:
+        extra["exp"] = exp  # make_token's own claims give way to extra ones
+    return make_token(sub, tenant, secret=SECRET, **extra)
 
 
 @pytest.fixture

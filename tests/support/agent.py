@@ -35,6 +35,7 @@ from aura.session.replay import ReplayCache
 from aura.session.session import Session, SessionRequest
 from aura.session.snapshot import Snapshot
 from tests.support.memory import MemoryApprovals, MemoryLogStore
+from tests.support.waiting import wait_until
 
 T = TypeVar("T")
 WAIT_SECONDS = 5.0  # generous bound for any wait of a test, on a loaded 2-core CI machine
@@ -227,9 +228,7 @@ def state_moves(events: Sequence[Logged]) -> list[tuple[str, str]]:
 # -- waiting --------------------------------------------------------------------------------------
 async def until(condition: Callable[[], bool], *, timeout: float = WAIT_SECONDS) -> None:
     """Wait (bounded) until ``condition`` holds, letting the other tasks run meanwhile."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.001)
+    await wait_until(condition, timeout, interval=0.001)
 
 
 async def bounded(call: Awaitable[T], timeout: float = WAIT_SECONDS) -> T:

@@ -22,6 +22,7 @@ from aura.session.feed import SessionFeed
 from aura.session.plan import PlanStep
 from aura.session.replay import Frame
 from aura.session.session import Session, SessionRequest
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -292,6 +293,4 @@ async def test_aclose_stops_a_reporter_that_follows_a_running_session(
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(BOUND_SECONDS):
-        while not condition():
-            await asyncio.sleep(0.001)
+    await wait_until(condition, BOUND_SECONDS, interval=0.001)

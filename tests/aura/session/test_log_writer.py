@@ -22,6 +22,7 @@ from aura.session.session import Session, SessionRequest
 from aura.session.snapshot import F, encode_identity
 from aura.session.store import Append
 from tests.support.memory import MemoryLogStore
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -67,10 +68,7 @@ async def parts() -> Parts:
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    """Wait (bounded) until ``condition`` holds; yields to the loop between checks."""
-    async with asyncio.timeout(WAIT_SECONDS):
-        while not condition():
-            await asyncio.sleep(0.001)
+    await wait_until(condition, WAIT_SECONDS, interval=0.001)
 
 
 def hold(store: MemoryLogStore) -> asyncio.Event:
