@@ -34,7 +34,7 @@ from aura.errors import (
     TokenInvalid,
     Unauthorized,
 )
-from tests.support.auth import OTHER_SECRET, SECRET, Digest, b64url, compact, hand_token, make_token, now_claims
+from tests.support.auth import OTHER_SECRET, SECRET, Digest, b64url, compact, hand_token, make_token, now_claims, some_headers
 
 
 @pytest.fixture
@@ -411,14 +411,7 @@ def test_check_principal_user_header_is_optional_but_must_match_sub() -> None:
 
 
 def approver(token: str | None = None, tenant: str | None = "1", user: str | None = "1") -> Headers:
-    raw: dict[str, str] = {}
-    if token is not None:
-        raw["Authorization"] = f"Bearer {token}"
-    if tenant is not None:
-        raw["X-Tenant-ID"] = tenant
-    if user is not None:
-        raw["X-User-ID"] = user
-    return Headers(headers=raw)
+    return Headers(headers=some_headers(token, tenant, user))
 
 
 def test_approver_happy_path_returns_principal_and_long_tenant(verifier: TokenVerifier) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from aura.auth import Authenticator, Caller, Principal, TokenVerifier, authenticate_approver, bearer_token, tenant_header
 from aura.errors import ApiError, BadRequest, Forbidden, TenantMissing, TokenInvalid, Unauthorized
-from tests.support.auth import make_token
+from tests.support.auth import make_token, some_headers
 
 SECRET = "a_test_secret_that_is_at_least_256_bits_long_for_HS256_signing"
 
@@ -28,14 +28,7 @@ def authenticator() -> Authenticator:
 
 
 def headers(token: str | None = None, tenant: str | None = "3", user: str | None = None) -> dict[str, str]:
-    sent: dict[str, str] = {}
-    if token is not None:
-        sent["authorization"] = f"Bearer {token}"
-    if tenant is not None:
-        sent["x-tenant-id"] = tenant
-    if user is not None:
-        sent["x-user-id"] = user
-    return sent
+    return some_headers(token, tenant, user)
 
 
 def fails(error: type[ApiError], message: str, call: Callable[[], object]) -> None:

@@ -67,6 +67,18 @@ def unsigned_token(alg: str) -> str:
     return f"{b64url(compact({'alg': alg, 'typ': 'JWT'}))}.{b64url(compact(now_claims()))}."
 
 
+def some_headers(token: str | None, tenant: str | None, user: str | None) -> dict[str, str]:
+    """Authorization, X-Tenant-ID and X-User-ID as the lower-case names a server sees; None leaves one out."""
+    sent: dict[str, str] = {}
+    if token is not None:
+        sent["authorization"] = f"Bearer {token}"
+    if tenant is not None:
+        sent["x-tenant-id"] = tenant
+    if user is not None:
+        sent["x-user-id"] = user
+    return sent
+
+
 def bearer(token: str, tenant: str = "1", **extra: str) -> dict[str, str]:
     """The stream's headers for ``token``: Authorization and X-Tenant-ID, plus ``extra``."""
     return {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant, **extra}

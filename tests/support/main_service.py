@@ -31,17 +31,17 @@ async def decide(redis: Redis, request_id: str, approve: bool, *, user_id: str =
 
 async def stored_request(redis: Redis, request_id: str) -> dict[str, Any]:
     """The request record as main-service reads it (``hitl:request:{id}``); it must exist."""
-    raw = await redis.get(f"hitl:request:{request_id}")
-    assert raw is not None, f"hitl:request:{request_id} is gone"
-    record = json.loads(raw)
-    assert isinstance(record, dict), raw
-    return record
+    return await _stored_object(redis, f"hitl:request:{request_id}")
 
 
 async def stored_signal(redis: Redis, session_id: str) -> dict[str, Any]:
     """The decision stored for a session (``hitl:signal:{sid}``), as main-service writes it; it must exist."""
-    raw = await redis.get(f"hitl:signal:{session_id}")
-    assert raw is not None, f"hitl:signal:{session_id} does not exist"
-    signal = json.loads(raw)
-    assert isinstance(signal, dict), raw
-    return signal
+    return await _stored_object(redis, f"hitl:signal:{session_id}")
+
+
+async def _stored_object(redis: Redis, key: str) -> dict[str, Any]:
+    raw = await redis.get(key)
+    assert raw is not None, f"{key} does not exist"
+    value = json.loads(raw)
+    assert isinstance(value, dict), raw
+    return value
