@@ -112,8 +112,7 @@ class AgentRunner:
 
     def _close_running_tool(self, session: Session, message: str) -> None:
         """A run that ends while its tool runs reports the tool failed: every executing gets an end."""
-        plan = session.plan
-        step = next((s for s in plan.steps if s.id == session.tool_started), None) if plan is not None else None
+        step = session.running_step()
         if step is None:
             return
         session.end_tool()
@@ -131,7 +130,10 @@ class AgentRunner:
         plan = session.plan
         assert plan is not None
         if session.tool_started is not None:
-            await self._interrupted(session, plan)
+            running = session.running_step()
+            if running is None:
+                raise RuntimeError(f"session {session.id}: its running tool's step {session.tool_started} is not in its plan")
+            await self._interrupted(session, running)
             return
         while session.step_index < len(plan.steps):
             step = plan.steps[session.step_index]
@@ -159,9 +161,8 @@ class AgentRunner:
             self._emit(session, events.plan_step(step, order))
         await fire(self._writer, session, Trigger.START_EXECUTION)
 
-    async def _interrupted(self, session: Session, plan: Plan) -> None:
+    async def _interrupted(self, session: Session, step: PlanStep) -> None:
         """A tool was running when the previous driver died: it is not run again (at most once)."""
-        step = next(s for s in plan.steps if s.id == session.tool_started)
         session.end_tool()
         self._emit(session, events.tool_execution(step, "failed", error=INTERRUPTED))
         self._emit(session, events.step_status(step, "failed"))

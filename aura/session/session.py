@@ -79,6 +79,12 @@ class Session:
     def end_tool(self) -> None:
         self.tool_started = None
 
+    def running_step(self) -> PlanStep | None:
+        """The step whose tool began and has not reported back, if any."""
+        if self.plan is None or self.tool_started is None:
+            return None
+        return next((step for step in self.plan.steps if step.id == self.tool_started), None)
+
     def begin_approval(self, request_id: str, deadline: float) -> None:
         """Record the request the session will wait for, and until when (before REQUEST_APPROVAL)."""
         self.model.begin_approval(request_id)
