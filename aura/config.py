@@ -10,6 +10,7 @@ checks every row, so no construction path skips a rule.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -18,6 +19,15 @@ from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 from aura.errors import ConfigError
+from aura.storage.target import (
+    DEFAULT_PORT,
+    DEFAULT_SENTINEL_PORT,
+    MODES,
+    RedisMode,
+    RedisTarget,
+    parse_address,
+    parse_target,
+)
 
 __all__ = [
     "DEFAULT_GATEWAY_URL",
@@ -191,16 +201,61 @@ def _stream_auth(variable: str, text: str) -> StreamAuthPolicy | str:
 
 
 def _redis_from_parts(env: Mapping[str, str]) -> str | None:
-    """The handoff document's REDIS_HOST / REDIS_PORT / REDIS_PASSWORD, used when REDIS_URL is unset."""
-    host = env.get("REDIS_HOST")
-    if not host:
+    """REDIS_URL text from the handoff document's REDIS_HOST / REDIS_PORT / REDIS_PASSWORD and from
+    REDIS_USERNAME / REDIS_DB / REDIS_TLS, used when REDIS_URL is unset; ``None`` is the embedded backend.
+
+    REDIS_HOST may list hosts (``h1,h2:7001,[::1]``); REDIS_PORT is the port of those without one.
+    The rest (REDIS_MODE, REDIS_CA_FILE, Sentinel) is checked on the URL by ``Settings``; what only
+    these variables can get wrong is refused here, naming them.
+    """
+    hosts = env.get("REDIS_HOST")
+    if not hosts:
+        for variable in ("REDIS_USERNAME", "REDIS_TLS", "REDIS_DB"):
+            if env.get(variable):
+                raise ConfigError(f"{variable} is set but REDIS_HOST is not: set REDIS_HOST, or give the whole address in REDIS_URL")
         return None  # the embedded in-process backend
+    mode = (env.get("REDIS_MODE") or "").lower()  # as its row reads it; an unknown mode is refused by that row
     port_text = env.get("REDIS_PORT")
-    port = _int("REDIS_PORT", port_text) if port_text else 6379
+    port = _int("REDIS_PORT", port_text) if port_text else DEFAULT_SENTINEL_PORT if mode == "sentinel" else DEFAULT_PORT
     _require(_PORT, "REDIS_PORT", port)
-    password = env.get("REDIS_PASSWORD")
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/0"
+    if "@" in hosts:  # not echoed: the text before the "@" may be a password
+        raise ConfigError("REDIS_HOST must hold hosts only: give credentials in REDIS_USERNAME and REDIS_PASSWORD")
+    entries = [entry.strip() for entry in hosts.split(",")]
+    if len(entries) > 1 and mode in ("", RedisMode.STANDALONE.value):
+        raise ConfigError(
+            f"REDIS_HOST lists {len(entries)} hosts; a list of hosts needs REDIS_MODE=cluster "
+            "(or REDIS_MODE=sentinel for a list of sentinels)"
+        )
+    nodes = []
+    for entry in entries:
+        if _bare_ipv6(entry):  # unambiguous here, unlike in a URL: the address alone, the port from REDIS_PORT
+            entry = f"[{entry}]"
+        elif not entry or entry.startswith(":"):
+            raise ConfigError(f"REDIS_HOST must name a host in every entry (got {hosts!r})")
+        host, entry_port = parse_address(entry, default_port=port, variable="REDIS_HOST")
+        nodes.append(f"[{host}]:{entry_port}" if ":" in host else f"{host}:{entry_port}")
+    db_text = env.get("REDIS_DB")
+    db = _int("REDIS_DB", db_text) if db_text else 0
+    _require(Range(0), "REDIS_DB", db)
+    if mode == RedisMode.CLUSTER.value and db != 0:
+        raise ConfigError(f"REDIS_DB must be 0 with REDIS_MODE=cluster: a Redis Cluster has only database 0 (got {db})")
+    tls_text = env.get("REDIS_TLS") or "false"
+    if tls_text.lower() not in ("true", "false"):
+        raise ConfigError(f"REDIS_TLS must be true or false (got {tls_text!r})")
+    username, password = env.get("REDIS_USERNAME"), env.get("REDIS_PASSWORD")
+    auth = quote(username, safe="") if username else ""
+    if password:
+        auth += f":{quote(password, safe='')}"
+    scheme = "rediss" if tls_text.lower() == "true" else "redis"
+    return f"{scheme}://{auth}{'@' if auth else ''}{','.join(nodes)}/{db}"
+
+
+def _bare_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- the table
@@ -256,10 +311,14 @@ OPTIONS: Final[tuple[Option, ...]] = (
     ),
     Option("host", "AURA_HOST", "127.0.0.1"),
     Option("port", "AURA_PORT", 9000, _int, _PORT),
-    Option(
-        "redis_url", "REDIS_URL", None,  # None: the embedded in-process backend
-        rule=StartsWith(("redis://", "rediss://", "unix://")), fallback=_redis_from_parts,
-    ),
+    # None: the embedded in-process backend. No row rule: Settings checks the URL with the rows below
+    # (parse_target), and StartsWith would echo a password.
+    Option("redis_url", "REDIS_URL", None, fallback=_redis_from_parts),
+    Option("redis_mode", "REDIS_MODE", None, _lower, OneOf(MODES)),  # None: from the URL's scheme
+    Option("redis_ca_file", "REDIS_CA_FILE", None),  # PEM bundle to verify the server with; rediss:// only
+    Option("redis_sentinel_master", "REDIS_SENTINEL_MASTER", None),
+    Option("redis_sentinel_username", "REDIS_SENTINEL_USERNAME", None),  # the sentinels' ACL user, not the master's
+    Option("redis_sentinel_password", "REDIS_SENTINEL_PASSWORD", None),
     Option(
         "hitl_timeout_seconds", "AURA_HITL_TIMEOUT_SECONDS", 280.0, _seconds,
         # a HITL wait must end before the gateway gives up on the response (CONTRACT §3.7)
@@ -280,6 +339,9 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("lease_seconds", "AURA_LEASE_SECONDS", 10.0, _seconds, Range(0.5)),
     Option("signal_sweep_seconds", "AURA_SIGNAL_SWEEP_SECONDS", 5.0, _seconds, Range(0.01)),
     Option("redis_timeout_seconds", "AURA_REDIS_TIMEOUT_SECONDS", 5.0, _seconds, Range(0.01)),
+    # replicas that must acknowledge a write (WAIT); None: 1 for Sentinel and Cluster, 0 for standalone
+    Option("redis_replica_acks", "AURA_REDIS_REPLICA_ACKS", None, _int, Range(0, 5)),
+    Option("redis_replica_ack_timeout_seconds", "AURA_REDIS_REPLICA_ACK_TIMEOUT_SECONDS", 2.0, _seconds, Range(0.01, 60)),
     Option("shutdown_grace_seconds", "AURA_SHUTDOWN_GRACE_SECONDS", 10.0, _seconds, Range(0.0)),
     Option("log_level", "AURA_LOG_LEVEL", "info", _lower, OneOf(LOG_LEVELS)),
     Option("llm_base_url", "AURA_LLM_BASE_URL", None, rule=_HTTP_URL),  # None: the offline rule-based planner
@@ -293,6 +355,10 @@ OPTIONS: Final[tuple[Option, ...]] = (
 )
 
 _BY_NAME: Final = {option.name: option for option in OPTIONS}
+# Meaningless without a Redis URL: set alone, they mean a forgotten REDIS_URL/REDIS_HOST.
+_NEEDS_REDIS: Final = (
+    "redis_mode", "redis_ca_file", "redis_sentinel_master", "redis_sentinel_username", "redis_sentinel_password",
+)
 
 
 def _default(name: str) -> Any:
@@ -308,6 +374,11 @@ class Settings:
     host: str = _default("host")
     port: int = _default("port")
     redis_url: str | None = _default("redis_url")
+    redis_mode: str | None = _default("redis_mode")
+    redis_ca_file: str | None = _default("redis_ca_file")
+    redis_sentinel_master: str | None = _default("redis_sentinel_master")
+    redis_sentinel_username: str | None = _default("redis_sentinel_username")
+    redis_sentinel_password: str | None = _default("redis_sentinel_password")
     hitl_timeout_seconds: float = _default("hitl_timeout_seconds")
     heartbeat_seconds: float = _default("heartbeat_seconds")
     sse_send_timeout_seconds: float = _default("sse_send_timeout_seconds")
@@ -319,6 +390,8 @@ class Settings:
     lease_seconds: float = _default("lease_seconds")
     signal_sweep_seconds: float = _default("signal_sweep_seconds")
     redis_timeout_seconds: float = _default("redis_timeout_seconds")
+    redis_replica_acks: int | None = _default("redis_replica_acks")
+    redis_replica_ack_timeout_seconds: float = _default("redis_replica_ack_timeout_seconds")
     shutdown_grace_seconds: float = _default("shutdown_grace_seconds")
     log_level: str = _default("log_level")
     llm_base_url: str | None = _default("llm_base_url")
@@ -336,10 +409,42 @@ class Settings:
         # The one rule across fields: a model needs an endpoint and an endpoint a model.
         if (self.llm_base_url is None) != (self.llm_model is None):
             raise ConfigError("AURA_LLM_BASE_URL and AURA_LLM_MODEL must be set together (or neither)")
+        # Redis: the URL is read with its companion rows, so code is refused what the environment is.
+        if self.redis_url is not None:
+            _ = self.redis_target  # parsed only for its ConfigError
+        else:
+            for name in _NEEDS_REDIS:
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"{_BY_NAME[name].env} is set but no Redis is configured: set REDIS_URL or REDIS_HOST")
 
     @property
     def redis_embedded(self) -> bool:
         return self.redis_url is None
+
+    @property
+    def redis_target(self) -> RedisTarget | None:
+        """The configured deployment; ``None`` is the embedded backend. Parsed on each call (it is cheap)."""
+        if self.redis_url is None:
+            return None
+        return parse_target(
+            self.redis_url,
+            mode=self.redis_mode,
+            ca_file=self.redis_ca_file,
+            sentinel_master=self.redis_sentinel_master,
+            sentinel_username=self.redis_sentinel_username,
+            sentinel_password=self.redis_sentinel_password,
+        )
+
+    @property
+    def replica_acks(self) -> int:
+        """Replicas each write waits for: AURA_REDIS_REPLICA_ACKS, or by default 1 where there are replicas
+        to fail over to (Sentinel, Cluster) and 0 otherwise; always 0 embedded, which has none."""
+        target = self.redis_target
+        if target is None:
+            return 0
+        if self.redis_replica_acks is not None:
+            return self.redis_replica_acks
+        return 0 if target.mode is RedisMode.STANDALONE else 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import MISSING, fields, replace
+from pathlib import Path
 from typing import Any, get_type_hints
 
 import pytest
@@ -24,8 +25,10 @@ from aura.config import (
     StreamAuthPolicy,
 )
 from aura.errors import ConfigError
+from aura.storage.target import RedisMode, RedisTarget, parse_target
 
 GOOD = {"JWT_SECRET": DEV_JWT_SECRET}
+REDIS_SCHEMES = "REDIS_URL must start with redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
 BASE = Settings(jwt_secret=DEV_JWT_SECRET)
 FIELDS = {f.name: f for f in fields(Settings)}
 
@@ -92,7 +95,8 @@ EXACT_MESSAGES: list[tuple[dict[str, Any], str]] = [
         "JWT_SECRET must be at least 32 bytes of UTF-8 (got 5); the Java services refuse shorter HS256 keys",
     ),
     ({"port": 0}, "AURA_PORT must be between 1 and 65535 (got 0)"),
-    ({"redis_url": "ftp://x"}, "REDIS_URL must start with redis://, rediss:// or unix:// (got 'ftp://x')"),
+    ({"redis_url": "ftp://x"}, f"{REDIS_SCHEMES} (got 'ftp://x')"),
+    ({"redis_mode": "ring"}, "REDIS_MODE must be one of standalone, cluster, sentinel (got 'ring')"),
     (
         {"hitl_timeout_seconds": 300},
         "AURA_HITL_TIMEOUT_SECONDS must be greater than 0 and less than the gateway's 300 s response timeout (got 300)",
@@ -107,6 +111,11 @@ EXACT_MESSAGES: list[tuple[dict[str, Any], str]] = [
     ({"lease_seconds": 0.1}, "AURA_LEASE_SECONDS must be at least 0.5 (got 0.1)"),
     ({"signal_sweep_seconds": math.inf}, "AURA_SIGNAL_SWEEP_SECONDS must be a finite number of seconds (got inf)"),
     ({"redis_timeout_seconds": 0.0}, "AURA_REDIS_TIMEOUT_SECONDS must be at least 0.01 (got 0)"),
+    ({"redis_replica_acks": 6}, "AURA_REDIS_REPLICA_ACKS must be between 0 and 5 (got 6)"),
+    (
+        {"redis_replica_ack_timeout_seconds": 0.0},
+        "AURA_REDIS_REPLICA_ACK_TIMEOUT_SECONDS must be between 0.01 and 60 (got 0)",
+    ),
     ({"shutdown_grace_seconds": -1.0}, "AURA_SHUTDOWN_GRACE_SECONDS must be at least 0 (got -1)"),
     ({"log_level": "INFO"}, "AURA_LOG_LEVEL must be one of critical, error, warning, info, debug (got 'INFO')"),
     (
@@ -310,7 +319,7 @@ def test_a_seconds_variable_refuses_a_non_finite_number(option: Option, text: st
         ({**GOOD, "AURA_SESSION_TTL_SECONDS": "5"}, "AURA_SESSION_TTL_SECONDS must be between 1800 and 2592000 (got 5)"),
         ({**GOOD, "AURA_LEASE_SECONDS": "0.1"}, "AURA_LEASE_SECONDS must be at least 0.5 (got 0.1)"),
         ({**GOOD, "AURA_STREAM_AUTH": "lax"}, "AURA_STREAM_AUTH must be 'strict' or 'compat' (got 'lax')"),
-        ({**GOOD, "REDIS_URL": "localhost:6379"}, "REDIS_URL must start with redis://, rediss:// or unix:// (got 'localhost:6379')"),
+        ({**GOOD, "REDIS_URL": "localhost:6379"}, f"{REDIS_SCHEMES} (got 'localhost:6379')"),
         ({**GOOD, "REDIS_HOST": "redis", "REDIS_PORT": "0"}, "REDIS_PORT must be between 1 and 65535 (got 0)"),
         ({**GOOD, "REDIS_HOST": "redis", "REDIS_PORT": "six"}, "REDIS_PORT must be an integer (got 'six')"),
         ({**GOOD, "AURA_LOG_LEVEL": "loud"}, "AURA_LOG_LEVEL must be one of critical, error, warning, info, debug (got 'loud')"),
@@ -344,3 +353,254 @@ def test_compat_policy_is_selectable() -> None:
 
 def test_log_level_from_the_environment_is_lower_cased() -> None:
     assert Settings.from_env({**GOOD, "AURA_LOG_LEVEL": "WARNING"}).log_level == "warning"
+
+
+# ---------------------------------------------------------------- Redis deployments
+
+NO_REDIS = "is set but no Redis is configured: set REDIS_URL or REDIS_HOST"
+NOT_SENTINEL = "is set but Redis is not in Sentinel mode: use a redis+sentinel:// URL or REDIS_MODE=sentinel"
+NEEDS_HOST = "is set but REDIS_HOST is not: set REDIS_HOST, or give the whole address in REDIS_URL"
+CA_WITHOUT_TLS = (
+    "REDIS_CA_FILE is set but REDIS_URL is not TLS: use rediss:// (or rediss+sentinel://), or REDIS_TLS=true with REDIS_HOST"
+)
+NO_MASTER = (
+    "REDIS_SENTINEL_MASTER must name the master for Sentinel, or REDIS_URL must: redis+sentinel://host:26379/<master>"
+)
+
+
+@pytest.fixture
+def ca_file(tmp_path: Path) -> str:
+    path = tmp_path / "server-ca.pem"
+    path.write_text("-----BEGIN CERTIFICATE-----\n")
+    return str(path)
+
+
+def env_of(**fields_: Any) -> dict[str, str]:
+    """The environment that gives ``fields_`` (text values only), with the secret."""
+    return {**GOOD, **{_env(name): value for name, value in fields_.items()}}
+
+
+def _env(name: str) -> str:
+    return next(option.env for option in OPTIONS if option.name == name)
+
+
+def test_the_embedded_default_has_no_target_and_waits_for_no_replica() -> None:
+    for settings in (BASE, Settings.from_env(GOOD)):
+        assert settings.redis_embedded and settings.redis_target is None and settings.replica_acks == 0
+        assert settings.redis_replica_acks is None and settings.redis_replica_ack_timeout_seconds == 2.0
+
+
+@pytest.mark.parametrize(
+    "name", ["redis_mode", "redis_ca_file", "redis_sentinel_master", "redis_sentinel_username", "redis_sentinel_password"]
+)
+def test_a_redis_companion_without_any_redis_is_refused_on_every_path(name: str) -> None:
+    message = f"{_env(name)} {NO_REDIS}"
+    overrides: dict[str, Any] = {name: "cluster"}
+    assert refusal(lambda: build(**overrides)) == message
+    assert refusal(lambda: replace(BASE, **overrides)) == message
+    assert refusal(lambda: Settings.from_env(env_of(**overrides))) == message
+
+
+def test_replica_acks_alone_are_accepted_and_embedded_waits_for_none() -> None:
+    settings = Settings.from_env({**GOOD, "AURA_REDIS_REPLICA_ACKS": "2"})
+    assert settings.redis_replica_acks == 2 and settings.replica_acks == 0
+
+
+@pytest.mark.parametrize("variable", ["REDIS_USERNAME", "REDIS_TLS", "REDIS_DB"])
+def test_a_host_part_without_redis_host_is_refused(variable: str) -> None:
+    assert refusal(lambda: Settings.from_env({**GOOD, variable: "true"})) == f"{variable} {NEEDS_HOST}"
+
+
+@pytest.mark.parametrize("variable", ["REDIS_USERNAME", "REDIS_TLS", "REDIS_DB", "REDIS_HOST"])
+def test_redis_url_wins_over_every_host_part(variable: str) -> None:
+    env = {**GOOD, "REDIS_URL": "redis://cache:6380/0", variable: "other"}
+    assert Settings.from_env(env).redis_url == "redis://cache:6380/0"
+
+
+@pytest.mark.parametrize(
+    ("parts", "url"),
+    [
+        ({"REDIS_HOST": "cache", "REDIS_USERNAME": "alice"}, "redis://alice@cache:6379/0"),
+        (
+            {"REDIS_HOST": "cache", "REDIS_PORT": "6380", "REDIS_USERNAME": "a@b", "REDIS_PASSWORD": "p:w/d",
+             "REDIS_DB": "2", "REDIS_TLS": "true"},
+            "rediss://a%40b:p%3Aw%2Fd@cache:6380/2",
+        ),
+        ({"REDIS_HOST": "cache", "REDIS_TLS": "TRUE"}, "rediss://cache:6379/0"),
+        ({"REDIS_HOST": "cache", "REDIS_TLS": "false"}, "redis://cache:6379/0"),
+        ({"REDIS_HOST": "::1"}, "redis://[::1]:6379/0"),
+        ({"REDIS_HOST": "[::1]:6380"}, "redis://[::1]:6380/0"),
+        (
+            {"REDIS_HOST": "10.0.0.1:7000, 10.0.0.2:7001,10.0.0.3,[fd00::3]", "REDIS_PORT": "7005", "REDIS_MODE": "cluster"},
+            "redis://10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7005,[fd00::3]:7005/0",
+        ),
+        (
+            {"REDIS_HOST": "s1,s2:26380", "REDIS_MODE": "Sentinel", "REDIS_SENTINEL_MASTER": "m"},
+            "redis://s1:26379,s2:26380/0",  # a sentinel's default port, not 6379
+        ),
+    ],
+)
+def test_the_host_parts_build_a_url(parts: dict[str, str], url: str) -> None:
+    assert Settings.from_env({**GOOD, **parts}).redis_url == url
+
+
+def test_a_cluster_from_a_redis_host_list_and_redis_mode_cluster() -> None:
+    env = {**GOOD, "REDIS_HOST": "10.0.0.1:7000,10.0.0.2:7001", "REDIS_MODE": "cluster", "REDIS_PASSWORD": "p w"}
+    settings = Settings.from_env(env)
+    assert settings.redis_mode == "cluster"
+    assert settings.redis_target == RedisTarget(
+        RedisMode.CLUSTER, (("10.0.0.1", 7000), ("10.0.0.2", 7001)), password="p w"
+    )
+    assert settings.replica_acks == 1
+
+
+def test_tls_with_a_ca_file_from_the_environment(ca_file: str) -> None:
+    for env in (
+        {**GOOD, "REDIS_URL": "rediss://alice:pw@cache.example:6380/0", "REDIS_CA_FILE": ca_file},
+        {**GOOD, "REDIS_HOST": "cache.example", "REDIS_PORT": "6380", "REDIS_TLS": "true", "REDIS_USERNAME": "alice",
+         "REDIS_PASSWORD": "pw", "REDIS_CA_FILE": ca_file},
+    ):
+        target = Settings.from_env(env).redis_target
+        assert target == RedisTarget(
+            RedisMode.STANDALONE, (("cache.example", 6380),), username="alice", password="pw", tls=True, ca_file=ca_file
+        )
+
+
+def test_sentinel_from_the_url_path() -> None:
+    settings = Settings.from_env({**GOOD, "REDIS_URL": "rediss+sentinel://aura:pw@s1:26379,s2:26379/mymaster/1"})
+    target = settings.redis_target
+    assert target is not None and target.mode is RedisMode.SENTINEL
+    assert (target.sentinel_master, target.db, target.username, target.password, target.tls) == (
+        "mymaster", 1, "aura", "pw", True,
+    )
+    assert settings.replica_acks == 1
+
+
+def test_sentinel_from_redis_sentinel_master_with_sentinel_credentials() -> None:
+    env = {
+        **GOOD, "REDIS_URL": "redis+sentinel://s1,s2", "REDIS_SENTINEL_MASTER": "mymaster",
+        "REDIS_SENTINEL_USERNAME": "watcher", "REDIS_SENTINEL_PASSWORD": "spw",
+    }
+    target = Settings.from_env(env).redis_target
+    assert target is not None
+    assert (target.sentinel_master, target.sentinel_username, target.sentinel_password) == ("mymaster", "watcher", "spw")
+    assert target.nodes == (("s1", 26379), ("s2", 26379))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"redis_url": "redis://cache"}, 0),
+        ({"redis_url": "unix:///tmp/r.sock"}, 0),
+        ({"redis_url": "redis://cache", "redis_replica_acks": 1}, 1),  # e.g. a primary endpoint with replicas
+        ({"redis_url": "redis://h1,h2", "redis_mode": "cluster"}, 1),
+        ({"redis_url": "redis://h1,h2", "redis_mode": "cluster", "redis_replica_acks": 0}, 0),  # shards without replicas
+        ({"redis_url": "redis+sentinel://s1/m"}, 1),
+        ({"redis_url": "redis+sentinel://s1/m", "redis_replica_acks": 3}, 3),
+        ({"redis_replica_acks": 3}, 0),
+    ],
+)
+def test_replica_acks_resolve_auto_by_mode(overrides: dict[str, Any], expected: int) -> None:
+    assert build(**overrides).replica_acks == expected
+
+
+def test_redis_target_is_parsed_from_the_fields() -> None:
+    settings = build(redis_url="redis://s1:26379", redis_mode="sentinel", redis_sentinel_master="m")
+    assert settings.redis_target == parse_target(
+        "redis://s1:26379", mode="sentinel", ca_file=None, sentinel_master="m", sentinel_username=None,
+        sentinel_password=None,
+    )
+
+
+# The same URL and companions, refused with the same message from code, replace() and the environment.
+REDIS_REFUSALS: list[tuple[dict[str, Any], str]] = [
+    (
+        {"redis_url": "redis://h1:7000,h2:7001"},
+        "REDIS_URL lists 2 hosts; a list of hosts needs REDIS_MODE=cluster, or a redis+sentinel:// URL for Sentinel",
+    ),
+    (
+        {"redis_url": "redis://h1:7000/1", "redis_mode": "cluster"},
+        "REDIS_URL must name database 0 with REDIS_MODE=cluster: a Redis Cluster has only database 0 (got 1)",
+    ),
+    ({"redis_url": "redis://cache", "redis_ca_file": "/etc/ssl/ca.pem"}, CA_WITHOUT_TLS),
+    ({"redis_url": "rediss://cache", "redis_ca_file": "/nope.pem"}, "REDIS_CA_FILE must name a readable file (got '/nope.pem')"),
+    ({"redis_url": "redis+sentinel://s1"}, NO_MASTER),
+    ({"redis_url": "redis://s1", "redis_mode": "sentinel"}, NO_MASTER),
+    (
+        {"redis_url": "redis+sentinel://s1/a", "redis_sentinel_master": "b"},
+        "REDIS_SENTINEL_MASTER must match the master REDIS_URL names (got 'b'; REDIS_URL names 'a')",
+    ),
+    (
+        {"redis_url": "redis+sentinel://s1/m", "redis_mode": "standalone"},
+        "REDIS_MODE must be sentinel or unset with a redis+sentinel:// URL (got 'standalone')",
+    ),
+    ({"redis_url": "redis://cache", "redis_sentinel_username": "w"}, f"REDIS_SENTINEL_USERNAME {NOT_SENTINEL}"),
+    ({"redis_url": "redis://cache", "redis_sentinel_password": "w"}, f"REDIS_SENTINEL_PASSWORD {NOT_SENTINEL}"),
+    ({"redis_url": "redis://cache", "redis_sentinel_master": "m"}, f"REDIS_SENTINEL_MASTER {NOT_SENTINEL}"),
+    ({"redis_url": "unix:///tmp/r.sock", "redis_mode": "cluster"},
+     "REDIS_URL must list TCP hosts with REDIS_MODE=cluster, not a unix:// socket"),
+    ({"redis_url": "redis://:hunter2@cache:port"},
+     "REDIS_URL must give each port as an integer between 1 and 65535 (got 'cache:port')"),
+    ({"redis_url": "http://alice:hunter2@cache"}, f"{REDIS_SCHEMES} (got 'http://alice:***@cache')"),
+    ({"redis_url": "redis://alice:hunter2@"}, "REDIS_URL must name a host (got 'redis://alice:***@')"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), REDIS_REFUSALS)
+def test_redis_refusals_are_the_same_on_every_path(overrides: dict[str, Any], message: str) -> None:
+    assert refusal(lambda: build(**overrides)) == message
+    assert refusal(lambda: replace(BASE, **overrides)) == message
+    assert refusal(lambda: Settings.from_env(env_of(**overrides))) == message
+    assert "hunter2" not in message
+
+
+def test_replace_rechecks_the_url_against_a_changed_companion() -> None:
+    cluster = build(redis_url="redis://h1:7000,h2:7001", redis_mode="cluster")
+    assert refusal(lambda: replace(cluster, redis_mode=None)).startswith("REDIS_URL lists 2 hosts;")
+    assert replace(cluster, redis_replica_acks=0).replica_acks == 0
+
+
+def test_redis_mode_from_the_environment_is_lower_cased() -> None:
+    env = {**GOOD, "REDIS_URL": "redis://h1,h2", "REDIS_MODE": "CLUSTER"}
+    assert Settings.from_env(env).redis_mode == "cluster"
+
+
+@pytest.mark.parametrize(
+    ("parts", "message"),
+    [
+        ({"REDIS_HOST": "cache", "REDIS_TLS": "yes"}, "REDIS_TLS must be true or false (got 'yes')"),
+        ({"REDIS_HOST": "cache", "REDIS_DB": "two"}, "REDIS_DB must be an integer (got 'two')"),
+        ({"REDIS_HOST": "cache", "REDIS_DB": "-1"}, "REDIS_DB must be at least 0 (got -1)"),
+        (
+            {"REDIS_HOST": "h1:7000", "REDIS_MODE": "cluster", "REDIS_DB": "1"},
+            "REDIS_DB must be 0 with REDIS_MODE=cluster: a Redis Cluster has only database 0 (got 1)",
+        ),
+        (
+            {"REDIS_HOST": "h1,h2"},
+            "REDIS_HOST lists 2 hosts; a list of hosts needs REDIS_MODE=cluster (or REDIS_MODE=sentinel for a list of sentinels)",
+        ),
+        (
+            {"REDIS_HOST": "h1,h2,h3", "REDIS_MODE": "standalone"},
+            "REDIS_HOST lists 3 hosts; a list of hosts needs REDIS_MODE=cluster (or REDIS_MODE=sentinel for a list of sentinels)",
+        ),
+        (
+            {"REDIS_HOST": "h1,h2", "REDIS_MODE": "ring"},  # the row names the bad mode rather than the list
+            "REDIS_MODE must be one of standalone, cluster, sentinel (got 'ring')",
+        ),
+        ({"REDIS_HOST": "h1,,h2", "REDIS_MODE": "cluster"}, "REDIS_HOST must name a host in every entry (got 'h1,,h2')"),
+        ({"REDIS_HOST": ":7000"}, "REDIS_HOST must name a host in every entry (got ':7000')"),
+        ({"REDIS_HOST": "h1:x"}, "REDIS_HOST must give each port as an integer between 1 and 65535 (got 'h1:x')"),
+        ({"REDIS_HOST": "h1:70000"}, "REDIS_HOST must give each port as an integer between 1 and 65535 (got 'h1:70000')"),
+        ({"REDIS_HOST": "a b"}, "REDIS_HOST must give each host as name, name:port or [IPv6]:port (got 'a b')"),
+        ({"REDIS_HOST": "[::1"}, "REDIS_HOST must give each host as name, name:port or [IPv6]:port (got '[::1')"),
+        (
+            {"REDIS_HOST": "alice:hunter2@cache"},
+            "REDIS_HOST must hold hosts only: give credentials in REDIS_USERNAME and REDIS_PASSWORD",
+        ),
+        ({"REDIS_HOST": "cache", "REDIS_CA_FILE": "/etc/ssl/ca.pem"}, CA_WITHOUT_TLS),
+        ({"REDIS_HOST": "s1", "REDIS_MODE": "sentinel"}, NO_MASTER),
+        ({"REDIS_HOST": "cache", "REDIS_SENTINEL_PASSWORD": "x"}, f"REDIS_SENTINEL_PASSWORD {NOT_SENTINEL}"),
+    ],
+)
+def test_bad_host_parts_are_refused_with_an_exact_message(parts: dict[str, str], message: str) -> None:
+    assert refusal(lambda: Settings.from_env({**GOOD, **parts, "REDIS_PASSWORD": "hunter2"})) == message
