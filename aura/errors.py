@@ -128,6 +128,16 @@ class StoreUnavailable(ApiError):
         self.cause = cause
 
 
+class NotReplicated(AuraError):
+    """Fewer replicas than required acknowledged a session's writes in time (``WAIT``)."""
+
+    def __init__(self, session_id: str, acknowledged: int, required: int) -> None:
+        super().__init__(f"{acknowledged} of {required} required Redis replica(s) acknowledged the write")
+        self.session_id = session_id
+        self.acknowledged = acknowledged
+        self.required = required
+
+
 class InternalError(ApiError):
     status_code, default_error_code, default_message = 500, "E1000", "Internal server error"
 

@@ -19,7 +19,6 @@ from aura.agent.tools import ToolRegistry
 from aura.config import Settings
 from aura.errors import StoreUnavailable
 from aura.hitl.hub import SignalHub
-from aura.storage.calls import bounded
 from aura.storage.clients import RedisClients
 from aura.wiring import Services, build
 
@@ -46,6 +45,10 @@ class Runtime:
 
     async def __aenter__(self) -> Runtime:
         services = self.services
+        try:
+            await services.redis.initialize(self.settings.redis_timeout_seconds)
+        except StoreUnavailable as exc:  # not fatal: readiness says DEGRADED, and the clients retry
+            log.warning("Redis is not reachable at start-up (%s); retrying in the background", exc)
         self._background = [
             asyncio.create_task(services.hub.run(), name="aura-signal-hub"),
             asyncio.create_task(services.leases.run(), name="aura-leases"),
@@ -89,11 +92,13 @@ class Runtime:
 
     # -- health -----------------------------------------------------------------------------
     async def redis_ok(self) -> bool:
-        try:
-            return bool(await bounded(self.services.redis.commands.ping(),
-                                      min(1.0, self.settings.redis_timeout_seconds), "ping"))
-        except StoreUnavailable:
-            return False
+        """Redis takes writes here: a primary, not a demoted one (or a cluster with every slot served)."""
+        return await self.services.redis.writable(min(1.0, self.settings.redis_timeout_seconds))
+
+    @property
+    def heartbeat_ok(self) -> bool:
+        """Peers see this instance alive: its last heartbeat reached Redis less than a lease ago."""
+        return self.services.leases.heartbeat_fresh
 
     def counts(self) -> dict[str, int]:
         registry = self.services.registry

@@ -30,6 +30,7 @@ from aura.session.feed import Feeds
 from aura.session.leases import LeaseKeeper
 from aura.session.log_writer import LogWriter
 from aura.session.notifier import Notifier
+from aura.session.replication import ReplicaAcks
 from aura.session.registry import SessionRegistry
 from aura.session.replay import ReplayCache
 from aura.session.store import SessionStore
@@ -86,9 +87,15 @@ def build(
                         redis_timeout_seconds=timeout)
     environment = ToolEnvironment(clients.commands, http, settings.dwp_gateway_url, settings.tool_timeout_seconds)
     chosen_planner = planner if planner is not None else default_planner(settings, http, toolset)
-    runner = AgentRunner(chosen_planner, toolset, gate, writer, registry, environment)
+    replicas = (
+        ReplicaAcks(session_store, settings.replica_acks, timeout_seconds=settings.redis_replica_ack_timeout_seconds,
+                    redis_timeout_seconds=timeout)
+        if settings.replica_acks > 0 and not clients.embedded
+        else None
+    )
+    runner = AgentRunner(chosen_planner, toolset, gate, writer, registry, environment, replicas)
     # A follower on another replica says so for at least a lease, refreshed every half of it.
-    feeds = Feeds(session_store, notifier, replay, timeout, max(settings.lease_seconds, 2 * settings.heartbeat_seconds))
+    feeds = Feeds(session_store, notifier, replay, hub, timeout, max(settings.lease_seconds, 2 * settings.heartbeat_seconds))
     reporter = (
         AgentTaskReporter(http, settings.agent_task_url, feeds, timeout_seconds=settings.tool_timeout_seconds)
         if settings.agent_task_url
@@ -98,6 +105,7 @@ def build(
     hub.on_cancel = runs.cancel_requested
     leases = LeaseKeeper(session_store, registry, lease_seconds=settings.lease_seconds, redis_timeout_seconds=timeout,
                          on_adopted=runs.start, on_taken=runs.taken)
+    runs.on_stranded = leases.strand
     verifier = TokenVerifier(settings.jwt_secret, leeway_seconds=settings.jwt_leeway_seconds)
     return Services(
         settings=settings, instance_id=instance_id, redis=clients, http=http, verifier=verifier,

@@ -22,12 +22,13 @@ from aura.agent.machine import fire
 from aura.agent.planner import Planner
 from aura.agent.tools import Tool, ToolContext, ToolRegistry, validate_params
 from aura.config import DEFAULT_GATEWAY_URL
-from aura.errors import LeaseLost, PlannerError, SessionErrorKind, StoreUnavailable, ToolError
+from aura.errors import LeaseLost, NotReplicated, PlannerError, SessionErrorKind, StoreUnavailable, ToolError
 from aura.hitl.signals import Decision
 from aura.session import events
 from aura.session.log_writer import LogWriter
 from aura.session.plan import Plan, PlanStep, StepOutcome
 from aura.session.registry import SessionRegistry
+from aura.session.replication import ReplicaAcks
 from aura.session.session import Session
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class AgentRunner:
         writer: LogWriter,
         registry: SessionRegistry,
         environment: ToolEnvironment,
+        replicas: ReplicaAcks | None = None,
     ) -> None:
         self._planner = planner
         self._tools = tools
@@ -73,6 +75,7 @@ class AgentRunner:
         self._writer = writer
         self._registry = registry
         self._environment = environment
+        self._replicas = replicas  # None: no replica must acknowledge (embedded, or a lone Redis)
 
     async def run(self, session: Session) -> None:
         """Drive ``session`` from wherever its snapshot says it is, to a final state."""
@@ -214,6 +217,15 @@ class AgentRunner:
         # Persisted before the tool runs: a successor never runs it a second time.
         self._emit(session, events.tool_execution(step, "executing"))
         await self._writer.sync(session)
+        if tool.requires_approval and self._replicas is not None:
+            # A side effect: `executing` must survive a failover of the primary too, or it could run twice.
+            try:
+                await self._replicas.confirm(session.id)
+            except StoreUnavailable as exc:
+                session.end_tool()
+                error = f"not run: {exc.cause if isinstance(exc.cause, NotReplicated) else exc.message}"
+                self._emit(session, events.tool_execution(step, "failed", error=error))
+                return False, error
         timeout = self._environment.timeout_seconds
         bound = asyncio.timeout(timeout)
         try:
@@ -274,9 +286,9 @@ class AgentRunner:
         except LeaseLost:
             session.detach()
         except StoreUnavailable as exc:
-            # The log cannot take the abort; the lease will lapse and the session be adopted again.
-            session.detach()
-            log.warning("session %s: could not record its abort: %s", session.id, exc)
+            # The log cannot take the abort: the session goes on from its snapshot once Redis is back.
+            session.strand()
+            log.warning("session %s: could not record its abort: %s; it resumes when Redis is back", session.id, exc)
 
 
 def describe(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ class RunSupervisor:
         self._runner = runner
         self._registry = registry
         self._on_new_session = on_new_session  # e.g. the AgentTask reporter
+        self.on_stranded: Callable[[str], None] | None = None  # set by the composition root (the lease keeper)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self.started = 0  # created or adopted here, since start-up
 
@@ -30,8 +31,13 @@ class RunSupervisor:
         task = asyncio.create_task(self._runner.run(session), name=f"aura-session-{session.id}")
         self.started += 1
         self._runs[session.id] = task
-        task.add_done_callback(lambda _: self._runs.pop(session.id, None))
+        task.add_done_callback(lambda _: self._ended(session))
         return task
+
+    def _ended(self, session: Session) -> None:
+        self._runs.pop(session.id, None)
+        if session.stranded and self.on_stranded is not None:
+            self.on_stranded(session.id)
 
     def run_of(self, session_id: str) -> asyncio.Task[None] | None:
         return self._runs.get(session_id)

@@ -5,6 +5,12 @@ fastest possible approval already has somewhere to land), and the hub listens on
 ``hitl:channel:*`` with a single connection, whatever the number of sessions.
 Pub/Sub is at-most-once, so the hub also sweeps Redis for decisions of every
 waiting session after each (re)subscribe and every ``sweep_seconds``.
+
+The same connection carries "the log grew" for the sessions that a stream here
+follows while another replica drives them: one channel each, subscribed while
+followed, so a replica hears only what it follows, not every session of the fleet.
+Classic Pub/Sub: a Redis Cluster broadcasts it to every node, so one connection to
+any node hears main-service's publishes too.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from aura.errors import MalformedSignal
 from aura.storage import keys
@@ -27,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _CHANNEL_PREFIX = keys.HITL_CHANNEL_PREFIX
 _EVENTS_PREFIX = keys.EVENTS_CHANNEL_PREFIX
+_SUBSCRIBE_CHUNK = 500  # channels per SUBSCRIBE when a reconnect restores them
 _CANCEL_PREFIX = keys.CANCEL_CHANNEL_PREFIX
 _MAX_BACKOFF_SECONDS = 5.0
 
@@ -73,6 +82,43 @@ class SignalHub:
         self.subscribed = asyncio.Event()
         self.generation = 0  # bumped on every (re)subscribe and every loss
         self.ignored_signals = 0  # malformed, stale, duplicate or unclaimed: for tests and /aura/info
+        self._followed: Counter[str] = Counter()  # session id -> streams here following its remote log
+        self._to_unsubscribe: set[str] = set()
+        self._pubsub: PubSub | None = None  # the live subscription, once (re)subscribed
+
+    # -- remote logs followed here ---------------------------------------------------
+    async def follow(self, session_id: str) -> None:
+        """Hear when ``session_id``'s log grows on another replica (until :meth:`unfollow`).
+
+        Best effort: a subscribe that fails is restored by the next reconnect, and a
+        follower re-reads the log at every heartbeat anyway.
+        """
+        self._followed[session_id] += 1
+        if self._followed[session_id] > 1:
+            return
+        self._to_unsubscribe.discard(session_id)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # the next (re)subscribe includes it
+        try:
+            async with asyncio.timeout(self._timeout):
+                await pubsub.subscribe(keys.events_channel(session_id))
+        except Exception as exc:
+            log.debug("subscribing to %s failed (%s: %s); a re-read covers it", session_id, type(exc).__name__, exc)
+
+    def unfollow(self, session_id: str) -> None:
+        """One follower fewer; the last one's unsubscribe is sent by the subscriber loop."""
+        left = self._followed[session_id] - 1
+        if left > 0:
+            self._followed[session_id] = left
+            return
+        del self._followed[session_id]
+        self._to_unsubscribe.add(session_id)
+
+    @property
+    def followed(self) -> int:
+        """How many remote logs this process follows right now."""
+        return len(self._followed)
 
     # -- waiters -----------------------------------------------------------------
     def register(self, session_id: str, request_id: str) -> ApprovalWaiter:
@@ -129,7 +175,9 @@ class SignalHub:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 async with asyncio.timeout(self._timeout):
-                    await pubsub.psubscribe(keys.HITL_CHANNEL_PATTERN, keys.EVENTS_CHANNEL_PATTERN, keys.CANCEL_CHANNEL_PATTERN)
+                    await pubsub.psubscribe(keys.HITL_CHANNEL_PATTERN, keys.CANCEL_CHANNEL_PATTERN)
+                    await self._resubscribe(pubsub)
+                self._pubsub = pubsub
                 self.generation += 1
                 self.subscribed.set()
                 backoff = 0.1
@@ -137,6 +185,8 @@ class SignalHub:
                 next_sweep = loop.time() + self._sweep_seconds
                 while True:
                     stop_if_cancelled(task)
+                    if self._to_unsubscribe:
+                        await self._unsubscribe(pubsub)
                     wait = max(0.0, min(1.0, next_sweep - loop.time()))
                     message = await pubsub.get_message(timeout=wait)
                     if message is not None:
@@ -151,11 +201,29 @@ class SignalHub:
                 self.subscribed.clear()
                 log.warning("HITL subscriber lost Redis (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
             finally:
+                self._pubsub = None
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self._timeout):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+    async def _resubscribe(self, pubsub: PubSub) -> None:
+        """Restore the followed channels; their followers re-read, as a notification may be lost."""
+        self._to_unsubscribe.clear()
+        followed = list(self._followed)
+        for start in range(0, len(followed), _SUBSCRIBE_CHUNK):
+            await pubsub.subscribe(*(keys.events_channel(sid) for sid in followed[start : start + _SUBSCRIBE_CHUNK]))
+        if self._on_log_grew is not None:
+            for session_id in followed:
+                self._on_log_grew(session_id)
+
+    async def _unsubscribe(self, pubsub: PubSub) -> None:
+        gone = [sid for sid in self._to_unsubscribe if sid not in self._followed]
+        self._to_unsubscribe.clear()
+        if gone:
+            async with asyncio.timeout(self._timeout):
+                await pubsub.unsubscribe(*(keys.events_channel(sid) for sid in gone))
 
     async def _sweep(self) -> None:
         """A failed sweep is retried at the next one; it must not tear down the subscription."""
@@ -165,7 +233,7 @@ class SignalHub:
             log.warning("HITL sweep failed (%s: %s); the next sweep retries", type(exc).__name__, exc)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("type") != "pmessage":
+        if message.get("type") not in ("pmessage", "message"):
             return
         channel = message.get("channel")
         data = message.get("data")
@@ -174,7 +242,7 @@ class SignalHub:
         if channel.startswith(_CHANNEL_PREFIX):
             self.deliver(channel[len(_CHANNEL_PREFIX) :], data)
         elif channel.startswith(_EVENTS_PREFIX) and self._on_log_grew is not None:
-            self._on_log_grew(channel[len(_EVENTS_PREFIX) :])
+            self._on_log_grew(keys.channel_session(_EVENTS_PREFIX, channel))
         elif channel.startswith(_CANCEL_PREFIX) and self.on_cancel is not None:
-            self.on_cancel(channel[len(_CANCEL_PREFIX) :])
+            self.on_cancel(keys.channel_session(_CANCEL_PREFIX, channel))
 

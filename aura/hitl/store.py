@@ -1,9 +1,15 @@
 """The HITL records in the shared Redis, in main-service's format (CONTRACT §4.2-4.4).
 
 Aura creates ``hitl:request:{id}`` itself (no Java endpoint does, CONTRACT §4.1) and,
-for standalone use, applies decisions with main-service's semantics. Decisions are
-optimistic transactions (WATCH/MULTI), so two concurrent approvals give one 200 and
-one 409, where main-service's check-then-set may give two 200s.
+for standalone use, applies decisions with main-service's semantics. A decision is a
+compare-and-set of the one record key (a script: the record is replaced only if it
+is still what was read), so two concurrent approvals give one 200 and one 409, where
+main-service's check-then-set may give two 200s.
+
+The contract fixes these keys' names, so on a Redis Cluster they sit in different
+slots. Every write is therefore a single-key step, in an order that stays correct
+if the process dies between two of them: the record first (what a decision is
+judged by, and what the sweep reads), then its companions, then the publish.
 """
 
 from __future__ import annotations
@@ -16,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
+from redis.exceptions import WatchError  # a Redis error: mapped to StoreUnavailable like the rest
 
 from aura.errors import MalformedSignal
 from aura.storage import keys
@@ -30,7 +35,23 @@ SIGNAL_TTL_SECONDS: Final = 300
 _TERMINAL: Final = frozenset({Decision.APPROVED.value, Decision.REJECTED.value})
 _MAX_RACES: Final = 50
 T = TypeVar("T")
-_Write = Callable[[Pipeline], None]
+
+# Replace KEYS[1] by ARGV[2] only if it still holds ARGV[1]; ARGV[3] is its TTL ('' keeps the TTL).
+_REPLACE_IF_UNCHANGED_LUA: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """What a decision writes: the record (with its TTL, or None to keep it), then the signal, if any."""
+
+    record: dict[str, Any]
+    ttl: int | None
+    signal: tuple[str, str] | None = None  # (sessionId, signal JSON): stored, then published
 
 
 class Outcome(str, enum.Enum):
@@ -80,14 +101,18 @@ def _load(raw: str | None) -> dict[str, Any] | None:
 class HitlStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._replace = redis.register_script(_REPLACE_IF_UNCHANGED_LUA)
 
     async def create_request(self, record: dict[str, Any]) -> None:
-        """SET hitl:request (30 min) and hitl:session (60 min, bare requestId as Java writes it)."""
+        """SET hitl:request (30 min), then hitl:session (60 min, bare requestId as Java writes it).
+
+        The record first: it is all an approval needs, and main-service never reads
+        hitl:session (CONTRACT §4.2). Dying between the two leaves a request that can
+        be decided, and a pointer that is missing, never one that points at nothing.
+        """
         request_id = record["requestId"]
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.hitl_request(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
-            pipe.set(keys.hitl_session(record["sessionId"]), request_id, ex=SESSION_TTL_SECONDS)
-            await pipe.execute()
+        await self._redis.set(keys.hitl_request(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
+        await self._redis.set(keys.hitl_session(record["sessionId"]), request_id, ex=SESSION_TTL_SECONDS)
 
     async def get_request(self, request_id: str) -> str | None:
         return _decoded(await self._redis.get(keys.hitl_request(request_id)))
@@ -104,12 +129,18 @@ class HitlStore:
         """For each ``(sessionId, requestId)``: the decision already made, if Redis has one.
 
         Reads ``hitl:signal:{sid}`` (what main-service published) and, as a second
-        source, the status on ``hitl:request:{rid}``; two MGETs whatever the count.
+        source, the status on ``hitl:request:{rid}``; one round trip whatever the count.
         """
         if not pending:
             return []
-        signals = [_decoded(v) for v in await self._redis.mget([keys.hitl_signal(sid) for sid, _ in pending])]
-        requests = [_decoded(v) for v in await self._redis.mget([keys.hitl_request(rid) for _, rid in pending])]
+        # Single-key GETs in one pipeline: a cluster client splits them by slot, where an MGET fails.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id, _ in pending:
+                pipe.get(keys.hitl_signal(session_id))
+            for _, request_id in pending:
+                pipe.get(keys.hitl_request(request_id))
+            values = [_decoded(v) for v in await pipe.execute()]
+        signals, requests = values[: len(pending)], values[len(pending) :]
         found: list[Signal | None] = []
         for (_, request_id), signal_raw, request_raw in zip(pending, signals, requests, strict=True):
             found.append(_signal_for(request_id, signal_raw) or _decision_on_record(request_id, request_raw))
@@ -138,13 +169,7 @@ class HitlStore:
             else:
                 record.update(rejectedBy=actor, rejectedAt=now_ms, reason=reason or DEFAULT_REJECTION_REASON)
             signal_json = Signal(request_id, decision, reason=record.get("reason"), timestamp=now_ms // 1000).to_json()
-
-            def write(pipe: Pipeline) -> None:
-                pipe.set(keys.hitl_request(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
-                pipe.set(keys.hitl_signal(session_id), signal_json, ex=SIGNAL_TTL_SECONDS)
-                pipe.publish(keys.hitl_channel(session_id), signal_json)
-
-            return DecisionResult(Outcome.APPLIED, record), write
+            return DecisionResult(Outcome.APPLIED, record), _Write(record, REQUEST_TTL_SECONDS, (session_id, signal_json))
 
         return await self._compare_and_set(keys.hitl_request(request_id), plan)
 
@@ -162,32 +187,33 @@ class HitlStore:
             if record.get("status") in _TERMINAL:
                 return Signal(request_id, Decision(record["status"]), reason=_text(record.get("reason"))), None
             record.update(status=Decision.REJECTED.value, reason=reason, rejectedBy="aura", rejectedAt=_now_ms())
-
-            def write(pipe: Pipeline) -> None:
-                pipe.set(keys.hitl_request(request_id), _dump(record), keepttl=True)
-
-            return None, write
+            return None, _Write(record, None)
 
         return await self._compare_and_set(keys.hitl_request(request_id), plan)
 
     async def _compare_and_set(
         self, key: str, plan: Callable[[dict[str, Any] | None], tuple[T, _Write | None]]
     ) -> T:
-        """Read ``key`` under WATCH, let ``plan`` decide, and write atomically; retry on a race."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for _ in range(_MAX_RACES):
-                try:
-                    await pipe.watch(key)
-                    result, write = plan(_load(_decoded(await pipe.get(key))))
-                    if write is None:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        return result
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    write(pipe)
-                    await pipe.execute()
-                    return result
-                except WatchError:
-                    continue
+        """Read ``key``, let ``plan`` decide, and replace it only if unchanged; retry on a race.
+
+        The signal is stored and published only after the record says the decision:
+        a process that dies between leaves a decided record, which the waiting
+        session's sweep reads (a decision is never published that the record lacks).
+        """
+        for _ in range(_MAX_RACES):
+            raw = _decoded(await self._redis.get(key))
+            result, write = plan(_load(raw))
+            if write is None:
+                return result
+            assert raw is not None  # a plan writes only over a record it read
+            ttl = "" if write.ttl is None else str(write.ttl)
+            if not await self._replace(keys=[key], args=[raw, _dump(write.record), ttl]):
+                continue  # another decision came between the read and the write
+            if write.signal is not None:
+                session_id, signal_json = write.signal
+                await self._redis.set(keys.hitl_signal(session_id), signal_json, ex=SIGNAL_TTL_SECONDS)
+                await self._redis.publish(keys.hitl_channel(session_id), signal_json)
+            return result
         raise WatchError(f"{key} kept changing during {_MAX_RACES} attempts")
 
 

@@ -33,16 +33,19 @@ class HealthEndpoints:
         self._runtime = runtime
 
     async def readiness(self, request: Request) -> Response:
-        """``GET /aura/health``: 200 UP when Redis answers and the subscriber listens, else 503 DEGRADED."""
+        """``GET /aura/health``: 200 UP when Redis takes writes, the heartbeat is current and the
+        subscriber listens, else 503 DEGRADED (a demoted primary answers pings, but not writes)."""
         runtime = self._runtime
         redis_up = await runtime.redis_ok()
+        heartbeat_up = runtime.heartbeat_ok
         subscriber_up = runtime.hub.subscribed.is_set()
-        healthy = redis_up and subscriber_up
+        healthy = redis_up and heartbeat_up and subscriber_up
         body: dict[str, Any] = {
             "status": "UP" if healthy else "DEGRADED",
             "service": SERVICE_NAME,
             "checks": {
                 "redis": {"status": "UP" if redis_up else "DOWN", "mode": runtime.services.redis.mode},
+                "heartbeat": {"status": "UP" if heartbeat_up else "DOWN"},
                 "hitlSubscriber": {"status": "UP" if subscriber_up else "DOWN"},
             },
             "sessions": runtime.counts(),

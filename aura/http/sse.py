@@ -163,22 +163,25 @@ async def feed_frames(feed: SessionFeed, *, after_seq: int, heartbeat_seconds: f
     over, and the client reconnects with its Last-Event-ID (to another replica).
     """
     cursor = after_seq
-    while True:
-        frames = await feed.read_after(cursor, timeout=heartbeat_seconds)
-        if frames:
-            for seq, frame in frames:
-                yield frame
-                cursor = seq
-            del frames, frame  # a waiting stream keeps none of the frames it sent
-            continue
-        if feed.closed:
-            break
-        elif feed.draining:
-            yield DRAIN_FRAME
-            return
-        else:
-            yield HEARTBEAT_FRAME
-    yield DONE_FRAME
+    try:
+        while True:
+            frames = await feed.read_after(cursor, timeout=heartbeat_seconds)
+            if frames:
+                for seq, frame in frames:
+                    yield frame
+                    cursor = seq
+                del frames, frame  # a waiting stream keeps none of the frames it sent
+                continue
+            if feed.closed:
+                break
+            elif feed.draining:
+                yield DRAIN_FRAME
+                return
+            else:
+                yield HEARTBEAT_FRAME
+        yield DONE_FRAME
+    finally:
+        feed.close()
 
 
 async def single_frames(*frames: bytes) -> AsyncGenerator[bytes, None]:

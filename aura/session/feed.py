@@ -4,7 +4,8 @@ Events become visible only after Redis has them (the log writer fills the
 replay cache after each commit), so a follower sees the same sequence on every
 replica. The :class:`Notifier` wakes followers when a log grows: after a local
 commit, or on a notification from the replica that drives the session, which
-publishes only while some replica has said it follows (:meth:`SessionStore.follow`).
+publishes only while some replica has said it follows (:meth:`SessionStore.follow`),
+on a channel this process subscribes to only while it follows (:class:`Subscriptions`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from aura.errors import StoreUnavailable
 from aura.session import events
@@ -24,6 +26,14 @@ from aura.storage.calls import bounded
 log = logging.getLogger(__name__)
 
 
+class Subscriptions(Protocol):
+    """Hearing a remote log grow (:class:`aura.hitl.hub.SignalHub` in production)."""
+
+    async def follow(self, session_id: str) -> None: ...
+
+    def unfollow(self, session_id: str) -> None: ...
+
+
 class SessionFeed:
     """A follower's view of one session's log, from a cursor on."""
 
@@ -33,6 +43,7 @@ class SessionFeed:
         store: SessionStore,
         notifier: Notifier,
         replay: ReplayCache,
+        subscriptions: Subscriptions,
         *,
         redis_timeout_seconds: float,
         follow_seconds: float,
@@ -41,6 +52,8 @@ class SessionFeed:
         self._store = store
         self._notifier = notifier
         self._replay = replay
+        self._subscriptions = subscriptions
+        self._subscribed = False
         self._timeout = redis_timeout_seconds
         self._follow_seconds = follow_seconds  # how long one "I follow" lasts in Redis
         self._followed_until = 0.0
@@ -91,7 +104,16 @@ class SessionFeed:
         self.closed = page.ended and not frames
         return frames
 
+    def close(self) -> None:
+        """The stream is over: stop hearing this log grow."""
+        if self._subscribed:
+            self._subscribed = False
+            self._subscriptions.unfollow(self.session_id)
+
     async def _announce(self) -> None:
+        if not self._subscribed:  # subscribed before the driver is asked to publish
+            self._subscribed = True
+            await self._subscriptions.follow(self.session_id)
         now = asyncio.get_running_loop().time()
         if now >= self._followed_until:
             await bounded(self._store.follow(self.session_id, self._follow_seconds), self._timeout, "follow")
@@ -113,6 +135,7 @@ class Feeds:
     store: SessionStore
     notifier: Notifier
     replay: ReplayCache
+    subscriptions: Subscriptions
     redis_timeout_seconds: float
     follow_seconds: float
 
@@ -122,6 +145,7 @@ class Feeds:
             self.store,
             self.notifier,
             self.replay,
+            self.subscriptions,
             redis_timeout_seconds=self.redis_timeout_seconds,
             follow_seconds=self.follow_seconds,
         )

@@ -1,30 +1,37 @@
-"""Who drives which session: this instance's heartbeat, and adopting sessions whose driver is gone.
+"""Who drives which session: this instance's heartbeat, and adopting the sessions of instances that died.
 
-Every ``lease_seconds / 3`` the keeper renews the instance's one heartbeat key,
-scans one page of the live set, and takes over (compare-and-set on the lease)
-each session whose driver has no heartbeat. If its own heartbeat had lapsed (a
-pause, an outage) it first checks which of its sessions others took, and stops
-driving those.
+Every instance keeps one heartbeat key, lists itself in the instance registry,
+and keeps the set of sessions it drives. Every ``lease_seconds / 3`` the keeper
+renews the heartbeat and looks for registered instances without one; it adopts
+their sessions from their sets, a batch at a time, with a compare-and-set on each
+lease, until the set is empty, and then drops the dead instance from the registry.
+The cost of a round is therefore one command per registered instance while all
+are alive, whatever the number of sessions, and adoption takes as long as the
+dead instance's sessions take to load, not a fixed page per round.
+
+An instance whose own heartbeat lapsed (a pause, an outage) first checks which of
+its sessions others took, and stops driving those. A session whose run stopped
+because Redis was away (stranded) is picked up again here once Redis answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
 from aura.errors import StoreUnavailable
 from aura.session.registry import SessionRegistry
 from aura.session.session import Session
-from aura.session.snapshot import SnapshotUnreadable
+from aura.session.snapshot import Snapshot, SnapshotUnreadable
 from aura.session.store import SessionStore
 from aura.storage.calls import bounded, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ADOPTION_PAGE: Final = 500
+ADOPTION_BATCH: Final = 500  # sessions taken from a dead instance's set per step; steps go on until it is empty
 
 
 class LeaseKeeper:
@@ -41,11 +48,24 @@ class LeaseKeeper:
         self._store = store
         self._registry = registry
         self._interval = lease_seconds / 3
+        self._lease_seconds = lease_seconds
         self._timeout = redis_timeout_seconds
         self._on_adopted = on_adopted  # start the adopted session's run
         self._on_taken = on_taken  # stop driving a session another instance took
-        self._scan_from = 0
+        self._stranded: set[str] = set()
+        self._last_heartbeat: float | None = None  # loop time of the last heartbeat Redis took
         self.stopped = False
+        self.adopted = 0  # sessions adopted since start-up, for tests and the benchmark
+
+    @property
+    def heartbeat_fresh(self) -> bool:
+        """True while the last heartbeat Redis took is younger than a lease: peers see us alive."""
+        last = self._last_heartbeat
+        return last is not None and asyncio.get_running_loop().time() - last < self._lease_seconds
+
+    def strand(self, session_id: str) -> None:
+        """A run stopped because Redis was away; its lease is still ours: drive it again when Redis is back."""
+        self._stranded.add(session_id)
 
     async def run(self) -> None:
         """Keep the heartbeat and adopt, forever; cancel to stop."""
@@ -58,7 +78,7 @@ class LeaseKeeper:
                 raise
             except StoreUnavailable as exc:
                 log.warning("lease upkeep failed (%s); retrying", exc)
-            except Exception:
+            except Exception:  # supervised: a bug in one round must not end the heartbeat
                 log.exception("lease upkeep failed")
             await asyncio.sleep(self._interval)
 
@@ -67,6 +87,7 @@ class LeaseKeeper:
             return
         store = self._store
         continuous = await self._call(store.heartbeat(), "heartbeat")
+        self._last_heartbeat = asyncio.get_running_loop().time()
         local = self._registry.all()
         if not continuous and local:
             # Our heartbeat lapsed: others may have taken sessions over.
@@ -75,39 +96,72 @@ class LeaseKeeper:
                 if owner is not None and owner != store.instance_id:  # None: not written yet, or nobody's
                     log.warning("session %s: taken over by %s; stopping here", session.id, owner)
                     self._on_taken(session)
-        # One page of the live set per round, so a large set costs a bounded amount each time.
-        page = await self._call(store.live_sessions(self._scan_from, ADOPTION_PAGE), "scan live sessions")
-        self._scan_from = 0 if len(page) < ADOPTION_PAGE else self._scan_from + len(page)
-        candidates = [sid for sid in page if self._registry.local(sid) is None]
-        owners = await self._call(store.owners(candidates), "read leases")
-        others = {o for o in owners if o is not None and o != store.instance_id}
-        alive = await self._call(store.alive(others), "read heartbeats") if others else set()
-        for session_id, owner in zip(candidates, owners, strict=True):
-            if owner in alive or self.stopped:
-                continue
-            if await self._call(store.take_over(session_id, owner), "take over"):
-                await self._adopt(session_id)
+        if self._stranded:
+            await self._drive_stranded()
+        others = await self._call(store.instances(), "read instances") - {store.instance_id}
+        alive = await self._call(store.alive(others), "read heartbeats")
+        for dead in sorted(others - alive):
+            await self._adopt_from(dead)
 
-    async def _adopt(self, session_id: str) -> None:
+    async def _drive_stranded(self) -> None:
+        stranded = sorted(sid for sid in self._stranded if self._registry.local(sid) is None)
+        self._stranded.clear()
+        owners = await self._call(self._store.owners(stranded), "read leases")
+        ours = [sid for sid, owner in zip(stranded, owners, strict=True) if owner == self._store.instance_id]
+        await self._adopt(ours)
+
+    async def _adopt_from(self, dead: str) -> None:
+        """Take over ``dead``'s sessions, batch after batch, until its set is empty or the round's time is up."""
+        store = self._store
+        deadline = asyncio.get_running_loop().time() + self._interval
+        while not self.stopped:
+            batch = await self._call(store.sessions_of(dead, ADOPTION_BATCH), "read sessions of an instance")
+            if not batch:
+                await self._call(store.forget_instance(dead), "forget instance")
+                return
+            owners = await self._call(store.owners(batch), "read leases")
+            # Its own, or nobody's (released, or ended before it left the set); others' are not ours to take.
+            candidates = [(sid, owner) for sid, owner in zip(batch, owners, strict=True)
+                          if owner in (dead, None) and self._registry.local(sid) is None]
+            ids = [sid for sid, _ in candidates]
+            # Listed as ours before the leases move: a crash between leaves the session findable.
+            await self._call(store.claim(ids), "claim sessions")
+            won = await self._call(store.take_over(ids, [owner for _, owner in candidates]), "take over")
+            lost = [sid for sid, taken in zip(ids, won, strict=True) if not taken]
+            await self._call(store.disown(store.instance_id, lost), "disown sessions")
+            await self._adopt([sid for sid, taken in zip(ids, won, strict=True) if taken])
+            await self._call(store.disown(dead, batch), "disown sessions")
+            if asyncio.get_running_loop().time() >= deadline:
+                return  # the heartbeat is due; the next round goes on
+
+    async def _adopt(self, session_ids: Sequence[str]) -> None:
+        """Drive sessions whose leases are ours; those ended or expired are let go."""
+        gone: list[str] = []
+        for session_id in session_ids:
+            snapshot = await self._load(session_id)
+            if snapshot is None or snapshot.is_final or self.stopped:
+                gone.append(session_id)
+                continue
+            session = self._registry.adopt(snapshot)
+            self.adopted += 1
+            log.info("adopted session %s in state %s at event %d", session_id, snapshot.state.value, snapshot.seq)
+            self._on_adopted(session)
+        if gone:
+            await self._call(self._store.release(gone), "release leases")
+            await self._call(self._store.disown(self._store.instance_id, gone), "disown sessions")
+
+    async def _load(self, session_id: str) -> Snapshot | None:
         try:
-            snapshot = await self._call(self._store.load_snapshot(session_id), "load snapshot")
+            return await self._call(self._store.load_snapshot(session_id), "load snapshot")
         except SnapshotUnreadable as exc:
             # An unreadable snapshot must not block the adoption of every session after it.
-            log.error("%s; dropping it from the live set", exc)
-            snapshot = None
-        if snapshot is None or snapshot.is_final:
-            await self._call(self._store.forget(session_id), "forget session")
-            await self._call(self._store.release(session_id), "release lease")
-            return
-        session = self._registry.adopt(snapshot)
-        log.info("adopted session %s in state %s at event %d", session_id, snapshot.state.value, snapshot.seq)
-        self._on_adopted(session)
+            log.error("%s; not adopting it", exc)
+            return None
 
     async def release_all(self, sessions: list[Session]) -> None:
         """Let other instances adopt at once (draining): leases and the heartbeat go."""
         self.stopped = True
-        for session in sessions:
-            await self._call(self._store.release(session.id), "release lease")
+        await self._call(self._store.release([s.id for s in sessions]), "release leases")
         await self._call(self._store.stop_heartbeat(), "stop heartbeat")
 
     async def _call(self, call: Awaitable[T], operation: str) -> T:

@@ -49,6 +49,7 @@ class Session:
     resumed_at_seq: int = 0  # the last seq of the log when this process took the session (0: new)
     cancel_requested: bool = False
     detached: bool = False  # this process stopped driving the session (drain, lease lost)
+    stranded: bool = False  # stopped because Redis was away: the lease is still ours, to drive again
     _transitions: list[EventData] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -98,6 +99,11 @@ class Session:
 
     def detach(self) -> None:
         self.detached = True
+
+    def strand(self) -> None:
+        """Stop driving for now: Redis is away, and what the log lacks is redone from the snapshot later."""
+        self.detached = True
+        self.stranded = True
 
     def take_transition_events(self) -> list[EventData]:
         """The `state` events of transitions so far (machine callbacks cannot emit themselves)."""

@@ -2,37 +2,46 @@
 
 The key names are in :mod:`aura.storage.keys`. A session's lease names its
 driver; the driver proves it is alive with one heartbeat key for all its
-sessions, so keeping 10,000 sessions costs one write per interval, not 10,000.
-A session whose driver's heartbeat lapsed is taken over with a compare-and-set
-on its lease. Every append is fenced by the lease: a replica that lost a
-session cannot write to it.
+sessions, so keeping 10,000 sessions costs one write per interval, not 10,000,
+and lists the sessions it drives in one set, where a survivor finds them. A
+session whose driver's heartbeat lapsed is taken over with a compare-and-set on
+its lease. Every append is fenced by the lease: a replica that lost a session
+cannot write to it.
+
+Cluster-safe by construction: every script touches the keys of one session
+only (one hash tag, one slot), every read of many sessions is a pipeline of
+single-key commands (which a cluster client splits by slot), and nothing is
+published inside a transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError, WatchError
+from redis.exceptions import NoScriptError
 
 from aura.errors import LeaseLost
 from aura.session.snapshot import F, Fields, Snapshot, decode
 from aura.storage import keys
 
-# KEYS: lease, log, snapshot, live set, followers.
-# ARGV: instance, ttl, maxlen, mode, sessionId, channel, last seq, n, n x (seq, frame), field/value pairs.
-# mode: "append"; "end" (mark the end: leave the live set, drop the lease); "create" (take the lease and
-# join the live set first: a new session's creation rides in the same round trip as its first events).
+# KEYS: lease, log, snapshot, followers (one session's, so one slot: the hash tag {sid}).
+# ARGV: instance, ttl, maxlen, mode, channel, last seq, n, n x (seq, frame), field/value pairs.
+# mode: "append"; "end" (mark the end and drop the lease); "create" (take the lease first: a new
+# session's creation rides in the same round trip as its first events). The instance's set of
+# sessions is another slot, so it is written beside the script (SessionStore.commit).
 # Idempotent: entries at or below the stored seq are skipped, so a batch retried after a lost reply
 # is not refused by XADD. Published only when another replica follows the session (the followers key).
 APPEND_LUA: Final = """
 local mode = ARGV[4]
 if mode == 'create' then
+  -- refused if a survivor took the lease while our heartbeat lapsed: it drives the session now
+  local owner = redis.call('GET', KEYS[1])
+  if owner and owner ~= ARGV[1] then return 0 end
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  redis.call('ZADD', KEYS[4], redis.call('TIME')[1], ARGV[5])
 elseif redis.call('GET', KEYS[1]) ~= ARGV[1] then
   if mode == 'end' then
     -- an end retried after its reply was lost: the lease is gone because the end is written
@@ -42,8 +51,8 @@ elseif redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 local stored = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') or 0
-local n = tonumber(ARGV[8])
-local i = 9
+local n = tonumber(ARGV[7])
+local i = 8
 for _ = 1, n do
   if tonumber(ARGV[i]) > stored then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. ARGV[i], 'f', ARGV[i + 1])
@@ -55,17 +64,24 @@ while i < #ARGV do
   i = i + 2
 end
 if mode == 'end' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. (tonumber(ARGV[7]) + 1), 'end', '1')
-  redis.call('ZREM', KEYS[4], ARGV[5])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. (tonumber(ARGV[6]) + 1), 'end', '1')
   redis.call('DEL', KEYS[1])
 else
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 if n > 0 or mode == 'end' then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
-if (n > 0 or mode == 'end') and redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('PUBLISH', ARGV[6], ARGV[7])
+if (n > 0 or mode == 'end') and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
 end
+return 1
+"""
+
+# Compare-and-set of a lease (KEYS[1]): ARGV expected owner ('' = none), new owner ('' = delete), ttl.
+# A script rather than WATCH/MULTI: redis-py's cluster transactions break while a node is down.
+LEASE_CAS_LUA: Final = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
 return 1
 """
 
@@ -106,6 +122,8 @@ class SessionStore:
         self._max_events = max_events
         self._lease_ms = int(lease_seconds * 1000)
         self._append_script = redis.register_script(APPEND_LUA)
+        self._lease_cas = redis.register_script(LEASE_CAS_LUA)
+        self._sessions_key = keys.instance_sessions(instance_id)
 
     # -- writing (the lease holder only) ------------------------------------------------
     async def create(self, session_id: str, fields: Mapping[str, str]) -> None:
@@ -130,33 +148,72 @@ class SessionStore:
         gone (nothing written), or the error Redis gave for that call alone, so
         one broken session never fails the others' commits. A failure of the
         connection itself raises.
+
+        New sessions join this instance's set first, in their own step: a session
+        is never driven without being where a survivor looks for it. Ended ones
+        leave it after their end is written; a crash between leaves an entry that
+        adoption clears.
         """
         if not appends:
             return []
+        created = [a.session_id for a in appends if a.create]
+        if created:
+            await self.claim(created)
+        ended = [a.session_id for a in appends if a.end]
         sha = self._append_script.sha
-        for _ in range(2):  # a second time only if Redis forgot the script (restart, SCRIPT FLUSH)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for append in appends:
-                    self._queue_append(pipe, sha, append)
-                answers = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(answer, NoScriptError) for answer in answers):
-                break
-            await self._redis.script_load(APPEND_LUA)
+
+        def queue(pipe: Pipeline) -> None:
+            for append in appends:
+                self._queue_append(pipe, sha, append)
+            if ended:  # an entry left behind is cleared by adoption: its answer is not awaited
+                pipe.srem(self._sessions_key, *ended)
+
+        answers = await self._scripted(APPEND_LUA, queue)
+        if ended:
+            answers.pop()
         return [
             answer if isinstance(answer, Exception) else None if answer else LeaseLost(append.session_id)
             for append, answer in zip(appends, answers, strict=True)
         ]
 
+    async def _scripted(self, script: str, queue: Callable[[Pipeline], None]) -> list[Any]:
+        """Run the pipeline ``queue`` fills (EVALSHA calls); load ``script`` and run again on NOSCRIPT."""
+        for _ in range(2):  # a second time only if Redis forgot the script (restart, failover, SCRIPT FLUSH)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                queue(pipe)
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(answer, NoScriptError) for answer in answers):
+                break
+            await self._redis.script_load(script)  # on every primary of a cluster
+        return answers
+
     def _queue_append(self, pipe: Pipeline, sha: str, append: Append) -> None:
         sid = append.session_id
-        args: list[str | int] = [self.instance_id, self._ttl, self._max_events, append.mode, sid,
+        args: list[str | int] = [self.instance_id, self._ttl, self._max_events, append.mode,
                                  keys.events_channel(sid), append.last_seq, len(append.frames)]
         for seq, frame in append.frames:
             args += [seq, frame]
         for name, value in append.fields.items():
             args += [name, value]
-        pipe.evalsha(sha, 5, keys.lease(sid), keys.events(sid), keys.snapshot(sid), keys.LIVE_SESSIONS,
-                     keys.followers(sid), *args)
+        pipe.evalsha(sha, 4, keys.lease(sid), keys.events(sid), keys.snapshot(sid), keys.followers(sid), *args)
+
+    async def replicate(self, session_id: str, replicas: int, timeout_ms: int) -> int:
+        """Wait until ``replicas`` replicas have every write made so far to the session's node.
+
+        ``WAIT`` counts the writes of its own connection, so a write to the session
+        (its TTL, renewed) goes first on the same connection: the replication stream
+        is ordered, so a replica that has it has every earlier append too. Returns
+        how many replicas acknowledged within ``timeout_ms``.
+        """
+        key = keys.snapshot(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.expire(key, self._ttl)
+            if isinstance(self._redis, RedisCluster):  # WAIT has no key: send it to the key's node
+                pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=self._redis.get_node_from_key(key))
+            else:
+                pipe.wait(replicas, timeout_ms)
+            _, acknowledged = await pipe.execute()
+        return int(acknowledged)
 
     async def follow(self, session_id: str, ttl_seconds: float) -> None:
         """Ask the driver to publish appends: a follower on another replica is listening."""
@@ -189,65 +246,94 @@ class SessionStore:
 
     # -- leases ----------------------------------------------------------------------------
     async def heartbeat(self) -> bool:
-        """Say this instance is alive; False if the heartbeat had lapsed (others may have taken over)."""
-        previous = await self._redis.set(keys.instance(self.instance_id), "1", px=self._lease_ms, get=True)
+        """Say this instance is alive; False if the heartbeat had lapsed (others may have taken over).
+
+        The registry entry and the set's TTL are renewed too: a survivor finds this
+        instance, and its sessions, for as long as any of them can still live.
+        """
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.instance(self.instance_id), "1", px=self._lease_ms, get=True)
+            pipe.sadd(keys.INSTANCES, self.instance_id)
+            pipe.expire(self._sessions_key, self._ttl)
+            previous, _, _ = await pipe.execute()
         return previous is not None
 
     async def stop_heartbeat(self) -> None:
         await self._redis.delete(keys.instance(self.instance_id))
 
     async def owners(self, session_ids: Sequence[str]) -> list[str | None]:
+        """Each session's driver; one GET per session in a pipeline, which a cluster splits by slot."""
         if not session_ids:
             return []
-        values = await self._redis.mget([keys.lease(sid) for sid in session_ids])
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sid in session_ids:
+                pipe.get(keys.lease(sid))
+            values = await pipe.execute()
         return [_text(v) for v in values]
 
     async def alive(self, instance_ids: set[str]) -> set[str]:
         ids = sorted(instance_ids)
+        if not ids:
+            return set()
         async with self._redis.pipeline(transaction=False) as pipe:
             for instance_id in ids:
                 pipe.exists(keys.instance(instance_id))
             answers = await pipe.execute()
         return {instance_id for instance_id, found in zip(ids, answers, strict=True) if found}
 
-    async def take_over(self, session_id: str, expected_owner: str | None) -> bool:
-        """Make this instance the driver if the lease still names ``expected_owner`` (compare-and-set)."""
-        key = keys.lease(session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                if _text(await pipe.get(key)) != expected_owner:
-                    return False
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.set(key, self.instance_id, ex=self._ttl)
+    async def instances(self) -> set[str]:
+        """Every instance that said it exists: the living, and the dead whose sessions are not all adopted."""
+        return {str(_text(i)) for i in await self._redis.smembers(keys.INSTANCES)}
+
+    async def sessions_of(self, instance_id: str, count: int) -> list[str]:
+        """Up to ``count`` of the sessions ``instance_id`` drives, at random: survivors share the work."""
+        found = await self._redis.srandmember(keys.instance_sessions(instance_id), count)
+        return [str(_text(sid)) for sid in found] if isinstance(found, list) else []
+
+    async def disown(self, instance_id: str, session_ids: Sequence[str]) -> None:
+        """Take sessions out of ``instance_id``'s set (adopted by someone, or gone)."""
+        if session_ids:
+            await self._redis.srem(keys.instance_sessions(instance_id), *session_ids)
+
+    async def claim(self, session_ids: Sequence[str]) -> None:
+        """Put sessions in this instance's set before they are driven here (created, or adopted)."""
+        if session_ids:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.sadd(self._sessions_key, *session_ids)
+                pipe.expire(self._sessions_key, self._ttl)
+                pipe.sadd(keys.INSTANCES, self.instance_id)  # findable even if it dies before its first heartbeat
                 await pipe.execute()
-                return True
-            except WatchError:
-                return False  # another replica was quicker
 
-    async def release(self, session_id: str) -> None:
-        """Let another instance adopt the session right away (used when draining)."""
-        key = keys.lease(session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                if _text(await pipe.get(key)) == self.instance_id:
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.delete(key)
-                    await pipe.execute()
-            except WatchError:
-                pass  # someone else took it meanwhile: it is not ours to delete
+    async def forget_instance(self, instance_id: str) -> None:
+        """Drop a dead instance from the registry once none of its sessions is left to adopt."""
+        await self._redis.srem(keys.INSTANCES, instance_id)
 
-    async def live_sessions(self, start: int = 0, limit: int = 1000) -> list[str]:
-        ids = await self._redis.zrange(keys.LIVE_SESSIONS, start, start + limit - 1)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+    async def take_over(self, session_ids: Sequence[str], expected_owners: Sequence[str | None]) -> list[bool]:
+        """Make this instance the driver of each session whose lease still names its expected owner."""
+        return await self._swap_leases(session_ids, expected_owners, self.instance_id)
 
-    async def forget(self, session_id: str) -> None:
-        """Drop a live-set entry whose snapshot expired."""
-        await self._redis.zrem(keys.LIVE_SESSIONS, session_id)
+    async def release(self, session_ids: Sequence[str]) -> None:
+        """Let another instance adopt these sessions right away (draining); others' leases are left alone."""
+        await self._swap_leases(session_ids, [self.instance_id] * len(session_ids), None)
+
+    async def _swap_leases(
+        self, session_ids: Sequence[str], expected: Sequence[str | None], new_owner: str | None
+    ) -> list[bool]:
+        if not session_ids:
+            return []
+        sha = self._lease_cas.sha
+
+        def queue(pipe: Pipeline) -> None:
+            for sid, owner in zip(session_ids, expected, strict=True):
+                pipe.evalsha(sha, 1, keys.lease(sid), owner or "", new_owner or "", self._ttl)
+
+        answers = await self._scripted(LEASE_CAS_LUA, queue)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return [bool(answer) for answer in answers]
 
     async def request_cancel(self, session_id: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.snapshot(session_id), F.CANCEL_REQUESTED, "1")
-            pipe.publish(keys.cancel_channel(session_id), "1")
-            await pipe.execute()
+        """Flag the snapshot, then wake the driver: a driver that misses the wake-up reads the flag at adoption."""
+        await self._redis.hset(keys.snapshot(session_id), F.CANCEL_REQUESTED, "1")
+        await self._redis.publish(keys.cancel_channel(session_id), "1")

@@ -9,17 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import traceback
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from redis.exceptions import RedisError
+import redis
+from redis.exceptions import RedisClusterException, RedisError
 
 from aura.errors import StoreUnavailable
 
 T = TypeVar("T")
 
 # What a Redis call can raise when the server is away, slow or refusing (ReadOnlyError, ...).
-REDIS_FAILURES: Final = (RedisError, OSError, TimeoutError)
+# RedisClusterException is not a RedisError: without it a cluster without a quorum is a 500.
+REDIS_FAILURES: Final = (RedisError, RedisClusterException, OSError, TimeoutError)
+_REDIS_PY: Final = str(Path(redis.__file__).parent)
+
+
+def _redis_py_lost_its_connection(exc: BaseException) -> bool:
+    """redis-py 8.1's cluster client can raise ``AttributeError: 'NoneType' object has no attribute
+    'writelines'`` when a node's connection died under it: a lost connection, not a bug of ours.
+    Only an AttributeError raised inside redis-py itself counts."""
+    if not isinstance(exc, AttributeError) or exc.__traceback__ is None:
+        return False
+    innermost = traceback.extract_tb(exc.__traceback__)[-1]
+    return innermost.filename.startswith(_REDIS_PY)
 
 
 async def bounded(call: Awaitable[T], timeout: float, operation: str) -> T:
@@ -36,6 +51,10 @@ async def mapped(operation: str) -> AsyncIterator[None]:
         yield
     except REDIS_FAILURES as exc:
         raise StoreUnavailable(operation, exc) from exc
+    except AttributeError as exc:
+        if _redis_py_lost_its_connection(exc):
+            raise StoreUnavailable(operation, exc) from exc
+        raise
 
 
 def stop_if_cancelled(task: asyncio.Task[Any] | None) -> None:

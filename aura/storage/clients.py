@@ -1,7 +1,10 @@
-"""Connections to Redis: the configured server, or an embedded in-process one.
+"""Connections to Redis: a server, a Sentinel-managed primary, a Cluster, or an embedded in-process one.
 
-Two clients: one for commands and one that holds the process's single Pub/Sub
-connection, so a slow subscriber never starves commands of connections.
+redis-py's own clients do the work (``Redis`` with a blocking pool, ``Sentinel``,
+``RedisCluster``); this module only chooses and configures them from a
+:class:`RedisTarget`. Two clients, one for commands and one that holds the
+process's single Pub/Sub connection, so a slow subscriber never starves commands
+of connections (a cluster's pubsub borrows one node connection from its one client).
 """
 
 from __future__ import annotations
@@ -9,15 +12,21 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, cast
 
 import hiredis
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster, Sentinel
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
-from redis.exceptions import DataError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError, DataError, ReadOnlyError
 from redis.typing import EncodableT
 
 from aura.config import Settings
+from aura.errors import StoreUnavailable
+from aura.storage.calls import bounded
+from aura.storage.target import RedisMode, RedisTarget
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +71,50 @@ _PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
 }
 
 
+# A pooled connection that Redis closed (a restart in place), or that answers READONLY (a
+# primary demoted behind the same address), is dropped and the command sent again, a
+# bounded number of times. A timeout is not retried: the command may have run.
+RETRIED_ERRORS: Final[list[type[Exception]]] = [ConnectionError, ReadOnlyError]
+RETRIES: Final = 3
+CLUSTER_CONNECTIONS_PER_NODE: Final = 512  # redis-py's cluster pool fails past it instead of waiting
+
+
+def _retry() -> Retry:
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), RETRIES)
+
+
+def _no_retry(options: dict[str, Any]) -> dict[str, Any]:
+    """The subscriber's options: redis-py must not reconnect a lost subscription silently, or the
+    hub would not know to sweep for what was published meanwhile (it reconnects, and sweeps, itself)."""
+    return {**options, "retry": Retry(NoBackoff(), 0)}
+
+
 @dataclass(frozen=True, slots=True)
 class RedisClients:
     commands: Redis
     subscriber: Redis
     embedded: bool
+    mode: str = "embedded"  # embedded, standalone, sentinel or cluster
+    target: RedisTarget | None = None
 
-    @property
-    def mode(self) -> str:
-        return "embedded" if self.embedded else "external"
+    async def initialize(self, timeout: float) -> None:
+        """Learn a cluster's slots before the subscriber needs them (redis-py's pubsub assumes it)."""
+        if isinstance(self.commands, RedisCluster):
+            await bounded(self.commands.initialize(), timeout, "discover the cluster")
+
+    async def writable(self, timeout: float) -> bool:
+        """True if Redis takes writes here: a primary (not a demoted one), or a cluster whose slots are all served."""
+        client: Any = self.commands
+        try:
+            if self.embedded:
+                return bool(await bounded(client.ping(), timeout, "ping"))
+            if isinstance(client, RedisCluster):
+                info = await bounded(client.cluster_info(), timeout, "cluster info")
+                return bool(info.get("cluster_state") == "ok")
+            role = await bounded(client.execute_command("ROLE"), timeout, "role")
+            return bool(role) and _text(role[0]) == "master"
+        except StoreUnavailable:
+            return False
 
     async def aclose(self) -> None:
         for client in (self.subscriber, self.commands):
@@ -78,8 +122,13 @@ class RedisClients:
                 await client.aclose()
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def connect(settings: Settings) -> RedisClients:
-    if settings.redis_url is None:
+    target = settings.redis_target
+    if target is None:
         import fakeredis  # only the embedded default needs it
 
         server = fakeredis.FakeServer()
@@ -92,21 +141,86 @@ def connect(settings: Settings) -> RedisClients:
             subscriber=fakeredis.FakeAsyncRedis(server=server, decode_responses=True),
             embedded=True,
         )
-    return _external(settings.redis_url, settings.redis_timeout_seconds)
+    timeout = settings.redis_timeout_seconds
+    log.info("Redis: %s", target.describe())
+    if target.mode is RedisMode.CLUSTER:
+        return _cluster(target, timeout)
+    if target.mode is RedisMode.SENTINEL:
+        return _sentinel(target, timeout)
+    return _standalone(target, timeout)
 
 
-def _external(url: str, timeout: float) -> RedisClients:
+def _options(target: RedisTarget, timeout: float) -> dict[str, Any]:
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "health_check_interval": 30,
+        "retry": _retry(),
+        "retry_on_error": RETRIED_ERRORS,
     }
+    if target.username is not None:
+        options["username"] = target.username
+    if target.password is not None:
+        options["password"] = target.password
+    return options
+
+
+def _tls(target: RedisTarget) -> dict[str, Any]:
+    if not target.tls:
+        return {}
+    return {"ssl_ca_certs": target.ca_file} if target.ca_file else {}
+
+
+def _standalone(target: RedisTarget, timeout: float) -> RedisClients:
+    options = {**_options(target, timeout), "db": target.db}
+    if target.unix_path is not None:
+        options.update(path=target.unix_path, connection_class=PackedUnixConnection)
+    else:
+        host, port = target.nodes[0]
+        options.update(host=host, port=port)
+        if target.tls:
+            options.update(connection_class=PackedSSLConnection, **_tls(target))
+        else:
+            options.update(connection_class=PackedConnection)
     # redis-py's default pool raises MaxConnectionsError past 100 connections under load; a
     # small blocking pool keeps the count O(1) and makes a burst wait (bounded) instead of fail.
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=COMMAND_CONNECTIONS, timeout=timeout, **options
+    pool = BlockingConnectionPool(max_connections=COMMAND_CONNECTIONS, timeout=timeout, **options)
+    subscriber = Redis.from_pool(ConnectionPool(**_no_retry(options)))  # the one Pub/Sub connection
+    return RedisClients(Redis.from_pool(pool), subscriber, embedded=False, mode="standalone", target=target)
+
+
+def _sentinel(target: RedisTarget, timeout: float) -> RedisClients:
+    options = {**_options(target, timeout), "db": target.db}
+    if target.tls:
+        options.update(ssl=True, **_tls(target))
+    sentinel_options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if target.sentinel_username is not None:
+        sentinel_options["username"] = target.sentinel_username
+    if target.sentinel_password is not None:
+        sentinel_options["password"] = target.sentinel_password
+    if target.tls:
+        sentinel_options.update(ssl=True, **_tls(target))
+    # The pool asks the sentinels for the primary on every new connection; a connection to a
+    # demoted primary turns READONLY into a ConnectionError, so the retry reconnects to the new one.
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_options, **options)  # type: ignore[no-untyped-call]
+    master = target.sentinel_master
+    assert master is not None  # parse_target requires it in sentinel mode
+    commands = sentinel.master_for(master)
+    subscriber = sentinel.master_for(master, **_no_retry({}))
+    return RedisClients(commands, subscriber, embedded=False, mode="sentinel", target=target)
+
+
+def _cluster(target: RedisTarget, timeout: float) -> RedisClients:
+    options = _options(target, timeout)
+    options.pop("retry_on_error")  # the cluster client retries its own list (connection errors, MOVED, ...)
+    if target.tls:
+        options.update(ssl=True, **_tls(target))
+    cluster = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+        max_connections=CLUSTER_CONNECTIONS_PER_NODE,
+        **options,
     )
-    pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
-    subscriber = Redis.from_url(url, **options)
-    return RedisClients(commands=Redis.from_pool(pool), subscriber=subscriber, embedded=False)  # owns the pool
+    # One client: the cluster pubsub borrows a node's pool, and classic Pub/Sub reaches every node.
+    commands = cast(Redis, cluster)
+    return RedisClients(commands, commands, embedded=False, mode="cluster", target=target)

@@ -20,19 +20,31 @@ hitl_signal: Final[KeyOf] = "hitl:signal:{}".format  # the decision, TTL 300 s
 hitl_channel: Final[KeyOf] = (HITL_CHANNEL_PREFIX + "{}").format  # where the decision is published
 
 # -- Aura's sessions -------------------------------------------------------------------
-LIVE_SESSIONS: Final = "aura:sessions:live"  # ZSET of sessions not yet final, scanned for adoption
+# Every key of one session carries the hash tag ``{sid}``, and every key of one instance
+# ``{instanceId}``: on a Redis Cluster each group is in one slot, so a script may touch
+# all of them at once. No script touches a key of two groups.
 EVENTS_CHANNEL_PREFIX: Final = "aura:events:"
-EVENTS_CHANNEL_PATTERN: Final = EVENTS_CHANNEL_PREFIX + "*"
 CANCEL_CHANNEL_PREFIX: Final = "aura:cancel:"
 CANCEL_CHANNEL_PATTERN: Final = CANCEL_CHANNEL_PREFIX + "*"
-snapshot: Final[KeyOf] = "aura:session:{}".format  # HASH, the snapshot
-events: Final[KeyOf] = "aura:session:{}:events".format  # STREAM, one entry per event, ids 0-{seq}
-lease: Final[KeyOf] = "aura:session:{}:lease".format  # STRING, the driving instance
+snapshot: Final[KeyOf] = "aura:session:{{{}}}".format  # HASH, the snapshot
+events: Final[KeyOf] = "aura:session:{{{}}}:events".format  # STREAM, one entry per event, ids 0-{seq}
+lease: Final[KeyOf] = "aura:session:{{{}}}:lease".format  # STRING, the driving instance
 # Set while a replica that does not drive the session follows it: only then is an append published.
-followers: Final[KeyOf] = "aura:session:{}:followers".format
-instance: Final[KeyOf] = "aura:instance:{}".format  # an instance's heartbeat
-events_channel: Final[KeyOf] = (EVENTS_CHANNEL_PREFIX + "{}").format  # "the log grew"
-cancel_channel: Final[KeyOf] = (CANCEL_CHANNEL_PREFIX + "{}").format  # "cancel requested"
+followers: Final[KeyOf] = "aura:session:{{{}}}:followers".format
+events_channel: Final[KeyOf] = "aura:events:{{{}}}".format  # "the log grew", subscribed to per session
+cancel_channel: Final[KeyOf] = "aura:cancel:{{{}}}".format  # "cancel requested"
+
+# -- Aura's instances ------------------------------------------------------------------
+INSTANCES: Final = "aura:instances"  # SET of every instance that has sessions or a heartbeat
+instance: Final[KeyOf] = "aura:instance:{{{}}}".format  # an instance's heartbeat
+# SET of the sessions an instance drives: what a survivor adopts when the instance dies.
+instance_sessions: Final[KeyOf] = "aura:instance:{{{}}}:sessions".format
+
+
+def channel_session(prefix: str, channel: str) -> str:
+    """The session id in ``prefix{sid}``: the inverse of :func:`events_channel` and :func:`cancel_channel`."""
+    return channel[len(prefix) + 1 : -1]
+
 
 # -- the built-in tools' data ------------------------------------------------------------
 outbox: Final[KeyOf] = "aura:outbox:{}".format  # LIST, the tenant's outbox (send_email)

@@ -29,6 +29,7 @@ class Driver:
     store: SessionStore
     notifier: Notifier = field(default_factory=Notifier)
     replay: ReplayCache = field(default_factory=ReplayCache)
+    followed: FollowedLogs = field(default_factory=lambda: FollowedLogs())
     writer: LogWriter = field(init=False)
     registry: SessionRegistry = field(init=False)
 
@@ -41,11 +42,28 @@ class Driver:
 
     def local_feed(self, session: Session) -> SessionFeed:
         """A follower on this replica: frames from the replay cache while it has them."""
-        return SessionFeed(session.id, self.store, self.notifier, self.replay, redis_timeout_seconds=5, follow_seconds=30)
+        return SessionFeed(session.id, self.store, self.notifier, self.replay, self.followed,
+                           redis_timeout_seconds=5, follow_seconds=30)
 
     def remote_feed(self, session: Session) -> SessionFeed:
         """A follower on another replica: nothing local, everything from Redis."""
-        return SessionFeed(session.id, self.store, self.notifier, ReplayCache(), redis_timeout_seconds=5, follow_seconds=30)
+        return SessionFeed(session.id, self.store, self.notifier, ReplayCache(), self.followed,
+                           redis_timeout_seconds=5, follow_seconds=30)
+
+
+@dataclass
+class FollowedLogs:
+    """The feeds' subscriptions without a hub: who follows which remote log, right now."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    async def follow(self, session_id: str) -> None:
+        self.counts[session_id] = self.counts.get(session_id, 0) + 1
+
+    def unfollow(self, session_id: str) -> None:
+        self.counts[session_id] -= 1
+        if not self.counts[session_id]:
+            del self.counts[session_id]
 
 
 def driver_for(redis: Redis, instance: str = "test-a", max_events: int = 10_000) -> Driver:

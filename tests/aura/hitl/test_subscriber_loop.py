@@ -86,6 +86,7 @@ class FakePubSub:
     server: FakeSubscriber
     options: dict[str, Any]
     patterns: tuple[str, ...] = ()
+    channels: list[str] = field(default_factory=list)  # subscribed now, in subscription order
     inbox: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     waits: list[float] = field(default_factory=list)
     closed: bool = False
@@ -94,6 +95,12 @@ class FakePubSub:
         await play(self.server.subscribe_steps)
         self.patterns = patterns
         self.server.subscribed.set()
+
+    async def subscribe(self, *channels: str) -> None:
+        self.channels += [c for c in channels if c not in self.channels]
+
+    async def unsubscribe(self, *channels: str) -> None:
+        self.channels = [c for c in self.channels if c not in channels]
 
     async def get_message(self, timeout: float) -> Message | None:
         self.waits.append(timeout)
@@ -192,18 +199,61 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 # -- subscribing -----------------------------------------------------------------------------------
-async def test_one_connection_subscribes_to_decisions_log_growth_and_cancels(parts: Parts) -> None:
+async def test_one_connection_subscribes_to_decisions_and_cancels_and_to_no_session_log(parts: Parts) -> None:
     hub = parts.hub()
     async with running(hub):
         await asyncio.wait_for(hub.subscribed.wait(), WAIT)
         assert hub.generation == 1
         [connection] = parts.subscriber.connections
         assert connection.options == {"ignore_subscribe_messages": True}
-        assert connection.patterns == (
-            keys.HITL_CHANNEL_PATTERN,
-            keys.EVENTS_CHANNEL_PATTERN,
-            keys.CANCEL_CHANNEL_PATTERN,
-        )
+        assert connection.patterns == (keys.HITL_CHANNEL_PATTERN, keys.CANCEL_CHANNEL_PATTERN)
+        assert connection.channels == []  # log growth is heard only for sessions followed here
+
+
+# -- following remote logs -----------------------------------------------------------------------------
+async def test_a_followed_log_is_subscribed_once_and_unsubscribed_after_its_last_follower(parts: Parts) -> None:
+    hub = parts.hub()
+    async with running(hub):
+        await asyncio.wait_for(hub.subscribed.wait(), WAIT)
+        [connection] = parts.subscriber.connections
+        await hub.follow("sess_a")
+        await hub.follow("sess_a")
+        assert connection.channels == [keys.events_channel("sess_a")]
+        assert hub.followed == 1
+        hub.unfollow("sess_a")
+        await _real_sleep(0.05)
+        assert connection.channels == [keys.events_channel("sess_a")]  # one follower is left
+        hub.unfollow("sess_a")
+        assert hub.followed == 0
+        await until(lambda: connection.channels == [])  # sent by the loop, between two reads
+
+
+async def test_a_log_followed_again_before_the_unsubscribe_went_out_stays_subscribed(parts: Parts) -> None:
+    hub = parts.hub()
+    async with running(hub):
+        await asyncio.wait_for(hub.subscribed.wait(), WAIT)
+        [connection] = parts.subscriber.connections
+        await hub.follow("sess_a")
+        hub.unfollow("sess_a")
+        await hub.follow("sess_a")
+        await _real_sleep(1.2)  # longer than one read: the loop had its chance to unsubscribe
+        assert connection.channels == [keys.events_channel("sess_a")]
+
+
+async def test_a_reconnect_resubscribes_the_followed_logs_and_wakes_their_followers(parts: Parts) -> None:
+    hub = parts.hub()
+    await hub.follow("sess_a")  # before the first subscription: it is part of it
+    async with running(hub):
+        await asyncio.wait_for(hub.subscribed.wait(), WAIT)
+        first = parts.subscriber.connections[0]
+        assert first.channels == [keys.events_channel("sess_a")]
+        await hub.follow("sess_b")
+        parts.subscriber.read_steps = [RedisConnectionError("gone")]  # the next read breaks the connection
+        await until(lambda: len(parts.subscriber.connections) == 2 and hub.subscribed.is_set())
+        second = parts.subscriber.connections[1]
+        assert sorted(second.channels) == [keys.events_channel("sess_a"), keys.events_channel("sess_b")]
+    # A notification published while no connection listened is lost: the followers re-read.
+    assert parts.grew.count("sess_a") >= 2 and "sess_b" in parts.grew
 
 
 async def test_a_decision_stored_before_the_subscription_is_found_by_the_first_sweep(parts: Parts) -> None:
@@ -235,7 +285,7 @@ async def test_messages_are_routed_by_channel(parts: Parts) -> None:
     "message",
     [
         {"type": "psubscribe", "channel": keys.hitl_channel("sess_a"), "data": "x"},  # not a pmessage
-        {"type": "message", "channel": keys.events_channel("sess_a"), "data": "1"},  # not a pmessage
+        {"type": "subscribe", "channel": keys.events_channel("sess_a"), "data": 1},  # not a message
         pmessage(keys.events_channel("sess_a").encode(), "1"),  # channel not text
         pmessage(keys.events_channel("sess_a"), b"1"),  # data not text
         pmessage(keys.events_channel("sess_a"), None),

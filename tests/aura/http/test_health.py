@@ -49,7 +49,7 @@ async def test_s2_5_readiness_is_public_200_up_with_external_redis(client: httpx
     assert response.status_code == 200, response.text
     body = json_body(response)
     assert body["status"] == "UP"
-    assert body["checks"]["redis"] == {"status": "UP", "mode": "external"}
+    assert body["checks"]["redis"] == {"status": "UP", "mode": "standalone"}
     assert body["checks"]["hitlSubscriber"]["status"] == "UP"
     assert set(body["sessions"]) >= {"live", "awaitingApproval", "driven", "started"}
     assert all(isinstance(v, int) and v >= 0 for v in body["sessions"].values())
@@ -74,7 +74,7 @@ async def test_info_is_public_with_tools_and_stream_auth_policy(client: httpx.As
     assert body["stream"]["auth"] == "strict"
     assert body["stream"]["path"] == "/aura/test/stream"
     assert "POST" in body["stream"]["methods"]
-    assert body["redis"]["mode"] == "external"
+    assert body["redis"]["mode"] == "standalone"
 
 
 async def test_info_reports_the_compat_policy(start_server: Callable[..., LiveServer]) -> None:
@@ -98,7 +98,7 @@ async def test_redis_down_readiness_is_503_degraded_fast_while_liveness_stays_20
             body = json_body(response)
             assert body["status"] == "DEGRADED"
             assert body["checks"]["redis"]["status"] == "DOWN"
-            assert body["checks"]["redis"]["mode"] == "external"
+            assert body["checks"]["redis"]["mode"] == "standalone"
         started = time.monotonic()
         live = await c.get("/health")
         assert live.status_code == 200 and json_body(live)["status"] == "UP"

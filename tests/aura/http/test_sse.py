@@ -169,6 +169,10 @@ class FakeFeed:
         self.closed = False
         self.draining = False
         self.reads: list[tuple[int, float]] = []  # (after seq, timeout) of each read
+        self.unfollowed = False
+
+    def close(self) -> None:
+        self.unfollowed = True
 
     async def read_after(self, seq: int, *, timeout: float) -> list[Frame]:
         self.reads.append((seq, timeout))
@@ -240,6 +244,7 @@ async def test_feed_frames_sends_heartbeats_while_idle_frames_in_order_and_done_
     out = await collect(feed_frames(feed.as_feed(), after_seq=0, heartbeat_seconds=15))
     assert out == [HEARTBEAT_FRAME, frame(1), frame(2), HEARTBEAT_FRAME, HEARTBEAT_FRAME, frame(3), DONE_FRAME]
     assert feed.reads == [(0, 15), (0, 15), (2, 15), (2, 15), (2, 15), (3, 15)]
+    assert feed.unfollowed  # the stream is over: the replica stops hearing this log grow
 
 
 async def test_feed_frames_starts_after_the_cursor_it_is_given() -> None:
@@ -259,6 +264,7 @@ async def test_feed_frames_ends_with_the_drain_frame_and_no_done_when_the_server
     out = await collect(feed_frames(feed.as_feed(), after_seq=0, heartbeat_seconds=1))
     assert out == [frame(1), HEARTBEAT_FRAME, DRAIN_FRAME]
     assert DONE_FRAME not in out
+    assert feed.unfollowed
 
 
 async def test_an_ended_log_wins_over_draining() -> None:

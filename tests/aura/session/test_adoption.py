@@ -13,6 +13,7 @@ from aura.agent.planner import RuleBasedPlanner
 from aura.session import events
 from aura.session.events import EventType
 from aura.session.session import Session
+from aura.storage import keys
 from statemachines import Trigger
 from tests.conftest import auth_headers
 from tests.support.live_server import LiveServer
@@ -31,7 +32,7 @@ async def orphan(redis: Redis, prompt: str) -> tuple[Session, Driver]:
 
 async def abandon(redis: Redis, driver: Driver, session: Session) -> None:
     await driver.writer.sync(session)
-    await redis.delete(f"aura:session:{session.id}:lease")
+    await redis.delete(keys.lease(session.id))
 
 
 async def final_log(server: LiveServer, session_id: str) -> list[Frame]:
@@ -85,11 +86,12 @@ async def test_an_unreadable_snapshot_does_not_block_adopting_the_others(
     start_server: Callable[..., LiveServer], private_redis_server: RedisServer, private_redis: Redis
 ) -> None:
     """Regression: one live entry with a broken snapshot crashed every adoption round."""
-    await private_redis.hset("aura:session:sess_broken000000000000000000", mapping={"sessionId": "x", "state": "bogus"})
-    await private_redis.zadd("aura:sessions:live", {"sess_broken000000000000000000": 0})
+    broken = "sess_broken000000000000000000"
+    await private_redis.hset(keys.snapshot(broken), mapping={"sessionId": "x", "state": "bogus"})
+    await private_redis.sadd(keys.instance_sessions("dead-instance"), broken)
     server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     session, d = await orphan(private_redis, "hello")
     await abandon(private_redis, d, session)
     frames = await final_log(server, session.id)
     assert [f.body["to"] for f in frames if f.type == "state"][-1] == "done"
-    assert await private_redis.zscore("aura:sessions:live", "sess_broken000000000000000000") is None
+    assert not await private_redis.sismember(keys.instance_sessions("dead-instance"), broken)

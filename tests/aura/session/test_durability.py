@@ -14,6 +14,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from aura.storage import keys
 from tests.conftest import open_stream
 from tests.support import main_service
 from tests.support.auth import auth_headers
@@ -213,7 +214,7 @@ async def test_redis_restart_mid_wait_loses_nothing(processes: list[AuraProcess]
         assert len(completed_tools(rest)) == 1
         everything = [f for f in stream.frames if f.id]
         assert seqs(everything) == list(range(1, len(everything) + 1))
-        logged = await redis.xrange(f"aura:session:{hitl.body['sessionId']}:events") or []
+        logged = await redis.xrange(keys.events(hitl.body["sessionId"])) or []
         assert [entry_id for entry_id, _ in logged][:-1] == [f"0-{n}" for n in range(1, len(everything) + 1)]
     finally:
         await redis.aclose()
@@ -239,7 +240,7 @@ async def test_sigterm_drains_streams_and_another_replica_continues(
     assert not any(f.is_done for f in tail)  # the session is not over
     a.wait()
     session_id = hitl.body["sessionId"]
-    snapshot = await redis.hgetall(f"aura:session:{session_id}")
+    snapshot = await redis.hgetall(keys.snapshot(session_id))
     assert snapshot["state"] == "awaiting_approval"
 
     async def adopted() -> bool:

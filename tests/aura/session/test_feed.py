@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from aura.storage import keys
 from aura.errors import LeaseLost
 from aura.http.sse import DONE_FRAME, DRAIN_FRAME, HEARTBEAT_FRAME, feed_frames
 from aura.session.events import EventType
@@ -95,7 +96,7 @@ async def test_end_marker_closes_the_feed(private_redis: Redis) -> None:
     feed = d.remote_feed(session)
     assert len(await feed.read_after(0, timeout=1)) == 1
     assert await feed.read_after(1, timeout=1) == [] and feed.closed
-    assert session.id not in await d.store.live_sessions()
+    assert session.id not in await d.store.sessions_of(d.store.instance_id, 100)
 
 
 async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(private_redis: Redis) -> None:
@@ -115,13 +116,13 @@ async def test_a_cursor_older_than_the_bounded_log_gets_a_snapshot_first(private
 
 async def test_appends_are_fenced_by_the_lease(private_redis: Redis) -> None:
     session, d = await new_session(private_redis)
-    await private_redis.set(f"aura:session:{session.id}:lease", "someone-else")
+    await private_redis.set(keys.lease(session.id), "someone-else")
     d.writer.emit(session, EventType.CONTENT, {"content": "x"})
     with pytest.raises(LeaseLost):
         await d.writer.sync(session)
     with pytest.raises(LeaseLost):  # and every later emit says so too
         d.writer.emit(session, EventType.CONTENT, {"content": "y"})
-    assert await private_redis.xlen(f"aura:session:{session.id}:events") == 0
+    assert await private_redis.xlen(keys.events(session.id)) == 0
 
 
 async def test_writer_sends_heartbeats_while_idle_then_events_then_done(private_redis: Redis) -> None:
@@ -183,3 +184,22 @@ async def test_a_follower_keeps_its_stream_while_redis_is_away() -> None:
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_a_remote_feed_subscribes_to_its_log_once_and_lets_go_when_closed(private_redis: Redis) -> None:
+    session, d = await new_session(private_redis)
+    feed = d.remote_feed(session)
+    await feed.read_after(0, timeout=0.01)
+    await feed.read_after(0, timeout=0.01)
+    assert d.followed.counts == {session.id: 1}
+    feed.close()
+    feed.close()
+    assert d.followed.counts == {}
+
+
+async def test_a_local_feed_subscribes_to_nothing(private_redis: Redis) -> None:
+    session, d = await new_session(private_redis)
+    feed = d.local_feed(session)
+    await feed.read_after(0, timeout=0.01)
+    feed.close()
+    assert d.followed.counts == {}
