@@ -26,6 +26,7 @@ from redis.exceptions import WatchError  # a Redis error: mapped to StoreUnavail
 
 from aura.errors import MalformedSignal
 from aura.storage import keys
+from aura.storage.scripts import Script
 from aura.ids import parse_long
 from aura.hitl.signals import DEFAULT_REJECTION_REASON, Decision, Signal, parse_signal
 
@@ -43,6 +44,7 @@ if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
 return 1
 """
+_REPLACE_IF_UNCHANGED: Final = Script(_REPLACE_IF_UNCHANGED_LUA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,6 @@ def _load(raw: str | None) -> dict[str, Any] | None:
 class HitlStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._replace = redis.register_script(_REPLACE_IF_UNCHANGED_LUA)
 
     async def create_request(self, record: dict[str, Any]) -> None:
         """SET hitl:request (30 min), then hitl:session (60 min, bare requestId as Java writes it).
@@ -207,7 +208,7 @@ class HitlStore:
                 return result
             assert raw is not None  # a plan writes only over a record it read
             ttl = "" if write.ttl is None else str(write.ttl)
-            if not await self._replace(keys=[key], args=[raw, _dump(write.record), ttl]):
+            if not await _REPLACE_IF_UNCHANGED.run(self._redis, [key], [raw, _dump(write.record), ttl]):
                 continue  # another decision came between the read and the write
             if write.signal is not None:
                 session_id, signal_json = write.signal

@@ -16,17 +16,17 @@ published inside a transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
 
 from aura.errors import LeaseLost
 from aura.session.snapshot import F, Fields, Snapshot, decode
 from aura.storage import keys
+from aura.storage.scripts import Script, ScriptCall
 
 # KEYS: lease, log, snapshot, followers (one session's, so one slot: the hash tag {sid}).
 # ARGV: instance, ttl, maxlen, mode, channel, last seq, n, n x (seq, frame), field/value pairs.
@@ -86,6 +86,10 @@ return 1
 """
 
 
+_APPEND: Final = Script(APPEND_LUA)
+_LEASE_CAS: Final = Script(LEASE_CAS_LUA)
+
+
 def _text(value: bytes | str | None) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -121,8 +125,6 @@ class SessionStore:
         self._ttl = ttl_seconds
         self._max_events = max_events
         self._lease_ms = int(lease_seconds * 1000)
-        self._append_script = redis.register_script(APPEND_LUA)
-        self._lease_cas = redis.register_script(LEASE_CAS_LUA)
         self._sessions_key = keys.instance_sessions(instance_id)
 
     # -- writing (the lease holder only) ------------------------------------------------
@@ -160,34 +162,18 @@ class SessionStore:
         if created:
             await self.claim(created)
         ended = [a.session_id for a in appends if a.end]
-        sha = self._append_script.sha
 
-        def queue(pipe: Pipeline) -> None:
-            for append in appends:
-                self._queue_append(pipe, sha, append)
-            if ended:  # an entry left behind is cleared by adoption: its answer is not awaited
-                pipe.srem(self._sessions_key, *ended)
+        def leave_the_set(pipe: Pipeline) -> None:  # an entry left behind is cleared by adoption
+            pipe.srem(self._sessions_key, *ended)
 
-        answers = await self._scripted(APPEND_LUA, queue)
-        if ended:
-            answers.pop()
+        answers = await _APPEND.run_all(self._redis, [self._append_call(a) for a in appends],
+                                        leave_the_set if ended else None)
         return [
             answer if isinstance(answer, Exception) else None if answer else LeaseLost(append.session_id)
             for append, answer in zip(appends, answers, strict=True)
         ]
 
-    async def _scripted(self, script: str, queue: Callable[[Pipeline], None]) -> list[Any]:
-        """Run the pipeline ``queue`` fills (EVALSHA calls); load ``script`` and run again on NOSCRIPT."""
-        for _ in range(2):  # a second time only if Redis forgot the script (restart, failover, SCRIPT FLUSH)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                queue(pipe)
-                answers: list[Any] = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(answer, NoScriptError) for answer in answers):
-                break
-            await self._redis.script_load(script)  # on every primary of a cluster
-        return answers
-
-    def _queue_append(self, pipe: Pipeline, sha: str, append: Append) -> None:
+    def _append_call(self, append: Append) -> ScriptCall:
         sid = append.session_id
         args: list[str | int] = [self.instance_id, self._ttl, self._max_events, append.mode,
                                  keys.events_channel(sid), append.last_seq, len(append.frames)]
@@ -195,7 +181,7 @@ class SessionStore:
             args += [seq, frame]
         for name, value in append.fields.items():
             args += [name, value]
-        pipe.evalsha(sha, 4, keys.lease(sid), keys.events(sid), keys.snapshot(sid), keys.followers(sid), *args)
+        return ScriptCall((keys.lease(sid), keys.events(sid), keys.snapshot(sid), keys.followers(sid)), args)
 
     async def replicate(self, session_id: str, replicas: int, timeout_ms: int) -> int:
         """Wait until ``replicas`` replicas have every write made so far to the session's node.
@@ -321,13 +307,9 @@ class SessionStore:
     ) -> list[bool]:
         if not session_ids:
             return []
-        sha = self._lease_cas.sha
-
-        def queue(pipe: Pipeline) -> None:
-            for sid, owner in zip(session_ids, expected, strict=True):
-                pipe.evalsha(sha, 1, keys.lease(sid), owner or "", new_owner or "", self._ttl)
-
-        answers = await self._scripted(LEASE_CAS_LUA, queue)
+        calls = [ScriptCall((keys.lease(sid),), (owner or "", new_owner or "", self._ttl))
+                 for sid, owner in zip(session_ids, expected, strict=True)]
+        answers = await _LEASE_CAS.run_all(self._redis, calls)
         for answer in answers:
             if isinstance(answer, Exception):
                 raise answer

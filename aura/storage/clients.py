@@ -4,7 +4,7 @@ redis-py's own clients do the work (``Redis`` with a blocking pool, ``Sentinel``
 ``RedisCluster``); this module only chooses and configures them from a
 :class:`RedisTarget`. Two clients, one for commands and one that holds the
 process's single Pub/Sub connection, so a slow subscriber never starves commands
-of connections (a cluster's pubsub borrows one node connection from its one client).
+of connections.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import hiredis
+from redis._parsers import AsyncCommandsParser
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster, Sentinel
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
@@ -89,6 +90,37 @@ def _no_retry(options: dict[str, Any]) -> dict[str, Any]:
     return {**options, "retry": Retry(NoBackoff(), 0)}
 
 
+class CommandTableOnce(AsyncCommandsParser):
+    """The command table, read once, from whichever primary answers.
+
+    redis-py 8.1's cluster client re-reads ``COMMAND`` from its default node (the
+    first master of CLUSTER SLOTS) on every topology refresh, which any connection
+    error schedules. While that master is down, every command then failed, for the
+    slots of the live masters too. The table is fixed for a server version, so one
+    read is enough, and the first one may come from any primary.
+    """
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        super().__init__()
+        self._cluster = cluster
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if self.commands:
+            return
+        candidates = [node] if node is not None else []
+        candidates += [n for n in self._cluster.get_primaries() if n not in candidates]
+        failure: Exception | None = None
+        for candidate in candidates:
+            try:
+                await super().initialize(candidate)
+                return
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                failure = exc
+        if failure is not None:
+            raise failure
+        await super().initialize(node)
+
+
 @dataclass(frozen=True, slots=True)
 class RedisClients:
     commands: Redis
@@ -99,8 +131,9 @@ class RedisClients:
 
     async def initialize(self, timeout: float) -> None:
         """Learn a cluster's slots before the subscriber needs them (redis-py's pubsub assumes it)."""
-        if isinstance(self.commands, RedisCluster):
-            await bounded(self.commands.initialize(), timeout, "discover the cluster")
+        for client in (self.commands, self.subscriber):
+            if isinstance(client, RedisCluster):
+                await bounded(client.initialize(), timeout, "discover the cluster")
 
     async def writable(self, timeout: float) -> bool:
         """True if Redis takes writes here: a primary (not a demoted one), or a cluster whose slots are all served."""
@@ -216,11 +249,16 @@ def _cluster(target: RedisTarget, timeout: float) -> RedisClients:
     options.pop("retry_on_error")  # the cluster client retries its own list (connection errors, MOVED, ...)
     if target.tls:
         options.update(ssl=True, **_tls(target))
-    cluster = RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
-        max_connections=CLUSTER_CONNECTIONS_PER_NODE,
-        **options,
-    )
-    # One client: the cluster pubsub borrows a node's pool, and classic Pub/Sub reaches every node.
-    commands = cast(Redis, cluster)
-    return RedisClients(commands, commands, embedded=False, mode="cluster", target=target)
+
+    def client() -> Redis:
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            max_connections=CLUSTER_CONNECTIONS_PER_NODE,
+            **options,
+        )
+        cluster.commands_parser = CommandTableOnce(cluster)
+        return cast(Redis, cluster)
+
+    # Two clients: the cluster pubsub borrows a connection of its client's node pool, and a topology
+    # refresh of that client (after any connection error) closes it. Classic Pub/Sub reaches every node.
+    return RedisClients(client(), client(), embedded=False, mode="cluster", target=target)
