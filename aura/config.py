@@ -412,6 +412,13 @@ class Settings:
         # Redis: the URL is read with its companion rows, so code is refused what the environment is.
         if self.redis_url is not None:
             _ = self.redis_target  # parsed only for its ConfigError
+            # WAIT holds its connection for the whole wait: past the socket timeout it would be cut off.
+            if self.replica_acks > 0 and self.redis_replica_ack_timeout_seconds >= self.redis_timeout_seconds:
+                raise ConfigError(
+                    f"AURA_REDIS_REPLICA_ACK_TIMEOUT_SECONDS must be less than AURA_REDIS_TIMEOUT_SECONDS "
+                    f"(got {_number(self.redis_replica_ack_timeout_seconds)} and {_number(self.redis_timeout_seconds)}), "
+                    "or replicas need not acknowledge (AURA_REDIS_REPLICA_ACKS=0)"
+                )
         else:
             for name in _NEEDS_REDIS:
                 if getattr(self, name) is not None:
@@ -437,7 +444,7 @@ class Settings:
 
     @property
     def replica_acks(self) -> int:
-        """Replicas each write waits for: AURA_REDIS_REPLICA_ACKS, or by default 1 where there are replicas
+        """Replicas a side effect's `executing` event waits for: AURA_REDIS_REPLICA_ACKS, or by default 1 where there are replicas
         to fail over to (Sentinel, Cluster) and 0 otherwise; always 0 embedded, which has none."""
         target = self.redis_target
         if target is None:

@@ -604,3 +604,17 @@ def test_redis_mode_from_the_environment_is_lower_cased() -> None:
 )
 def test_bad_host_parts_are_refused_with_an_exact_message(parts: dict[str, str], message: str) -> None:
     assert refusal(lambda: Settings.from_env({**GOOD, **parts, "REDIS_PASSWORD": "hunter2"})) == message
+
+
+def test_a_replica_wait_must_end_before_the_redis_socket_timeout() -> None:
+    """WAIT holds its connection: a wait as long as the socket timeout is cut off as a dead connection."""
+    base = {"JWT_SECRET": "x" * 40, "REDIS_URL": "redis+sentinel://s1/master", "AURA_REDIS_TIMEOUT_SECONDS": "1"}
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(base)
+    assert str(raised.value) == (
+        "AURA_REDIS_REPLICA_ACK_TIMEOUT_SECONDS must be less than AURA_REDIS_TIMEOUT_SECONDS (got 2 and 1), "
+        "or replicas need not acknowledge (AURA_REDIS_REPLICA_ACKS=0)"
+    )
+    assert Settings.from_env({**base, "AURA_REDIS_REPLICA_ACK_TIMEOUT_SECONDS": "0.5"}).replica_acks == 1
+    assert Settings.from_env({**base, "AURA_REDIS_REPLICA_ACKS": "0"}).replica_acks == 0
+    assert Settings.from_env({**base, "REDIS_URL": "redis://h"}).replica_acks == 0  # standalone: nothing to wait for
