@@ -23,6 +23,7 @@ from aura.storage.clients import RedisClients
 from aura.wiring import Services, build
 
 log = logging.getLogger(__name__)
+PRIMARY_CHECK_SECONDS = 1.0  # how long pooled connections may stay on a demoted Sentinel primary
 
 
 class Runtime:
@@ -53,7 +54,20 @@ class Runtime:
             asyncio.create_task(services.hub.run(), name="aura-signal-hub"),
             asyncio.create_task(services.leases.run(), name="aura-leases"),
         ]
+        if services.redis.mode == "sentinel":
+            self._background.append(asyncio.create_task(self._follow_primary(), name="aura-follow-primary"))
         return self
+
+    async def _follow_primary(self) -> None:
+        """Every second, ask the sentinels where the primary is; move the subscription when it moved."""
+        while True:
+            try:
+                if await self.services.redis.follow_primary(self.settings.redis_timeout_seconds):
+                    log.warning("the Redis primary moved; following it")
+                    self.services.hub.reconnect()
+            except StoreUnavailable as exc:
+                log.debug("asking the sentinels failed: %s", exc)
+            await asyncio.sleep(PRIMARY_CHECK_SECONDS)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -85,6 +85,7 @@ class SignalHub:
         self._followed: Counter[str] = Counter()  # session id -> streams here following its remote log
         self._to_unsubscribe: set[str] = set()
         self._pubsub: PubSub | None = None  # the live subscription, once (re)subscribed
+        self._reconnect = False
 
     # -- remote logs followed here ---------------------------------------------------
     async def follow(self, session_id: str) -> None:
@@ -114,6 +115,10 @@ class SignalHub:
             return
         del self._followed[session_id]
         self._to_unsubscribe.add(session_id)
+
+    def reconnect(self) -> None:
+        """Subscribe again, on a new connection (the primary moved: the old one hears nothing more)."""
+        self._reconnect = True
 
     @property
     def followed(self) -> int:
@@ -185,6 +190,9 @@ class SignalHub:
                 next_sweep = loop.time() + self._sweep_seconds
                 while True:
                     stop_if_cancelled(task)
+                    if self._reconnect:
+                        self._reconnect = False
+                        raise ConnectionError("the Redis primary moved")
                     if self._to_unsubscribe:
                         await self._unsubscribe(pubsub)
                     wait = max(0.0, min(1.0, next_sweep - loop.time()))

@@ -20,6 +20,7 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCl
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError, DataError, ReadOnlyError
 from redis.typing import EncodableT
@@ -135,6 +136,23 @@ class RedisClients:
             if isinstance(client, RedisCluster):
                 await bounded(client.initialize(), timeout, "discover the cluster")
 
+    async def follow_primary(self, timeout: float) -> bool:
+        """Ask the sentinels where the primary is now; True if it moved (Sentinel mode only).
+
+        redis-py checks only when it opens a connection, so pooled connections kept
+        writing to a demoted primary, whose writes the resync then drops, until
+        Sentinel reconfigured it (about 10 s after a SENTINEL FAILOVER). Asking
+        every second makes the pool drop its idle connections to the old one.
+        """
+        moved = False
+        for client in (self.commands, self.subscriber):
+            pool = client.connection_pool
+            if isinstance(pool, SentinelConnectionPool):
+                before = pool.master_address
+                after = await bounded(pool.get_master_address(), timeout, "ask the sentinels")  # type: ignore[no-untyped-call]
+                moved = moved or (before is not None and before != after)
+        return moved
+
     async def writable(self, timeout: float) -> bool:
         """True if Redis takes writes here: a primary (not a demoted one), or a cluster whose slots are all served."""
         client: Any = self.commands
@@ -144,6 +162,7 @@ class RedisClients:
             if isinstance(client, RedisCluster):
                 info = await bounded(client.cluster_info(), timeout, "cluster info")
                 return bool(info.get("cluster_state") == "ok")
+            await self.follow_primary(timeout)  # the primary the sentinels name now, not the one we knew
             role = await bounded(client.execute_command("ROLE"), timeout, "role")
             return bool(role) and _text(role[0]) == "master"
         except StoreUnavailable:

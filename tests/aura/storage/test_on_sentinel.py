@@ -20,10 +20,11 @@ import redis
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 
+from aura.storage import keys
 from tests.conftest import open_stream
 from tests.support import main_service
 from tests.support.process_server import AuraProcess
-from tests.support.redis_cluster import HOST, Address
+from tests.support.redis_cluster import HOST, Address, command
 from tests.support.redis_sentinel import SentinelServers
 from tests.support.redis_server import RedisServer
 from tests.support.sse import Frame, SseStream
@@ -221,3 +222,33 @@ async def test_health_is_not_up_while_bound_to_a_demoted_primary() -> None:
     finally:
         bound.stop()
         other.stop()
+
+
+async def test_sessions_started_in_the_window_where_the_old_primary_still_takes_writes_are_kept() -> None:
+    """Regression: after SENTINEL FAILOVER the old primary stays writable for about 10 s, until Sentinel
+    reconfigures it; pooled connections kept writing there, and its resync as a replica dropped it all."""
+    with SentinelServers(down_after_ms=1000) as servers, running(servers.url, **SENTINEL_ENV) as aura:
+        old = servers.primary()
+        async with client_for(aura) as client:
+            async with open_stream(client, "Summarize today's open tasks") as stream:  # the pool has connections
+                await rest(stream, "before the failover")
+            sentinel = next(iter(servers.sentinel_nodes.values()))
+            assert sentinel.command("SENTINEL", "FAILOVER", servers.master_name) in ("OK", True)
+            await wait_until(lambda: servers.primary() != old, 20, "the sentinels to name a new primary")
+            new = servers.primary()
+            assert command(old[1], "ROLE")[0] in (b"master", "master")  # still writable
+            await anyio.sleep(2)  # longer than Aura's primary check: it must have moved by now
+            assert command(old[1], "ROLE")[0] in (b"master", "master")  # still inside the window
+            session_ids = []
+            for _ in range(3):
+                async with open_stream(client, "Summarize today's open tasks") as stream:
+                    frames = await rest(stream, "inside the window")
+                session_ids.append(frames[0].session_id)
+            # Sentinel demotes the old primary; it then resyncs from the new one, dropping what it alone had.
+            await wait_until(lambda: command(old[1], "ROLE")[0] in (b"slave", "slave"), 30,
+                             "Sentinel to make the old primary a replica")
+            await wait_until(lambda: command(old[1], "ROLE")[3] in (b"connected", "connected"), 30,
+                             "the old primary to resync from the new one")
+        async with Redis(host=new[0], port=new[1], decode_responses=True, socket_timeout=2) as primary:
+            for session_id in session_ids:
+                assert await primary.hget(keys.snapshot(session_id), "state") == "done", session_id
