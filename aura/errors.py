@@ -196,3 +196,5 @@ PLANNER_FAILED: Final = SessionErrorKind("PlannerError", StoreUnavailable.defaul
 CANCELLED: Final = SessionErrorKind("CancelledError", InternalError.default_error_code)  # E1000
 INTERNAL: Final = SessionErrorKind("InternalError", InternalError.default_error_code)  # E1000
 UNAUTHENTICATED: Final = SessionErrorKind("AuthenticationError", Unauthorized.default_error_code)  # E2000
+# A followed session that vanished from Redis (expired, or lost with a failed-over primary).
+SESSION_LOST: Final = SessionErrorKind("SessionLostError", StoreUnavailable.default_error_code)  # E5000

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from aura import errors
 from aura.errors import StoreUnavailable
 from aura.session import events
 from aura.session.notifier import Notifier
@@ -54,6 +55,7 @@ class SessionFeed:
         self._replay = replay
         self._subscriptions = subscriptions
         self._subscribed = False
+        self._lost = False  # the session vanished from Redis: its stream has ended
         self._timeout = redis_timeout_seconds
         self._follow_seconds = follow_seconds  # how long one "I follow" lasts in Redis
         self._followed_until = 0.0
@@ -69,6 +71,9 @@ class SessionFeed:
         A wake-up can be spurious (a notification of an event already read):
         then it waits again, until the timeout is really over.
         """
+        if self._lost:
+            self.closed = True
+            return []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -81,7 +86,11 @@ class SessionFeed:
                 async with asyncio.timeout_at(deadline):
                     await event.wait()
             except TimeoutError:
-                return await self._read(seq)  # a heartbeat is due; this read also catches a lost notification
+                # A heartbeat is due; this read also catches a lost notification.
+                frames = await self._read(seq)
+                if not frames and not self.closed and self._replay.after(self.session_id, seq) is None:
+                    return await self._end_if_gone(seq)
+                return frames
 
     async def _read(self, seq: int) -> list[Frame]:
         local = self._replay.after(self.session_id, seq)
@@ -103,6 +112,21 @@ class SessionFeed:
             return []
         self.closed = page.ended and not frames
         return frames
+
+    async def _end_if_gone(self, seq: int) -> list[Frame]:
+        """A remote log that stays silent: if its session is gone from Redis, nobody will ever
+        write to it again, so the stream ends with an `error` (and [DONE]) instead of idling on."""
+        try:
+            snapshot = await bounded(self._store.load(self.session_id), self._timeout, "load snapshot")
+        except StoreUnavailable:
+            return []  # Redis is away: the next heartbeat asks again
+        if snapshot is not None:
+            return []
+        self.closed = self._lost = True
+        message = "The session is no longer in Redis (expired, or lost in a Redis failover); it cannot continue"
+        event_id = f"{self.session_id}.{seq + 1}"
+        data = events.error(errors.SESSION_LOST, message, session_id=self.session_id, reason=None)
+        return [(seq + 1, events.standalone_frame(event_id, data))]
 
     def close(self) -> None:
         """The stream is over: stop hearing this log grow."""

@@ -203,3 +203,21 @@ async def test_a_local_feed_subscribes_to_nothing(private_redis: Redis) -> None:
     await feed.read_after(0, timeout=0.01)
     feed.close()
     assert d.followed.counts == {}
+
+
+async def test_a_followed_session_that_vanishes_from_redis_ends_with_an_error_not_heartbeats_forever(
+    private_redis: Redis,
+) -> None:
+    """Regression: a remote log whose session expired or was lost with a failed-over primary kept its
+    stream open on heartbeats, without [DONE], until the gateway gave up."""
+    session, d = await new_session(private_redis)
+    d.writer.emit(session, EventType.CONTENT, {"content": "x"})
+    await d.writer.sync(session)
+    out = feed_frames(d.remote_feed(session), after_seq=0, heartbeat_seconds=0.05)
+    assert b"event: content" in await anext(out)
+    assert await anext(out) == HEARTBEAT_FRAME  # still there: it may yet grow
+    await private_redis.delete(keys.snapshot(session.id), keys.events(session.id))
+    rest = [frame async for frame in out]
+    assert rest[-1] == DONE_FRAME and HEARTBEAT_FRAME not in rest[-2:]
+    [error] = [frame for frame in rest if b"event: error" in frame]
+    assert b'"errorType":"SessionLostError"' in error and f"id: {session.id}.2".encode() in error
