@@ -8,12 +8,18 @@ Order of a run (every target gets a fresh redis-server of its own):
 2. the floor and Aura side by side in fresh processes, taking turns on every
    measurement so that the machine's noise hits both alike: approval→resume
    latency with 1 and with 1,000 waiting, then throughput (plain and HITL, 50
-   and 200 clients).
+   and 200 clients);
+3. adoption (issue 9): three Aura processes on one redis-server, 10,000 sessions
+   waiting across them; one is SIGKILLed and the survivors adopt its sessions
+   (time, and Redis commands per session; :mod:`bench.adoption`).
+
+``--only`` runs a subset, e.g. ``--only adoption``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -21,7 +27,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -31,6 +37,7 @@ import uvloop
 from jose import jwt
 
 from bench import machine, report
+from bench.adoption import AdoptionPlan, adoption, nofile_needed
 from bench.approve import harness_redis
 from bench.procs import Processes, RedisProc, ServerProc, free_port, http_json, python, raise_nofile
 from bench.scenarios import (
@@ -47,6 +54,7 @@ from bench.sseclient import Counters, Endpoint
 ROOT = Path(__file__).resolve().parent.parent
 DEV_JWT_SECRET = "your_shared_secret_key_must_be_at_least_256_bits_long_for_HS256"
 TARGET_NAMES = ("floor", "aura")
+SCENARIOS = ("memory", "latency", "throughput", "adoption")
 
 
 @dataclass(frozen=True)
@@ -60,16 +68,21 @@ class Plan:
     throughput_rounds: int
     warmup_seconds: float
     window_seconds: float
+    adoption: AdoptionPlan
 
     @classmethod
     def full(cls) -> Plan:
         return cls("full", (1000, 10000), 100, 200, 1000,
-                   (("plain", 50), ("plain", 200), ("hitl", 50), ("hitl", 200)), 3, 1.5, 6.0)
+                   (("plain", 50), ("plain", 200), ("hitl", 50), ("hitl", 200)), 3, 1.5, 6.0,
+                   AdoptionPlan(sessions=10000, instances=3, concurrency=100, idle_empty_seconds=10.0,
+                                idle_seconds=20.0, sample=100, adopt_timeout=120.0))
 
     @classmethod
     def quick(cls) -> Plan:
         return cls("quick", (100, 1000), 100, 30, 200,
-                   (("plain", 50), ("plain", 200), ("hitl", 50), ("hitl", 200)), 1, 0.5, 2.0)
+                   (("plain", 50), ("plain", 200), ("hitl", 50), ("hitl", 200)), 1, 0.5, 2.0,
+                   AdoptionPlan(sessions=1000, instances=3, concurrency=100, idle_empty_seconds=6.0,
+                                idle_seconds=10.0, sample=20, adopt_timeout=90.0))
 
 
 def make_token() -> str:
@@ -99,35 +112,55 @@ async def start_target(
     ``aura_env``: extra settings for Aura (e.g. AURA_SESSION_RETENTION_SECONDS=0)."""
     redis = RedisProc(procs, f"redis-{name}")
     await redis.ready()
-    port = free_port()
-    env = clean_env()
-    env.update(PYTHONUNBUFFERED="1", REDIS_URL=redis.url)
     if name == "aura":
-        env.update(
-            JWT_SECRET=DEV_JWT_SECRET,
-            AURA_HOST="127.0.0.1",
-            AURA_PORT=str(port),
-            AURA_LOG_LEVEL="warning",
-            AURA_HITL_TIMEOUT_SECONDS="290",
-            AURA_HEARTBEAT_SECONDS="15",
-        )
-        env.update(aura_env or {})
-        argv = [python(), "-m", "aura", "serve"] if not wrapper else [python(), *wrapper, "aura", "serve"]
-        health = "/aura/health"
+        server = await start_aura(procs, name, redis.url, wrapper, aura_source, aura_env)
     else:
-        env.update(FLOOR_PORT=str(port), FLOOR_HITL_TIMEOUT_SECONDS="290")
+        port = free_port()
+        env = clean_env()
+        env.update(PYTHONUNBUFFERED="1", REDIS_URL=redis.url, FLOOR_PORT=str(port), FLOOR_HITL_TIMEOUT_SECONDS="290")
         argv = [python(), "-m", "bench.floor"] if not wrapper else [python(), *wrapper, "bench.floor"]
-        health = "/health"
-    cwd = ROOT
-    if name == "aura" and aura_source is not None:
-        cwd = aura_source.resolve()
-        env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(ROOT)])  # its aura, our bench
-    server = ServerProc(procs, name, argv, env, port, health, cwd)
-    await server.ready()
+        server = ServerProc(procs, name, argv, env, port, "/health", ROOT)
+        await server.ready()
+    port = server.port
     # The same request bytes for both: the floor ignores the headers it does not need.
     endpoint = Endpoint("127.0.0.1", port, "/aura/test/stream",
                         (("Authorization", f"Bearer {token}"), ("X-Tenant-ID", "1")))
     return Target(name, server, harness_redis(redis.url), redis.child, endpoint)
+
+
+async def start_aura(
+    procs: Processes,
+    name: str,
+    redis_url: str,
+    wrapper: list[str] | None = None,
+    aura_source: Path | None = None,
+    aura_env: Mapping[str, str] | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> ServerProc:
+    """One ready Aura process (``python -m aura serve``) on a free port of 127.0.0.1, on ``redis_url``:
+    the harness's settings, then the scenario's ``settings``, then ``aura_env`` (``--aura-env``) on top."""
+    port = free_port()
+    env = clean_env()
+    env.update(
+        PYTHONUNBUFFERED="1",
+        REDIS_URL=redis_url,
+        JWT_SECRET=DEV_JWT_SECRET,
+        AURA_HOST="127.0.0.1",
+        AURA_PORT=str(port),
+        AURA_LOG_LEVEL="warning",
+        AURA_HITL_TIMEOUT_SECONDS="290",
+        AURA_HEARTBEAT_SECONDS="15",
+    )
+    env.update(settings or {})
+    env.update(aura_env or {})
+    argv = [python(), "-m", "aura", "serve"] if not wrapper else [python(), *wrapper, "aura", "serve"]
+    cwd = ROOT
+    if aura_source is not None:
+        cwd = aura_source.resolve()
+        env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(ROOT)])  # its aura, our bench
+    server = ServerProc(procs, name, argv, env, port, "/aura/health", cwd)
+    await server.ready()
+    return server
 
 
 async def stop_target(procs: Processes, target: Target) -> None:
@@ -198,6 +231,20 @@ async def run(
         finally:
             for target in targets:
                 await stop_target(procs, target)
+    if "adoption" in only:
+        adoption_plan = plan.adoption
+        log(f"adoption: {adoption_plan.instances} Aura processes, {adoption_plan.sessions:,} waiting sessions, "
+            "one process SIGKILLed")
+
+        async def start(name: str, redis_url: str, settings: Mapping[str, str]) -> ServerProc:
+            return await start_aura(procs, name, redis_url, None, aura_source, aura_env, settings)
+
+        try:
+            adopted = await adoption(procs, adoption_plan, token, start, log)
+        except Exception as exc:
+            broken("adoption", exc)
+        else:
+            results["adoption"] = adopted.as_dict()
     return results
 
 
@@ -255,12 +302,12 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Aura benchmarks (issues 5 and 8)")
-    parser.add_argument("--quick", action="store_true", help="smaller counts and windows: a ~1-minute smoke run")
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Aura benchmarks (issues 5, 8 and 9)")
+    parser.add_argument("--quick", action="store_true", help="smaller counts and windows: a ~2-minute smoke run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md", help="the report to write")
     parser.add_argument("--json", type=Path, help="also write the raw figures as JSON here")
-    parser.add_argument("--only", default="memory,latency,throughput",
-                        help="comma-separated subset of memory,latency,throughput (development)")
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help=f"comma-separated subset of {','.join(SCENARIOS)} (e.g. --only adoption)")
     parser.add_argument("--no-report", action="store_true", help="do not write the report (development)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' and redis-servers' logs")
     parser.add_argument("--aura-env", action="append", default=[], metavar="NAME=VALUE",
@@ -272,11 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan.quick() if args.quick else Plan.full()
     aura_env = parse_env(parser, args.aura_env)
     only = {part.strip() for part in args.only.split(",") if part.strip()}
-    unknown = only - {"memory", "latency", "throughput"}
+    unknown = only - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
 
     needed = max(plan.memory_counts) + 2 * plan.latency_waiting + 1000
+    if "adoption" in only:
+        needed = max(needed, nofile_needed(plan.adoption))
     soft, hard = raise_nofile(needed)
     if soft < needed:
         print(f"bench: RLIMIT_NOFILE is {soft} (hard {hard}); {needed} descriptors are needed", file=sys.stderr)
@@ -297,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"interrupted ({exc or 'Ctrl-C'}); every server and redis-server was stopped; no report written")
         return 130
     elapsed = time.time() - started
-    meta = {"command": command, "mode": plan.mode, "plan": plan.__dict__, "machine": info,
+    meta = {"command": command, "mode": plan.mode, "plan": dataclasses.asdict(plan), "machine": info,
             "startedAt": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)), "elapsedSeconds": elapsed,
             "nofile": soft, "scenarios": sorted(only),
             "auraSource": str(args.aura_source.resolve()) if args.aura_source else None, "auraEnv": aura_env}

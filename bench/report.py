@@ -19,6 +19,11 @@ THROUGHPUT_TARGET_RATIO: Final = 0.40
 BURST_TARGET_MS: Final = 100.0  # p99, 1,000 waiting sessions approved at once
 SINGLE_RATIO_TARGET: Final = 2.0  # median approval → resume, Aura / floor
 MEMORY_TARGET_KIB: Final = 32.0
+# Issue 9's targets.
+ADOPTION_TARGET_SECONDS: Final = 15.0  # kill -> every waiting session adopted, 10,000 sessions, default lease
+ADOPTION_TARGET_SESSIONS: Final = 10000
+ADOPTION_TARGET_LEASE: Final = 10.0
+IDLE_GROWTH_LIMIT: Final = 2.0  # idle commands/s with every session waiting ≤ 2× (+10/s) the rate with none
 
 
 def write(path: Path, document: dict[str, Any]) -> None:
@@ -75,6 +80,13 @@ def _session_groups(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[s
             yield label, name, res["sessions"]
     for run in results.get("throughput", []):
         yield f"throughput, {run['kind']}, {run['concurrency']} clients", run["target"], run["sessions"]
+    adoption = results.get("adoption")
+    if adoption:
+        groups = adoption["groups"]
+        n = adoption.get("instances", 0)
+        yield f"adoption: opened over {n} processes and left waiting", "aura", groups["open"]
+        yield _ADOPTED_GROUP, "aura", groups["adopt"]
+        yield "adoption: adopted, approved, followed to `[DONE]` with a completed tool", "aura", groups["follow"]
 
 
 def total_failures(document: dict[str, Any]) -> int:
@@ -82,7 +94,10 @@ def total_failures(document: dict[str, Any]) -> int:
 
 
 def _sessions_total(document: dict[str, Any]) -> int:
-    return sum(int(s["started"]) for _, _, s in _session_groups(document))
+    return sum(int(s["started"]) for label, _, s in _session_groups(document) if label != _ADOPTED_GROUP)
+
+
+_ADOPTED_GROUP: Final = "adoption: the killed process's waiting sessions, adopted (the same sessions again)"
 
 
 # -- the document ------------------------------------------------------------------------------
@@ -147,9 +162,11 @@ def render(document: dict[str, Any]) -> str:
     if errors:
         lines += ["## Scenarios that broke off", "", *(f"- {e}" for e in errors), ""]
     lines += _targets(document)
+    lines += _adoption_targets(document)
     lines += _latency(document)
     lines += _memory(document)
     lines += _throughput(document)
+    lines += _adoption(document)
     lines += _failures(document)
     return "\n".join(lines) + "\n"
 
@@ -442,3 +459,212 @@ def _failures(document: dict[str, Any]) -> list[str]:
         *_table(["Scenario", "Server", "Sessions", "Failed", "Reasons"], rows),
         "",
     ]
+
+
+# -- issue 9: adoption ------------------------------------------------------------------------
+def _s(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} s"
+
+
+def _adoption_times(adoption: dict[str, Any]) -> dict[str, float | None]:
+    adopt = adoption.get("adopt") or {}
+    lease = float(adoption.get("leaseSeconds", ADOPTION_TARGET_LEASE))
+    first, done = adopt.get("firstAdoptionSeconds"), adopt.get("allAdoptedSeconds")
+    processing = done - first if first is not None and done is not None else None
+    ttl = adopt.get("heartbeatTtlAtKillSeconds")
+    return {"lease": lease, "bound": lease + lease / 3, "first": first, "done": done, "processing": processing,
+            "ttl": ttl, "lag": first - ttl if first is not None and ttl is not None else None}
+
+
+def _adoption_targets(document: dict[str, Any]) -> list[str]:
+    """The targets of issue 9 ("Redis at scale")."""
+    adoption = document["results"].get("adoption")
+    if not adoption:
+        return []
+    adopt = adoption.get("adopt") or {}
+    opened = (adoption.get("open") or {}).get("opened", 0)
+    times = _adoption_times(adoption)
+    lease, bound = float(times["lease"] or 0), float(times["bound"] or 0)
+    poll = float(adoption["plan"].get("poll_seconds", 0.1))
+    full_scale = opened >= ADOPTION_TARGET_SESSIONS and lease == ADOPTION_TARGET_LEASE
+    scope = "" if full_scale else f" (only {opened:,} sessions, lease {lease:g} s, in this run)"
+    rows: list[list[str]] = []
+    first, done, processing = times["first"], times["done"], times["processing"]
+    n = adoption.get("instances", 0)
+    victim = adopt.get("victimWaiting", 0)
+    rows.append([f"{ADOPTION_TARGET_SESSIONS:,} waiting sessions over {n} processes, one SIGKILLed: the survivors' "
+                 f"`awaitingApproval` is back to {ADOPTION_TARGET_SESSIONS:,} ≤ {ADOPTION_TARGET_SECONDS:g} s after "
+                 f"the kill (`AURA_LEASE_SECONDS={ADOPTION_TARGET_LEASE:g}`, the default)",
+                 (f"{_s(done)} ({victim:,} sessions adopted; first adoption after {_s(first)})" if done is not None
+                  else f"not back within {adoption['plan']['adopt_timeout']:g} s ({adopt.get('adopted', 0):,} of "
+                       f"{victim:,} adopted)") + scope,
+                 _met(done is not None and done <= ADOPTION_TARGET_SECONDS, full_scale)])
+    if first is not None:
+        rows.append([f"ARCHITECTURE.md's bound: adopted within `AURA_LEASE_SECONDS` + a third of it "
+                     f"({bound:.2f} s) + the processing time (met when the first adoption comes within "
+                     f"{bound:.2f} s, ± the {poll * 1000:.0f} ms polling)",
+                     f"first adoption {_s(first)} (the heartbeat had {_s(times['ttl'])} left at the kill, so "
+                     f"{_s(times['lag'])} after it lapsed); processing {_s(processing)}; all {_s(done)} "
+                     f"≤ {bound:.2f} + {_s(processing)}", _met(first <= bound + poll)])
+    if processing is not None:
+        worst = bound + processing
+        rows.append([f"≤ {ADOPTION_TARGET_SECONDS:g} s whatever the moment of the kill: the worst case is a kill "
+                     f"just after a heartbeat, seen a full round late ({bound:.2f} s), plus the processing",
+                     f"{bound:.2f} + {processing:.2f} = {worst:.2f} s{scope}",
+                     _met(worst <= ADOPTION_TARGET_SECONDS, full_scale)])
+    empty, idle = adoption.get("idleEmpty") or {}, adoption.get("idleWaiting") or {}
+    if empty and idle:
+        e_rate, i_rate = float(empty["perSecond"]), float(idle["perSecond"])
+        top = ", ".join(f"{c.upper()} {r:,.1f}" for c, r in list(idle["byCommand"].items())[:3])
+        per_sweep = (idle.get("sweeps") or {}).get("getsPerWaitingSession")
+        if per_sweep:
+            top += (f"; the GETs are the HITL sweep: {per_sweep:.2f} per waiting session every "
+                    f"{adoption.get('sweepSeconds', 5):g} s")
+        rows.append([f"Redis commands while sessions just wait: O(instances), not O(sessions) (met when the rate "
+                     f"with every session waiting is ≤ {IDLE_GROWTH_LIMIT:g}× the rate with none, + 10/s)",
+                     f"{e_rate:,.1f}/s with none waiting, {i_rate:,.1f}/s with {idle['waiting']:,} ({top})",
+                     _met(i_rate <= IDLE_GROWTH_LIMIT * e_rate + 10)])
+    opening = adoption.get("openCommands")
+    if opening:
+        rows.append(["Redis commands per waiting session created (no target: the figure)",
+                     f"{opening['perSession']:.1f} ({opening['netPerSession']:.1f} net of the periodic work), "
+                     f"{_calls(opening, 'evalsha')} EVALSHA", "–"])
+    commands = adopt.get("commands")
+    if commands:
+        rows.append(["Redis commands per adopted session (no target: the figure)",
+                     f"{commands['perSession']:.1f} in the window, {commands['netPerSession']:.1f} net of the "
+                     "periodic work", "–"])
+    failed = sum(int(g["failed"]) for g in adoption["groups"].values())
+    rows.append(["zero failures: every session opened, every one of the killed process's adopted, every approved "
+                 "sample completed", f"{failed} failed (" + ", ".join(f"{k} {g['failed']}" for k, g in adoption["groups"].items()) + ")",
+                 _met(failed == 0)])
+    return ["## Targets (issue 9)", "", *_table(["Target", "Measured (Aura)", "Verdict"], rows), ""]
+
+
+def _calls(figures: dict[str, Any], command: str) -> str:
+    row = figures["byCommand"].get(command)
+    return "0" if row is None else f"{row['perSession']:.2f}"
+
+
+def _adoption(document: dict[str, Any]) -> list[str]:
+    adoption = document["results"].get("adoption")
+    if not adoption:
+        return []
+    plan = adoption["plan"]
+    opening = adoption.get("open") or {}
+    adopt = adoption.get("adopt") or {}
+    empty, idle = adoption.get("idleEmpty") or {}, adoption.get("idleWaiting") or {}
+    times = _adoption_times(adoption)
+    settings = ", ".join(f"`{k}={v}`" for k, v in adoption["settings"].items())
+    n = adoption.get("instances", 0)
+    lines = [
+        "## 4. Adoption after a SIGKILL (issue 9)",
+        "",
+        f"{n} Aura processes (`python -m aura serve`, {settings}; `AURA_SIGNAL_SWEEP_SECONDS` "
+        f"{adoption.get('sweepSeconds', 5):g} s and every other setting at its default) on one fresh redis-server, "
+        "started one after another a random part of a lease round apart (so that their lease rounds are not in "
+        "step). "
+        f"{plan['sessions']:,} HITL sessions are opened round-robin over the processes, {plan['concurrency']} at a "
+        "time, each read up to its `hitl` event and then disconnected: the session keeps waiting in its process. "
+        f"Then one process is SIGKILLed and the survivors' `GET /aura/health` is polled every "
+        f"{plan['poll_seconds'] * 1000:.0f} ms until their `data.sessions.awaitingApproval` adds up to every waiting "
+        "session again. Times are from the kill to the health answer that showed it (±1 polling interval).",
+        "",
+        "Redis commands are `INFO commandstats` deltas: every command Redis executed, **including those Aura's Lua "
+        "scripts run** (an EVALSHA counts once, and so does each `redis.call` inside it); the harness's own "
+        "(INFO, PTTL, and ROLE, which is all `/aura/health` asks Redis) are left out. Each window also holds "
+        "Aura's periodic work of the moment: the lease rounds (every `AURA_LEASE_SECONDS`/3, per process) and the "
+        "HITL sweep, which re-reads two keys per waiting session of a process every `AURA_SIGNAL_SWEEP_SECONDS`. "
+        "**Net** figures subtract it: per command, the idle rate with no session plus the extra idle rate per "
+        "waiting session times the window's waiting-session-seconds; in the adoption window the sweeps' GETs are "
+        "instead read off the GET counter (sampled every 50 ms): each sweep is one burst of two GETs per waiting "
+        "session of a process.",
+        "",
+    ]
+    if opening:
+        share = ", ".join(f"{p['name']} {p['awaiting'] if p['awaiting'] is not None else '?':,} of {p['opened']:,}"
+                          for p in opening["perServer"])
+        lines += [f"Opened {opening['opened']:,} of {opening['requested']:,} in {opening['seconds']:.1f} s "
+                  f"({opening['opened'] / max(opening['seconds'], 1e-9):.0f} sessions/s); awaiting approval per "
+                  f"process: {share} ({'each process has its share' if opening['shareVerified'] else '**not the share it was given**'}).",
+                  ""]
+    phase_rows: list[list[str]] = []
+    if empty:
+        phase_rows.append(["idle, no session", _s(empty["seconds"]), f"{empty['perSecond']:,.1f}/s", "–", "–",
+                           _top(empty["byCommand"], "/s")])
+    opening_cmds = adoption.get("openCommands")
+    if opening_cmds and opening:
+        phase_rows.append([f"opening {opening['opened']:,} waiting sessions", _s(opening["seconds"]),
+                           f"{opening_cmds['total'] / max(opening['seconds'], 1e-9):,.0f}/s",
+                           f"{opening_cmds['perSession']:.1f}", f"{opening_cmds['netPerSession']:.1f}",
+                           _top({c: r["perSession"] for c, r in opening_cmds["byCommand"].items()}, "")])
+    if idle:
+        sweeps = idle.get("sweeps") or {}
+        note = (f"; {sweeps['seen']} sweeps seen, {sweeps['getsPerWaitingSession']:.2f} GETs per waiting session each"
+                if sweeps.get("getsPerWaitingSession") else "")
+        phase_rows.append([f"idle, {idle['waiting']:,} waiting", _s(idle["seconds"]), f"{idle['perSecond']:,.1f}/s",
+                           f"{idle['perSecond'] / max(1, idle['waiting']):.3f}/s", "–",
+                           _top(idle["byCommand"], "/s") + note])
+    commands = adopt.get("commands")
+    if commands:
+        adopted = max(1, int(adopt.get("adopted", 0)))
+        phase_rows.append([f"adoption of {adopt.get('adopted', 0):,} (kill → all adopted + 0.5 s)",
+                           _s(adopt["windowSeconds"]), f"{commands['total'] / max(adopt['windowSeconds'], 1e-9):,.0f}/s",
+                           f"{commands['perSession']:.1f}", f"{commands['netPerSession']:.1f}",
+                           _top({c: (r["calls"] - r["background"]) / adopted for c, r in commands["byCommand"].items()}, "")
+                           + f" (net; sweeps: {adopt.get('sweepMethod')})"])
+    lines += _table(["Phase", "Window", "Commands", "Per session", "Net per session", "Largest (per session or per s)"],
+                    phase_rows)
+    lines.append("")
+    if adopt:
+        survivors = "; ".join(f"{p['name']} {p['before']:,} → {p['after']:,}" for p in adopt["perSurvivor"])
+        lines += _table(["", ""], [
+            ["Killed", f"{adopt['victim']}, {adopt['victimWaiting']:,} sessions waiting"],
+            ["Its heartbeat's TTL at the kill", _s(times["ttl"])],
+            ["Kill → first adoption", _s(times["first"]) + (f" ({_s(times['lag'])} after the heartbeat lapsed)"
+                                                            if times["lag"] is not None else "")],
+            ["Kill → `awaitingApproval` back to " + f"{adopt['expected']:,}", _s(times["done"])],
+            ["Processing (first → last adoption)", _s(times["processing"])
+             + (f", {adopt['adopted'] / times['processing']:,.0f} sessions/s over the survivors"
+                if times["processing"] else "")],
+            ["Bound (ARCHITECTURE.md)", f"{times['lease']:g} + {float(times['lease'] or 0) / 3:.2f} s + the processing"],
+            ["Awaiting approval per survivor", survivors],
+            ["Left in the dead instance's set / still listed in `aura:instances` 0.5 s after",
+             f"{adopt['deadSetLeft']} / {'yes (dropped at the next round)' if adopt['deadStillListed'] else 'no'}"],
+        ])
+        lines.append("")
+    if opening_cmds or commands:
+        names = list(dict.fromkeys([*(opening_cmds or {}).get("byCommand", {}), *(commands or {}).get("byCommand", {})]))
+        rows = []
+        for name in names:
+            o = (opening_cmds or {}).get("byCommand", {}).get(name)
+            a = (commands or {}).get("byCommand", {}).get(name)
+            rows.append([name.upper(),
+                         f"{o['calls']:,}" if o else "0", f"{o['netPerSession']:.2f}" if o else "–",
+                         f"{a['calls']:,}" if a else "0", f"{a['background']:,.0f}" if a else "–",
+                         f"{a['netPerSession']:.2f}" if a else "–"])
+        lines += ["Per command. Opening: per session created; adoption: per session adopted. \"Periodic\" is the "
+                  "estimate of the lease rounds' and the sweeps' share of the window.", ""]
+        lines += _table(["Command", "Opening: calls", "Opening: net per session", "Adoption: calls",
+                         "Adoption: periodic", "Adoption: net per session"], rows)
+        lines.append("")
+        evals = ((commands or {}).get("byCommand") or {}).get("eval")
+        if evals:
+            lines += [f"EVAL in the adoption: {evals['calls']:,} calls. The compare-and-set of the leases had not run "
+                      "on this redis-server before, so the first batch's EVALSHAs were refused (NOSCRIPT, counted "
+                      "under EVALSHA) and sent again in full; a redis-server that has run it once keeps it cached.", ""]
+    approvals = adoption.get("approvals")
+    if approvals:
+        follow = adoption["groups"]["follow"]
+        lines += [f"Afterwards {approvals['followed']} of the adopted sessions (of a sample of {approvals['sample']}) "
+                  "were each followed on the survivor driving them (`GET /aura/sessions/{id}/events` with the "
+                  "`Last-Event-ID` the client last got) and approved at once as main-service does (one MGET, then "
+                  f"SET/SET/PUBLISH each in one pipeline; {approvals['receivers']} deliveries): {follow['succeeded']} "
+                  f"ended with `[DONE]`, state `done` and a completed `tool_execution`, {follow['failed']} failed, "
+                  f"within {approvals['seconds']:.1f} s.", ""]
+    return lines
+
+
+def _top(values: dict[str, float], unit: str, count: int = 4) -> str:
+    ranked = sorted(values.items(), key=lambda kv: -kv[1])[:count]
+    return ", ".join(f"{c.upper()} {v:,.2f}{unit}" for c, v in ranked) or "–"
