@@ -24,7 +24,7 @@ from typing import Final, TypeVar
 from aura.errors import StoreUnavailable
 from aura.session.registry import SessionRegistry
 from aura.session.session import Session
-from aura.session.snapshot import Snapshot, SnapshotUnreadable
+from aura.session.snapshot import Snapshot, SnapshotUnreadable, decode
 from aura.session.store import SessionStore
 from aura.storage.calls import bounded, stop_if_cancelled
 
@@ -137,8 +137,9 @@ class LeaseKeeper:
     async def _adopt(self, session_ids: Sequence[str]) -> None:
         """Drive sessions whose leases are ours; those ended or expired are let go."""
         gone: list[str] = []
-        for session_id in session_ids:
-            snapshot = await self._load(session_id)
+        loaded = await self._call(self._store.load_many(session_ids), "load snapshots") if session_ids else []
+        for session_id, fields in zip(session_ids, loaded, strict=True):
+            snapshot = _decoded(fields)
             if snapshot is None or snapshot.is_final or self.stopped:
                 gone.append(session_id)
                 continue
@@ -150,14 +151,6 @@ class LeaseKeeper:
             await self._call(self._store.release(gone), "release leases")
             await self._call(self._store.disown(self._store.instance_id, gone), "disown sessions")
 
-    async def _load(self, session_id: str) -> Snapshot | None:
-        try:
-            return await self._call(self._store.load_snapshot(session_id), "load snapshot")
-        except SnapshotUnreadable as exc:
-            # An unreadable snapshot must not block the adoption of every session after it.
-            log.error("%s; not adopting it", exc)
-            return None
-
     async def release_all(self, sessions: list[Session]) -> None:
         """Let other instances adopt at once (draining): leases and the heartbeat go."""
         self.stopped = True
@@ -166,3 +159,14 @@ class LeaseKeeper:
 
     async def _call(self, call: Awaitable[T], operation: str) -> T:
         return await bounded(call, self._timeout, operation)
+
+
+def _decoded(fields: dict[str, str] | None) -> Snapshot | None:
+    """The snapshot, or None when it expired or cannot be a session's (which must not block the others)."""
+    if fields is None:
+        return None
+    try:
+        return decode(fields)
+    except SnapshotUnreadable as exc:
+        log.error("%s; not adopting it", exc)
+        return None

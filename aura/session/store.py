@@ -59,10 +59,7 @@ for _ = 1, n do
   end
   i = i + 2
 end
-while i < #ARGV do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
+if i < #ARGV then redis.call('HSET', KEYS[3], unpack(ARGV, i)) end  -- every field in one call
 if mode == 'end' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. (tonumber(ARGV[6]) + 1), 'end', '1')
   redis.call('DEL', KEYS[1])
@@ -224,6 +221,14 @@ class SessionStore:
         if not raw:
             return None
         return {str(_text(k)): str(_text(v)) for k, v in raw.items()}
+
+    async def load_many(self, session_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """Several snapshots' fields in one round trip (a cluster splits it by slot)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sid in session_ids:
+                pipe.hgetall(keys.snapshot(sid))
+            answers = await pipe.execute()
+        return [{str(_text(k)): str(_text(v)) for k, v in raw.items()} if raw else None for raw in answers]
 
     async def load_snapshot(self, session_id: str) -> Snapshot | None:
         """The typed snapshot; SnapshotUnreadable when the hash cannot be a session's."""
