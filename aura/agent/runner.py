@@ -105,8 +105,12 @@ class AgentRunner:
         try:
             if not session.detached and session.model.is_final:
                 await self._writer.close(session)
-        except (LeaseLost, StoreUnavailable) as exc:
+        except LeaseLost as exc:
             log.warning("session %s: could not mark its log ended: %s", session.id, exc)
+        except StoreUnavailable as exc:
+            # Its last events are not in Redis: it goes on from its snapshot once Redis is back.
+            session.strand()
+            log.warning("session %s: could not mark its log ended: %s; it resumes when Redis is back", session.id, exc)
         finally:  # even when a cancel lands here: a session that ended leaves memory
             self._registry.drop(session)
 
