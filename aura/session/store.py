@@ -126,7 +126,7 @@ class SessionStore:
 
     # -- writing (the lease holder only) ------------------------------------------------
     async def create(self, session_id: str, fields: Mapping[str, str]) -> None:
-        """Store a new session's snapshot with this instance's lease, listed as live (no events yet)."""
+        """Store a new session's snapshot with this instance's lease, in this instance's set (no events yet)."""
         await self._commit_one(Append(session_id, (), dict(fields), 0, create=True))
 
     async def append(self, session_id: str, frames: Sequence[tuple[int, str]], fields: Fields, *, end: bool = False) -> None:

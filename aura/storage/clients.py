@@ -146,11 +146,7 @@ class RedisClients:
         """
         moved = False
         for client in (self.commands, self.subscriber):
-            pool = client.connection_pool
-            if isinstance(pool, SentinelConnectionPool):
-                before = pool.master_address
-                after = await bounded(pool.get_master_address(), timeout, "ask the sentinels")  # type: ignore[no-untyped-call]
-                moved = moved or (before is not None and before != after)
+            moved = await _ask_sentinels(client, timeout) or moved
         return moved
 
     async def writable(self, timeout: float) -> bool:
@@ -162,7 +158,9 @@ class RedisClients:
             if isinstance(client, RedisCluster):
                 info = await bounded(client.cluster_info(), timeout, "cluster info")
                 return bool(info.get("cluster_state") == "ok")
-            await self.follow_primary(timeout)  # the primary the sentinels name now, not the one we knew
+            # The primary the sentinels name now, not the one we knew. Only the commands' pool: the
+            # subscriber's move is left for follow_primary, whose caller moves the subscription.
+            await _ask_sentinels(client, timeout)
             role = await bounded(client.execute_command("ROLE"), timeout, "role")
             return bool(role) and _text(role[0]) == "master"
         except StoreUnavailable:
@@ -172,6 +170,16 @@ class RedisClients:
         for client in (self.subscriber, self.commands):
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+
+async def _ask_sentinels(client: Redis, timeout: float) -> bool:
+    """Point a Sentinel pool at the primary the sentinels name now; True if it moved."""
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return False
+    before = pool.master_address
+    after = await bounded(pool.get_master_address(), timeout, "ask the sentinels")  # type: ignore[no-untyped-call]
+    return before is not None and before != after
 
 
 def _text(value: object) -> str:
