@@ -153,23 +153,28 @@ class GetSampler:
         self._period = period
         self.ticks: list[tuple[float, int]] = []  # (perf_counter, GET calls so far)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def connect(self) -> None:
         await self._redis.ping()
 
     def start(self) -> None:
         self.ticks = []
+        self._stopping = False
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> list[tuple[float, int]]:
         if self._task is not None:
+            # A flag as well as the cancel: Python 3.11's wait_for inside redis-py can swallow a cancel
+            # that lands as the reply arrives (gh-106905), and the loop would then never end.
+            self._stopping = True
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         return self.ticks
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             stats = await self._redis.info("commandstats")
             self.ticks.append((time.perf_counter(), int((stats.get("cmdstat_get") or {}).get("calls", 0))))
             await asyncio.sleep(self._period)
