@@ -20,6 +20,8 @@
     ├── MalformedSignal        a HITL signal that is not the JSON of CONTRACT §4.3 (``raw``)
     ├── PlannerError           the planner (e.g. the LLM) failed or answered garbage; the session aborts
     ├── LeaseLost              another instance now drives ``session_id``; this one stops touching it
+    ├── NotReplicated          fewer replicas than required acknowledged ``session_id``'s writes (WAIT);
+    │                          the ``__cause__`` of the StoreUnavailable that keeps a side effect from running
     ├── TransitionRefused      the machine refused ``trigger`` in ``state`` for ``session_id``: a bug
     └── ToolError              ``tool`` failed; its message becomes tool_execution.error
 
