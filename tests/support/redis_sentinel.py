@@ -256,8 +256,15 @@ class SentinelServers:
         if node.alive:
             raise RuntimeError(f"port {port} is running: kill it first")
         if port in self.data_nodes:
-            primary_port = self.primary()[1]
-            node.start([] if primary_port == port else ["--replicaof", HOST, str(primary_port)])
+            # Every sentinel's word, not the first one's: right after a failover one may still name the
+            # dead node, and the node would come back as a second, empty primary (a flaky test did).
+            reported = self._reported()
+            if reported == {(HOST, port)}:
+                node.start([])  # no failover happened: it is the primary again
+            else:
+                poll(lambda: self._agreed_primary() not in (None, port), timeout,
+                     lambda: f"the sentinels to agree on a live primary before {port} rejoins: {self._describe()}")
+                node.start(["--replicaof", HOST, str(self._agreed_primary())])
         else:
             node.start()
         node.wait_ready()
