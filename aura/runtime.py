@@ -19,6 +19,7 @@ from aura.agent.tools import ToolRegistry
 from aura.config import Settings
 from aura.errors import StoreUnavailable
 from aura.hitl.hub import SignalHub
+from aura.storage.calls import stop_if_cancelled
 from aura.storage.clients import RedisClients
 from aura.wiring import Services, build
 
@@ -60,13 +61,17 @@ class Runtime:
 
     async def _follow_primary(self) -> None:
         """Every second, ask the sentinels where the primary is; move the subscription when it moved."""
+        task = asyncio.current_task()
         while True:
+            stop_if_cancelled(task)
             try:
                 if await self.services.redis.follow_primary(self.settings.redis_timeout_seconds):
                     log.warning("the Redis primary moved; following it")
                     self.services.hub.reconnect()
             except StoreUnavailable as exc:
                 log.debug("asking the sentinels failed: %s", exc)
+            except Exception:  # supervised: following the primary must outlive a bug in one check
+                log.exception("following the Redis primary failed")
             await asyncio.sleep(PRIMARY_CHECK_SECONDS)
 
     async def __aexit__(

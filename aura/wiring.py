@@ -82,7 +82,8 @@ def build(
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.tool_timeout_seconds))
     toolset = tools if tools is not None else default_tools(settings)
     hub = SignalHub(clients.subscriber, hitl_store, sweep_seconds=settings.signal_sweep_seconds,
-                    redis_timeout_seconds=timeout, on_log_grew=notifier.wake)
+                    redis_timeout_seconds=timeout, on_log_grew=notifier.wake,
+                    before_subscribe=lambda: clients.initialize(timeout))
     gate = ApprovalGate(hub, hitl_store, writer, timeout_seconds=settings.hitl_timeout_seconds,
                         redis_timeout_seconds=timeout)
     environment = ToolEnvironment(clients.commands, http, settings.dwp_gateway_url, settings.tool_timeout_seconds)

@@ -92,7 +92,8 @@ class SendEmail:
             "createdAt": int(time.time() * 1000),
         }
         key = keys.outbox(ctx.tenant_id)
-        async with mapped("send email"), ctx.redis.pipeline(transaction=True) as pipe:
+        # Not a MULTI (redis-py's cluster transactions fail while a node is down): in order, on one connection.
+        async with mapped("send email"), ctx.redis.pipeline(transaction=False) as pipe:
             pipe.lpush(key, json.dumps(message, ensure_ascii=False, separators=(",", ":")))
             pipe.ltrim(key, 0, OUTBOX_LIMIT - 1)
             await pipe.execute()

@@ -66,13 +66,16 @@ class AgentTaskReporter:
         feed = self._feed(session.id)
         cursor = 0
         steps = _Steps()
-        while True:
-            frames = await feed.read_after(cursor, timeout=60)
-            for seq, frame in frames:
-                await self._report(task_id, _payload(frame), headers, steps)
-                cursor = seq
-            if not frames and (feed.closed or feed.draining):
-                return
+        try:
+            while True:
+                frames = await feed.read_after(cursor, timeout=60)
+                for seq, frame in frames:
+                    await self._report(task_id, _payload(frame), headers, steps)
+                    cursor = seq
+                if not frames and (feed.closed or feed.draining):
+                    return
+        finally:
+            feed.close()  # a feed that fell back to Redis subscribed to the session's log
 
     async def _report(self, task_id: str, event: dict[str, Any], headers: dict[str, str], steps: _Steps) -> None:
         kind, data = event.get("type"), event.get("data") or {}

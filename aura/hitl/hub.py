@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,8 +71,10 @@ class SignalHub:
         redis_timeout_seconds: float,
         on_log_grew: Callable[[str], None] | None = None,
         on_cancel: Callable[[str], None] | None = None,
+        before_subscribe: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._subscriber = subscriber
+        self._before_subscribe = before_subscribe  # e.g. learn a cluster's slots, which its pubsub needs
         self._on_log_grew = on_log_grew
         self.on_cancel = on_cancel  # set by the composition root once the runs exist
         self._store = store
@@ -180,9 +182,11 @@ class SignalHub:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 async with asyncio.timeout(self._timeout):
+                    if self._before_subscribe is not None:
+                        await self._before_subscribe()
                     await pubsub.psubscribe(keys.HITL_CHANNEL_PATTERN, keys.CANCEL_CHANNEL_PATTERN)
+                    self._pubsub = pubsub  # before the restore: a follow() meanwhile subscribes itself
                     await self._resubscribe(pubsub)
-                self._pubsub = pubsub
                 self.generation += 1
                 self.subscribed.set()
                 backoff = 0.1

@@ -39,7 +39,9 @@ T = TypeVar("T")
 
 # Replace KEYS[1] by ARGV[2] only if it still holds ARGV[1]; ARGV[3] is its TTL ('' keeps the TTL).
 _REPLACE_IF_UNCHANGED_LUA: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[2] then return 1 end  -- a retry of a replacement that was made: made
+if current ~= ARGV[1] then return 0 end
 if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
 return 1

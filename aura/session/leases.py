@@ -100,29 +100,34 @@ class LeaseKeeper:
             await self._drive_stranded()
         others = await self._call(store.instances(), "read instances") - {store.instance_id}
         alive = await self._call(store.alive(others), "read heartbeats")
+        # One budget for the whole round: the next heartbeat must not wait for several dead instances.
+        deadline = asyncio.get_running_loop().time() + self._interval
         for dead in sorted(others - alive):
-            await self._adopt_from(dead)
+            if not await self._adopt_from(dead, deadline):
+                return  # the heartbeat is due; the next round goes on
 
     async def _drive_stranded(self) -> None:
+        """Drive again the stranded sessions whose lease is still ours; forgotten only once that worked."""
         stranded = sorted(sid for sid in self._stranded if self._registry.local(sid) is None)
-        self._stranded.clear()
         owners = await self._call(self._store.owners(stranded), "read leases")
         ours = [sid for sid, owner in zip(stranded, owners, strict=True) if owner == self._store.instance_id]
+        await self._call(self._store.claim(ours), "claim sessions")  # its end may have taken it out of the set
         await self._adopt(ours)
+        self._stranded.difference_update(stranded)
 
-    async def _adopt_from(self, dead: str) -> None:
-        """Take over ``dead``'s sessions, batch after batch, until its set is empty or the round's time is up."""
+    async def _adopt_from(self, dead: str, deadline: float) -> bool:
+        """Take over ``dead``'s sessions, batch after batch, until its set is empty (True) or ``deadline``."""
         store = self._store
-        deadline = asyncio.get_running_loop().time() + self._interval
         while not self.stopped:
             batch = await self._call(store.sessions_of(dead, ADOPTION_BATCH), "read sessions of an instance")
             if not batch:
                 await self._call(store.forget_instance(dead), "forget instance")
-                return
+                return True
             owners = await self._call(store.owners(batch), "read leases")
-            # Its own, or nobody's (released, or ended before it left the set); others' are not ours to take.
+            # Its own, or nobody's (released, or ended before it left the set), or already ours (a round
+            # that took the lease and failed before the session was driven); others' are not ours to take.
             candidates = [(sid, owner) for sid, owner in zip(batch, owners, strict=True)
-                          if owner in (dead, None) and self._registry.local(sid) is None]
+                          if owner in (dead, None, store.instance_id) and self._registry.local(sid) is None]
             ids = [sid for sid, _ in candidates]
             # Listed as ours before the leases move: a crash between leaves the session findable.
             await self._call(store.claim(ids), "claim sessions")
@@ -132,7 +137,8 @@ class LeaseKeeper:
             await self._adopt([sid for sid, taken in zip(ids, won, strict=True) if taken])
             await self._call(store.disown(dead, batch), "disown sessions")
             if asyncio.get_running_loop().time() >= deadline:
-                return  # the heartbeat is due; the next round goes on
+                return False
+        return False
 
     async def _adopt(self, session_ids: Sequence[str]) -> None:
         """Drive sessions whose leases are ours; those ended or expired are let go."""

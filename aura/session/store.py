@@ -16,6 +16,7 @@ published inside a transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -26,6 +27,7 @@ from redis.asyncio.client import Pipeline
 from aura.errors import LeaseLost
 from aura.session.snapshot import F, Fields, Snapshot, decode
 from aura.storage import keys
+from aura.storage.calls import REDIS_FAILURES
 from aura.storage.scripts import Script, ScriptCall
 
 # KEYS: lease, log, snapshot, followers (one session's, so one slot: the hash tag {sid}).
@@ -77,11 +79,15 @@ return 1
 # Compare-and-set of a lease (KEYS[1]): ARGV expected owner ('' = none), new owner ('' = delete), ttl.
 # A script rather than WATCH/MULTI: redis-py's cluster transactions break while a node is down.
 LEASE_CAS_LUA: Final = """
-if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+local owner = redis.call('GET', KEYS[1]) or ''
+if owner == ARGV[2] and owner ~= '' then return 1 end  -- a retry of a swap that was made: made
+if owner ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
 return 1
 """
 
+
+log = logging.getLogger(__name__)
 
 _APPEND: Final = Script(APPEND_LUA)
 _LEASE_CAS: Final = Script(LEASE_CAS_LUA)
@@ -158,17 +164,18 @@ class SessionStore:
         created = [a.session_id for a in appends if a.create]
         if created:
             await self.claim(created)
-        ended = [a.session_id for a in appends if a.end]
-
-        def leave_the_set(pipe: Pipeline) -> None:  # an entry left behind is cleared by adoption
-            pipe.srem(self._sessions_key, *ended)
-
-        answers = await _APPEND.run_all(self._redis, [self._append_call(a) for a in appends],
-                                        leave_the_set if ended else None)
-        return [
+        answers = await _APPEND.run_all(self._redis, [self._append_call(a) for a in appends])
+        outcomes: list[Exception | None] = [
             answer if isinstance(answer, Exception) else None if answer else LeaseLost(append.session_id)
             for append, answer in zip(appends, answers, strict=True)
         ]
+        ended = [a.session_id for a, outcome in zip(appends, outcomes, strict=True) if a.end and outcome is None]
+        if ended:
+            try:
+                await self.disown(self.instance_id, ended)
+            except REDIS_FAILURES as exc:  # the end is written; the entry left behind is cleared by adoption
+                log.info("could not take %d ended session(s) out of the instance set: %s", len(ended), exc)
+        return outcomes
 
     def _append_call(self, append: Append) -> ScriptCall:
         sid = append.session_id
@@ -244,9 +251,13 @@ class SessionStore:
         """
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(keys.instance(self.instance_id), "1", px=self._lease_ms, get=True)
-            pipe.sadd(keys.INSTANCES, self.instance_id)
             pipe.expire(self._sessions_key, self._ttl)
-            previous, _, _ = await pipe.execute()
+            pipe.sadd(keys.INSTANCES, self.instance_id)
+            # Judged by the heartbeat alone: the registry's slot may be on a cluster master that is down,
+            # and that must not make every instance look dead (the registry entry is renewed next round).
+            previous, _, _ = await pipe.execute(raise_on_error=False)
+        if isinstance(previous, Exception):
+            raise previous
         return previous is not None
 
     async def stop_heartbeat(self) -> None:

@@ -22,7 +22,7 @@ from redis.asyncio.connection import AbstractConnection, Connection, SSLConnecti
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import ConnectionError, DataError, ReadOnlyError
+from redis.exceptions import ConnectionError, DataError, ReadOnlyError, RedisError
 from redis.typing import EncodableT
 
 from aura.config import Settings
@@ -76,13 +76,15 @@ _PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
 # A pooled connection that Redis closed (a restart in place), or that answers READONLY (a
 # primary demoted behind the same address), is dropped and the command sent again, a
 # bounded number of times. A timeout is not retried: the command may have run.
-RETRIED_ERRORS: Final[list[type[Exception]]] = [ConnectionError, ReadOnlyError]
+RETRIED_ERRORS: Final[tuple[type[RedisError], ...]] = (ConnectionError, ReadOnlyError)
 RETRIES: Final = 3
 CLUSTER_CONNECTIONS_PER_NODE: Final = 512  # redis-py's cluster pool fails past it instead of waiting
+SENTINEL_CONNECTIONS: Final = 512  # likewise its Sentinel pool
 
 
 def _retry() -> Retry:
-    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), RETRIES)
+    # supported_errors replaces redis-py's default (ConnectionError, TimeoutError): no timeout is retried.
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), RETRIES, supported_errors=RETRIED_ERRORS)
 
 
 def _no_retry(options: dict[str, Any]) -> dict[str, Any]:
@@ -179,6 +181,12 @@ async def _ask_sentinels(client: Redis, timeout: float) -> bool:
         return False
     before = pool.master_address
     after = await bounded(pool.get_master_address(), timeout, "ask the sentinels")  # type: ignore[no-untyped-call]
+    # redis-py drops only the connections idle at the move; one busy then comes back to the pool still
+    # pointed at the old primary, and is dropped here, at the next check after it was released.
+    for connection in list(pool._available_connections):
+        address = (getattr(connection, "host", None), getattr(connection, "port", None))
+        if connection.is_connected and address != tuple(after):
+            await connection.disconnect()
     return before is not None and before != after
 
 
@@ -217,7 +225,6 @@ def _options(target: RedisTarget, timeout: float) -> dict[str, Any]:
         "socket_connect_timeout": timeout,
         "health_check_interval": 30,
         "retry": _retry(),
-        "retry_on_error": RETRIED_ERRORS,
     }
     if target.username is not None:
         options["username"] = target.username
@@ -266,14 +273,14 @@ def _sentinel(target: RedisTarget, timeout: float) -> RedisClients:
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_options, **options)  # type: ignore[no-untyped-call]
     master = target.sentinel_master
     assert master is not None  # parse_target requires it in sentinel mode
-    commands = sentinel.master_for(master)
+    # redis-py's Sentinel pool does not block: past its cap a burst fails, so the cap is generous.
+    commands = sentinel.master_for(master, max_connections=SENTINEL_CONNECTIONS)
     subscriber = sentinel.master_for(master, **_no_retry({}))
     return RedisClients(commands, subscriber, embedded=False, mode="sentinel", target=target)
 
 
 def _cluster(target: RedisTarget, timeout: float) -> RedisClients:
-    options = _options(target, timeout)
-    options.pop("retry_on_error")  # the cluster client retries its own list (connection errors, MOVED, ...)
+    options = _options(target, timeout)  # the cluster client adds its own list (MOVED, ASK, CLUSTERDOWN...)
     if target.tls:
         options.update(ssl=True, **_tls(target))
 

@@ -9,12 +9,11 @@ so would every session whose script was not yet cached on its own node. An
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 ScriptArg = str | int
@@ -40,19 +39,15 @@ class Script:
             raise answer
         return answer
 
-    async def run_all(
-        self, redis: Redis, calls: Sequence[ScriptCall], after: Callable[[Pipeline], None] | None = None
-    ) -> list[Any]:
-        """One pipeline of calls (and ``after``'s commands, whose answers are dropped); per call, its
-        answer or the error Redis gave it. A failure of the connection itself raises."""
+    async def run_all(self, redis: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+        """One pipeline of calls; per call, its answer or the error Redis gave it. A failure of the
+        connection itself raises."""
         async with redis.pipeline(transaction=False) as pipe:
             for call in calls:
                 # By name: redis-py's cluster pipeline refuses its `evalsha` method, though it routes
                 # the command itself by its keys like any other.
                 pipe.execute_command("EVALSHA", self.sha, len(call.keys), *call.keys, *call.args)
-            if after is not None:
-                after(pipe)
-            answers: list[Any] = (await pipe.execute(raise_on_error=False))[: len(calls)]
+            answers: list[Any] = await pipe.execute(raise_on_error=False)
         missing = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
         if missing:  # a restart, a failover or SCRIPT FLUSH emptied that node's script cache
             async with redis.pipeline(transaction=False) as pipe:

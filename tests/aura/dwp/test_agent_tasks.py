@@ -42,6 +42,10 @@ class FakeFeed:
         self.closed = False
         self.draining = False
         self.cursors: list[int] = []
+        self.let_go = False  # close(): the reporter stopped following
+
+    def close(self) -> None:
+        self.let_go = True
 
     async def read_after(self, seq: int, *, timeout: float) -> list[Frame]:
         self.cursors.append(seq)
@@ -268,6 +272,7 @@ async def test_failures_after_creation_never_raise_and_the_reporter_follows_to_t
     assert main_service.routes["progress"].call_count == 2
     assert main_service.routes["complete"].call_count == 1
     assert feed.closed
+    assert feed.let_go  # regression: a reporter that fell back to Redis kept its log subscription
 
 
 async def test_a_main_service_that_is_down_for_every_call_never_raises(http: httpx.AsyncClient) -> None:

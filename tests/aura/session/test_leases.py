@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import pytest
 from redis.asyncio import Redis
 
+from aura.errors import LeaseLost
 from aura.session.leases import ADOPTION_BATCH, LeaseKeeper
 from aura.session.session import Session
 from aura.session.snapshot import F
-from aura.session.store import SessionStore
+from aura.session.store import Append, SessionStore
 from aura.storage import keys
 from tests.support.sessions import Driver
 
@@ -348,3 +349,39 @@ async def test_release_all_drops_our_leases_and_heartbeat_so_another_instance_ad
     assert leases == {first.id: "heir", second.id: "heir", not_ours.id: "other"}
     assert await members(cluster.redis, "heir") == {first.id, second.id}
     assert "leaver" not in await cluster.redis.smembers(keys.INSTANCES)
+
+
+async def test_a_session_whose_lease_a_failed_round_already_took_is_adopted_by_the_next_one(cluster: Cluster) -> None:
+    """Regression: a round that took a lease and failed before driving the session left it ours in
+    Redis and nobody's in memory; the next round skipped it as "not the dead instance's"."""
+    dead = cluster.driver(DEAD)
+    [session] = await create_many(dead, 1)
+    survivor = cluster.instance("survivor")
+    await cluster.redis.set(keys.lease(session.id), "survivor")  # what the failed round had done
+
+    await survivor.keeper.round()
+
+    assert survivor.adopted_ids() == [session.id]
+    assert await members(cluster.redis, "survivor") == {session.id}
+    assert await members(cluster.redis, DEAD) == set()
+
+
+async def test_a_take_over_retried_after_its_reply_was_lost_still_says_it_won(cluster: Cluster) -> None:
+    """Regression: the compare-and-set found its own new value and answered "lost", and the adopter
+    then took the session out of its own set."""
+    dead = cluster.driver(DEAD)
+    [session] = await create_many(dead, 1)
+    survivor = cluster.driver("survivor")
+    assert await survivor.store.take_over([session.id], [DEAD]) == [True]
+    assert await survivor.store.take_over([session.id], [DEAD]) == [True]  # the retry
+    assert await cluster.driver("other").store.take_over([session.id], [DEAD]) == [False]
+
+
+async def test_an_end_refused_for_a_lost_lease_leaves_the_session_in_the_set(cluster: Cluster) -> None:
+    """Regression: the SREM of an ended session went with the end script, whatever its outcome."""
+    driver = cluster.driver("ender")
+    [session] = await create_many(driver, 1)
+    await cluster.redis.set(keys.lease(session.id), "someone-else")
+    [failure] = await driver.store.commit([Append(session.id, (), {"seq": "0"}, 0, end=True)])
+    assert isinstance(failure, LeaseLost)
+    assert await members(cluster.redis, "ender") == {session.id}
