@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 import hiredis
 from redis._parsers import AsyncCommandsParser
@@ -25,7 +25,6 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError, DataError, ReadOnlyError, RedisError
 from redis.typing import EncodableT
 
-from aura.config import Settings
 from aura.errors import StoreUnavailable
 from aura.storage.calls import bounded
 from aura.storage.target import RedisMode, RedisTarget
@@ -194,7 +193,17 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def connect(settings: Settings) -> RedisClients:
+class RedisSettings(Protocol):
+    """What connecting needs of :class:`aura.config.Settings` (which imports this package: no import back)."""
+
+    @property
+    def redis_target(self) -> RedisTarget | None: ...
+
+    @property
+    def redis_timeout_seconds(self) -> float: ...
+
+
+def connect(settings: RedisSettings) -> RedisClients:
     target = settings.redis_target
     if target is None:
         import fakeredis  # only the embedded default needs it
