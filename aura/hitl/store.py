@@ -27,7 +27,6 @@ from redis.exceptions import WatchError  # a Redis error: mapped to StoreUnavail
 from aura.errors import MalformedSignal
 from aura.storage import keys
 from aura.storage.scripts import Script
-from aura.ids import parse_long
 from aura.hitl.signals import DEFAULT_REJECTION_REASON, Decision, Signal, parse_signal
 
 REQUEST_TTL_SECONDS: Final = 1800
@@ -39,9 +38,9 @@ T = TypeVar("T")
 
 # Replace KEYS[1] by ARGV[2] only if it still holds ARGV[1]; ARGV[3] is its TTL ('' keeps the TTL).
 _REPLACE_IF_UNCHANGED_LUA: Final = """
-local current = redis.call('GET', KEYS[1])
-if current == ARGV[2] then return 1 end  -- a retry of a replacement that was made: made
-if current ~= ARGV[1] then return 0 end
+-- No "already holds the new value: done" shortcut, unlike the lease's: two approvals by one user in
+-- the same millisecond write the same record, and both would be told they decided (two 200s).
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
 return 1
@@ -64,6 +63,7 @@ class Outcome(str, enum.Enum):
     NOT_FOUND = "not_found"  # 404 E1004
     TENANT_MISMATCH = "tenant_mismatch"  # 403 E2007
     CORRUPT = "corrupt"  # stored JSON unusable (main-service: NPE → 500)
+    MALFORMED = "malformed"  # a field of the wrong JSON type: answered 400, never a TypeError's 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +93,20 @@ def _dump(record: dict[str, Any]) -> str:
 
 
 def _load(raw: str | None) -> dict[str, Any] | None:
+    """The stored record; ``{}`` when it cannot be one (not JSON, nested too deep, not an object)."""
     if raw is None:
         return None
     try:
         record = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return record if isinstance(record, dict) else {}
+
+
+def _status(record: dict[str, Any]) -> str | None:
+    """The record's status if it is text (a list there once made every `in _TERMINAL` raise TypeError)."""
+    status = record.get("status")
+    return status if isinstance(status, str) else None
 
 
 class HitlStore:
@@ -150,17 +157,23 @@ class HitlStore:
         return found
 
     async def decide(
-        self, request_id: str, decision: Decision, *, actor: str, tenant: int, reason: str | None = None
+        self, request_id: str, decision: Decision, *, actor: str, tenant: str, reason: str | None = None
     ) -> DecisionResult:
-        """Approve or reject as main-service's HitlManager does, then publish the signal."""
+        """Approve or reject as main-service's HitlManager does, then publish the signal.
+
+        Stricter on the tenant (fail closed, docs/DECISIONS.md): the stored ``tenantId`` must be
+        exactly the approver's ``X-Tenant-ID`` text, where main-service compares numbers and skips
+        the check for a tenant it cannot parse (CONTRACT §4.2).
+        """
 
         def plan(record: dict[str, Any] | None) -> tuple[DecisionResult, _Write | None]:
             if record is None:
                 return DecisionResult(Outcome.NOT_FOUND), None
-            stored_tenant = _as_long(record.get("tenantId"))
-            if stored_tenant is not None and stored_tenant != tenant:
+            if not _same_tenant(record.get("tenantId"), tenant):
                 return DecisionResult(Outcome.TENANT_MISMATCH, record), None
-            if record.get("status") in _TERMINAL:
+            if record.get("status") is not None and _status(record) is None:  # null is approvable (§4.2)
+                return DecisionResult(Outcome.MALFORMED, record), None
+            if _status(record) in _TERMINAL:
                 return DecisionResult(Outcome.ALREADY_PROCESSED, record), None
             session_id = record.get("sessionId")
             if not isinstance(session_id, str) or not session_id:
@@ -187,8 +200,9 @@ class HitlStore:
         def plan(record: dict[str, Any] | None) -> tuple[Signal | None, _Write | None]:
             if record is None:
                 return None, None
-            if record.get("status") in _TERMINAL:
-                return Signal(request_id, Decision(record["status"]), reason=_text(record.get("reason"))), None
+            status = _status(record)
+            if status in _TERMINAL:
+                return Signal(request_id, Decision(status), reason=_text(record.get("reason"))), None
             record.update(status=Decision.REJECTED.value, reason=reason, rejectedBy="aura", rejectedAt=_now_ms())
             return None, _Write(record, None)
 
@@ -233,14 +247,17 @@ def _signal_for(request_id: str, raw: str | None) -> Signal | None:
 
 def _decision_on_record(request_id: str, raw: str | None) -> Signal | None:
     record = _load(raw)
-    if not record or record.get("status") not in _TERMINAL:
+    status = _status(record) if record else None
+    if status not in _TERMINAL:
         return None
-    return Signal(request_id, Decision(record["status"]), reason=_text(record.get("reason")))
+    return Signal(request_id, Decision(status), reason=_text(record.get("reason")) if record else None)
 
 
-def _as_long(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    return parse_long(value) if isinstance(value, str) else None
+def _same_tenant(stored: Any, tenant: str) -> bool:
+    """``tenantId`` as Aura writes it (the caller's X-Tenant-ID text) or as a JSON number (Java's test
+    fixtures); missing, another type, ``"01"`` for ``1`` or ``"+7"`` for ``7``: not the same tenant."""
+    if isinstance(stored, bool):
+        return False
+    if isinstance(stored, int):
+        return str(stored) == tenant
+    return isinstance(stored, str) and stored == tenant
