@@ -10,6 +10,7 @@ from typing import Any
 from aura.errors import MalformedSignal
 
 DEFAULT_REJECTION_REASON = "User rejected"
+MAX_SIGNAL_BYTES = 64 * 1024  # a decision is ~150 bytes; anything this large is not one (and is not parsed)
 
 
 class Decision(str, enum.Enum):
@@ -46,13 +47,16 @@ def parse_signal(raw: str | bytes) -> Signal:
     ``type`` decides; a ``status`` that contradicts it makes the signal malformed
     rather than guessed at.
     """
+    if len(raw) > MAX_SIGNAL_BYTES:
+        raise MalformedSignal(f"signal is larger than {MAX_SIGNAL_BYTES} bytes ({len(raw)})", raw[:200])
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedSignal(f"signal is not JSON: {exc}", raw) from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise MalformedSignal(f"signal is not JSON: {type(exc).__name__}", raw[:200]) from exc
     if not isinstance(body, dict):
         raise MalformedSignal("signal is not a JSON object", raw)
-    decision = _BY_TYPE.get(body.get("type"))  # type: ignore[arg-type]
+    kind = body.get("type")
+    decision = _BY_TYPE.get(kind) if isinstance(kind, str) else None  # a list as the type is not hashable
     if decision is None:
         raise MalformedSignal(f"signal type must be 'approval' or 'rejection' (got {body.get('type')!r})", raw)
     status = body.get("status")

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from aura.auth import Authenticator, tenant_header
 from aura.http.envelope import success_response
-from aura.errors import InternalError, NotFound, TenantMismatch, ValidationFailed
+from aura.errors import Forbidden, InternalError, NotFound, TenantMismatch, ValidationFailed
 from aura.hitl.store import DecisionResult, HitlStore, Outcome
 from aura.http.body import parse_json_object, read_body
 from aura.storage.calls import bounded
@@ -38,17 +38,22 @@ class HitlEndpoints:
         return await self._decide(request, Decision.REJECTED)
 
     async def _decide(self, request: Request, decision: Decision) -> Response:
-        principal, tenant = self._authenticator.approver(request.headers)
+        principal, _ = self._authenticator.approver(request.headers)  # X-Tenant-ID checked to be a Long
+        tenant = tenant_header(request.headers)
         body = parse_json_object(await read_body(request, _BODY_LIMIT))
         user_id = body.get("userId")
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValidationFailed("userId must not be blank")
+        # main-service records the body's userId as the approver, whoever signed the token (CONTRACT
+        # §4.4); Aura records the token's subject, and refuses a body that names somebody else.
+        if user_id != principal.user_id:
+            raise Forbidden("userId does not match the authenticated user")
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise ValidationFailed("reason must be a string")
         request_id = request.path_params["request_id"]
         result = await self._call(
-            self._store.decide(request_id, decision, actor=user_id, tenant=tenant, reason=reason), "decide"
+            self._store.decide(request_id, decision, actor=principal.user_id, tenant=tenant, reason=reason), "decide"
         )
         return _decision_response(request_id, decision, result)
 
@@ -82,6 +87,8 @@ def _decision_response(request_id: str, decision: Decision, result: DecisionResu
         raise TenantMismatch("Tenant mismatch")
     if result.outcome is Outcome.CORRUPT:
         raise InternalError("Stored approval request has no sessionId")
+    if result.outcome is Outcome.MALFORMED:
+        raise ValidationFailed("Stored approval request is malformed: its status is not a string")
     record = result.record or {}
     data: dict[str, Any] = {"requestId": request_id, "sessionId": record.get("sessionId"), "status": result.status}
     if decision is Decision.REJECTED and record.get("reason") is not None:

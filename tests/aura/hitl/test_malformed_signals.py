@@ -74,3 +74,18 @@ def test_to_json_is_compact_like_main_services() -> None:
         '{"type":"rejection","requestId":"req_b","status":"rejected","timestamp":null,'
         f'"reason":"{DEFAULT_REJECTION_REASON}"}}'
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 100_000 + "]" * 100_000,  # nested past Python's recursion limit
+        '{"type": ["approval"], "requestId": "req_1"}',  # an unhashable type
+        '{"type": "approval", "requestId": "req_1", "pad": "' + "x" * 70_000 + '"}',  # larger than any decision
+    ],
+    ids=["deep", "list-type", "huge"],
+)
+def test_a_poisoned_signal_is_malformed_not_an_exception_of_another_kind(raw: str) -> None:
+    """Regression (hardening): a deep message raised RecursionError, which tore down the shared subscription."""
+    with pytest.raises(MalformedSignal):
+        parse_signal(raw)

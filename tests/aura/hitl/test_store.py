@@ -52,8 +52,8 @@ async def test_decide_applies_once_then_reports_already_processed(redis: Redis) 
     pubsub = redis.pubsub()
     await pubsub.subscribe(f"hitl:channel:{rec['sessionId']}")
     await pubsub.get_message(timeout=1)
-    first = await store.decide(rec["requestId"], Decision.REJECTED, actor="7", tenant=1, reason="Not now")
-    second = await store.decide(rec["requestId"], Decision.APPROVED, actor="7", tenant=1)
+    first = await store.decide(rec["requestId"], Decision.REJECTED, actor="7", tenant="1", reason="Not now")
+    second = await store.decide(rec["requestId"], Decision.APPROVED, actor="7", tenant="1")
     assert first.outcome is Outcome.APPLIED and second.outcome is Outcome.ALREADY_PROCESSED
     assert second.status == "rejected"
     stored = await stored_json(redis, f"hitl:request:{rec['requestId']}")
@@ -70,24 +70,24 @@ async def test_decide_applies_once_then_reports_already_processed(redis: Redis) 
 
 async def test_decide_not_found_tenant_mismatch_and_corrupt(redis: Redis) -> None:
     store = HitlStore(redis)
-    assert (await store.decide("req_none", Decision.APPROVED, actor="1", tenant=1)).outcome is Outcome.NOT_FOUND
+    assert (await store.decide("req_none", Decision.APPROVED, actor="1", tenant="1")).outcome is Outcome.NOT_FOUND
     rec = record(tenant="2")
     await store.create_request(rec)
-    result = await store.decide(rec["requestId"], Decision.APPROVED, actor="1", tenant=1)
+    result = await store.decide(rec["requestId"], Decision.APPROVED, actor="1", tenant="1")
     assert result.outcome is Outcome.TENANT_MISMATCH
     non_numeric = record(tenant="tenant1")
     await store.create_request(non_numeric)
-    result = await store.decide(non_numeric["requestId"], Decision.APPROVED, actor="1", tenant=1)
-    assert result.outcome is Outcome.APPLIED  # non-numeric stored tenant: check skipped, as in Java
-    await redis.set("hitl:request:req_corrupt", '{"status":"pending"}')
-    assert (await store.decide("req_corrupt", Decision.APPROVED, actor="1", tenant=1)).outcome is Outcome.CORRUPT
+    result = await store.decide(non_numeric["requestId"], Decision.APPROVED, actor="1", tenant="1")
+    assert result.outcome is Outcome.TENANT_MISMATCH  # fails closed, where Java skips the check
+    await redis.set("hitl:request:req_corrupt", '{"status":"pending","tenantId":"1"}')  # no sessionId
+    assert (await store.decide("req_corrupt", Decision.APPROVED, actor="1", tenant="1")).outcome is Outcome.CORRUPT
 
 
 async def test_concurrent_decisions_apply_exactly_once(redis: Redis) -> None:
     store, rec = HitlStore(redis), record()
     await store.create_request(rec)
     results = await asyncio.gather(
-        *(store.decide(rec["requestId"], Decision.APPROVED, actor=str(n), tenant=1) for n in range(10))
+        *(store.decide(rec["requestId"], Decision.APPROVED, actor=str(n), tenant="1") for n in range(10))
     )
     assert sorted(r.outcome.value for r in results).count(Outcome.APPLIED.value) == 1
 
@@ -102,7 +102,7 @@ async def test_withdraw_marks_pending_rejected_but_keeps_a_human_decision(redis:
     assert await redis.ttl(f"hitl:request:{pending['requestId']}") > 0
     approved = record()
     await store.create_request(approved)
-    await store.decide(approved["requestId"], Decision.APPROVED, actor="1", tenant=1)
+    await store.decide(approved["requestId"], Decision.APPROVED, actor="1", tenant="1")
     kept = await store.withdraw(approved["requestId"], "timeout")
     assert kept is not None and kept.decision is Decision.APPROVED
     assert await store.withdraw("req_vanished", "timeout") is None
@@ -113,7 +113,7 @@ async def test_decisions_for_reads_signal_then_record_and_ignores_stale(redis: R
     a, b, c = record(), record(), record()
     for rec in (a, b, c):
         await store.create_request(rec)
-    await store.decide(a["requestId"], Decision.APPROVED, actor="1", tenant=1)
+    await store.decide(a["requestId"], Decision.APPROVED, actor="1", tenant="1")
     # b: a stale signal for an older request of the same session
     await redis.set(f"hitl:signal:{b['sessionId']}", '{"type":"approval","requestId":"req_old","status":"approved"}')
     # c: record rejected by main-service, but the publish and signal were lost
@@ -123,3 +123,18 @@ async def test_decisions_for_reads_signal_then_record_and_ignores_stale(redis: R
     assert found[0] is not None and found[0].decision is Decision.APPROVED
     assert found[1] is None
     assert found[2] is not None and found[2].decision is Decision.REJECTED and found[2].reason == "No"
+
+
+async def test_one_poisoned_entry_does_not_stop_the_sweep_finding_the_others_decisions(redis: Redis) -> None:
+    """Regression (hardening): a signal nested 100k deep, or a record whose status is a list, made
+    decisions_for raise for the whole batch, so another session's stored approval was never found."""
+    store = HitlStore(redis)
+    deep, listed, fine = record(), record(), record()
+    for rec in (deep, listed, fine):
+        await store.create_request(rec)
+    await redis.set(f"hitl:signal:{deep['sessionId']}", "[" * 100_000 + "]" * 100_000)
+    await redis.set(f"hitl:request:{listed['requestId']}", json.dumps({**listed, "status": ["approved"]}))
+    await redis.set(f"hitl:request:{fine['requestId']}", json.dumps({**fine, "status": "approved"}))
+    found = await store.decisions_for([(r["sessionId"], r["requestId"]) for r in (deep, listed, fine)])
+    assert found[:2] == [None, None]
+    assert found[2] is not None and found[2].decision is Decision.APPROVED

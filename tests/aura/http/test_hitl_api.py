@@ -171,10 +171,28 @@ async def test_s4_4_approve_200_updates_record_sets_signal_and_publishes(
     assert [json.loads(m) for m in published] == [signal]
 
 
-async def test_s4_4_approver_identity_comes_from_body_user_id(client: httpx.AsyncClient, redis: Redis) -> None:
+async def test_the_recorded_approver_is_the_token_subject_and_a_body_naming_someone_else_is_refused(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    """Regression (hardening): Bob's approval with body {"userId":"the-ceo"} was recorded as the CEO's."""
     request_id, _, _ = await put_request(redis)
-    assert_success(await approve(client, request_id, body={"userId": "manager-7"}), 200, APPROVED_MESSAGE)
-    assert (await stored(redis, request_id))["approvedBy"] == "manager-7"
+    refused = await approve(client, request_id, body={"userId": "the-ceo"})
+    assert refused.status_code == 403 and refused.json()["errorCode"] == "E2001"
+    assert (await stored(redis, request_id))["status"] == "pending"  # nothing written, nothing published
+    assert_success(await approve(client, request_id, body={"userId": "1"}), 200, APPROVED_MESSAGE)
+    assert (await stored(redis, request_id))["approvedBy"] == "1"  # the token's sub
+
+
+@pytest.mark.parametrize("status", [["pending"], {"s": 1}, 7])
+async def test_a_record_whose_status_is_not_text_is_corrupt_not_a_500(
+    client: httpx.AsyncClient, redis: Redis, status: Any
+) -> None:
+    """Regression (hardening): a list as `status` made decide raise TypeError (500)."""
+    request_id, _, _ = await put_request(redis, status=status)
+    answer = await approve(client, request_id)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errorCode"] == "E4000"
+    assert answer.json()["message"] == "Stored approval request is malformed: its status is not a string"
 
 
 async def test_s4_4_reject_200_default_reason_user_rejected(
@@ -324,21 +342,25 @@ async def test_s2_4_stored_numeric_tenant_differs_is_403_e2007(
     assert await listener.messages() == []
 
 
-@pytest.mark.parametrize("stored_tenant", [1, "1", "+1", "01"], ids=repr)
-async def test_s2_4_stored_tenant_equal_as_long_is_accepted(
+@pytest.mark.parametrize("stored_tenant", [1, "1"], ids=repr)
+async def test_s2_4_stored_tenant_written_as_text_or_as_a_number_matches_the_same_tenant(
     client: httpx.AsyncClient, redis: Redis, stored_tenant: Any
 ) -> None:
     request_id, _, _ = await put_request(redis, tenant=stored_tenant)
     assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
 
 
-@pytest.mark.parametrize("stored_tenant", ["tenant9", ..., None, "", "1.0", "--2", "+-2"], ids=repr)
-async def test_s4_2_stored_non_numeric_tenant_skips_the_check(
+@pytest.mark.parametrize(
+    "stored_tenant", ["tenant9", ..., None, "", "1.0", "--2", "+-2", "+1", "01", ["1"], True], ids=repr
+)
+async def test_a_stored_tenant_that_is_not_exactly_the_approvers_is_refused_where_main_service_skips_the_check(
     client: httpx.AsyncClient, redis: Redis, stored_tenant: Any
 ) -> None:
-    """§4.2: a tenantId that does not parse as a Java Long (or is missing) skips the E2007 check."""
+    """Regression (hardening): main-service skips the E2007 check for a tenantId that does not parse as
+    a Long (§4.2), and 1 approved "01"'s and "+1"'s requests; Aura compares exactly and fails closed."""
     request_id, _, _ = await put_request(redis, tenant=stored_tenant)
-    assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
+    assert_error(await approve(client, request_id), 403, "E2007")
+    assert (await stored(redis, request_id))["status"] == "pending"
 
 
 async def test_s2_4_stored_record_without_session_id_is_500_e1000_like_main_service(
