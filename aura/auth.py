@@ -5,6 +5,7 @@ python-jose is wrapped here and nowhere else, so a swap stays one file.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from aura.ids import parse_long
 from aura.errors import BadRequest, Forbidden, TenantMissing, TokenExpired, TokenInvalid, Unauthorized
 
 ALGORITHM = "HS256"
+# Longest token verify() parses. auth-server's tokens are ~200 bytes; the bound keeps an attacker's
+# header from making python-jose base64-decode and JSON-parse megabytes (8 KiB is a common header limit).
+MAX_TOKEN_LENGTH = 8 * 1024
+_TIME_CLAIMS = ("exp", "iat", "nbf")  # NumericDate claims (RFC 7519 §2, §4.1.4-4.1.6)
 _VERIFIED_CACHE_SIZE = 4096
 TENANT_HEADER = "x-tenant-id"
 USER_HEADER = "x-user-id"
@@ -39,6 +44,8 @@ class TokenVerifier:
         self._verified: dict[str, tuple[Principal, float]] = {}
 
     def verify(self, token: str) -> dict[str, Any]:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise TokenInvalid(f"Invalid token: longer than {MAX_TOKEN_LENGTH} characters")
         try:
             # algorithms must be a list: a string is a substring test in python-jose.
             claims: dict[str, Any] = jwt.decode(
@@ -48,12 +55,21 @@ class TokenVerifier:
                 options={"require_exp": True, "leeway": self._leeway, "verify_aud": False},
             )
         except ExpiredSignatureError as exc:
+            # python-jose int()s exp before comparing, so exp "1" or true lands here; the signature is
+            # already checked. An ill-typed time claim is an invalid token, not an expired one.
+            _require_numeric_dates(jwt.get_unverified_claims(token))
             raise TokenExpired("Token expired") from exc
         except JOSEError as exc:  # JWTError, JWKError, ...: never a 500
             raise TokenInvalid(f"Invalid token: {exc}") from exc
         except (TypeError, ValueError, OverflowError) as exc:
             # python-jose compares ill-typed claims (exp: null, iat: []) without checking their type.
             raise TokenInvalid("Invalid token: a time claim is not a number") from exc
+        except Exception as exc:
+            # Whatever else a malformed token makes python-jose raise, e.g. RecursionError for a header
+            # of nested brackets: never a 500, and ``from None`` so no foreign traceback rides along.
+            raise TokenInvalid(f"Invalid token: malformed ({type(exc).__name__})") from None
+        # python-jose accepts any int()-able exp/iat/nbf: "99999999999999999999" would never expire.
+        _require_numeric_dates(claims)
         return claims
 
     def principal(self, token: str) -> Principal:
@@ -72,6 +88,22 @@ class TokenVerifier:
         claims = {"sub": sub, "tenant_id": tenant_id, "iat": now, "exp": now + lifetime_seconds}
         token: str = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
         return token
+
+
+def _require_numeric_dates(claims: Mapping[str, Any]) -> None:
+    """exp, iat and nbf, when present, must be JSON numbers (not bool), finite as a float."""
+    for name in _TIME_CLAIMS:
+        if name in claims and not _is_numeric_date(claims[name]):
+            raise TokenInvalid(f"Invalid token: claim '{name}' is not a NumericDate number")
+
+
+def _is_numeric_date(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)  # NaN and Infinity parse from python-jose's JSON
+    except OverflowError:  # an int beyond float's range, e.g. 1 followed by 400 zeros
+        return False
 
 
 def _claim_text(claims: Mapping[str, Any], name: str) -> str:
