@@ -10,7 +10,9 @@ from typing import NewType
 SessionId = NewType("SessionId", str)
 RequestId = NewType("RequestId", str)
 
-_EVENT_ID = re.compile(r"(sess_[0-9a-f]{24})\.([0-9]{1,12})")
+_SESSION_ID_PATTERN = r"sess_[0-9a-f]{24}"  # what new_session_id() makes, and nothing else
+_SESSION_ID = re.compile(_SESSION_ID_PATTERN)
+_EVENT_ID = re.compile(rf"({_SESSION_ID_PATTERN})\.([0-9]{{1,12}})")
 _LONG = re.compile(r"[+-]?[0-9]+")
 
 
@@ -20,6 +22,14 @@ def parse_long(text: str) -> int | None:
         return None
     value = int(text)
     return value if -(2**63) <= value < 2**63 else None
+
+
+def is_session_id(text: str) -> bool:
+    """Whether ``text`` has the form of an id Aura issues (``sess_`` + 24 lower-case hex digits).
+
+    Checked before a caller-supplied id reaches Redis: ``sess_…:events`` must not name another key.
+    """
+    return _SESSION_ID.fullmatch(text) is not None  # fullmatch: "$" would accept a trailing newline
 
 
 def new_session_id() -> SessionId:

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from aura.auth import Authenticator
 from aura.config import Settings
-from aura.errors import ApiError, HttpError, InternalError, MethodNotAllowed, NotFound
+from aura.errors import ApiError, BadRequest, HttpError, InternalError, MethodNotAllowed, NotFound
 from aura.http.envelope import error_response
 from aura.http.follow import SessionAccess
 from aura.http.health import HealthEndpoints, liveness
@@ -85,6 +85,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    """The client went away before its body was complete: its mistake, not a 500 with a traceback.
+
+    Nobody reads the answer; it is a 400 E1001 envelope all the same, like every other error.
+    """
+    assert isinstance(exc, ClientDisconnect)
+    log.info("client disconnected before the request body of %s %s was complete", request.method, request.url.path)
+    return error_response(request.headers, BadRequest("Client disconnected before the request body was complete"))
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(request.headers, InternalError())
@@ -102,7 +112,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     app = Starlette(
         routes=routes(rt),
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected_error},
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _client_disconnected,
+            Exception: _unexpected_error,
+        },
     )
     app.state.runtime = rt
     return app

@@ -12,6 +12,10 @@ from aura.errors import PayloadTooLarge, ValidationFailed
 MAX_BODY_BYTES: Final = 512 * 1024
 MAX_CONTEXT_BYTES: Final = 256 * 1024  # the gateway's documented body limit
 MAX_PROMPT_CHARS: Final = 32_000
+# Bounds on the shape of ``context`` (docs/DECISIONS.md, body limits). The real FE sends about ten
+# top-level keys (CONTRACT §3.1) and nests two levels; nested payload is left to the 256 KiB cap.
+MAX_CONTEXT_KEYS: Final = 1_000  # keys of the context object itself; more is 400 E4000
+MAX_CONTEXT_DEPTH: Final = 32  # the context object is level 1, each object or array inside one more
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -29,11 +33,27 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object of valid Unicode (RFC 8259 §8): anything else is 400 E4001/E4002."""
     if not body.strip():
         raise ValidationFailed("Request body is empty; expected a JSON object", error_code="E4001")
+    if body.startswith(b"\xef\xbb\xbf"):  # json.loads(bytes) would skip it; RFC 8259 §8.1 lets us refuse it
+        raise ValidationFailed("Request body must not start with a byte order mark (BOM)", error_code="E4002")
     try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # Strict UTF-8, not json.loads(bytes): that guesses UTF-16/32 and lets encoded surrogates through.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed("Request body is not valid UTF-8", error_code="E4002") from exc
+    try:
+        value = json.loads(text)
+        # A "\ud800" escape parses to a lone surrogate, which no UTF-8 writer (Redis) can encode.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        surrogate = f"\\u{ord(exc.object[exc.start]):04x}"
+        raise ValidationFailed(
+            f"Request body contains a lone UTF-16 surrogate ({surrogate}); text must be valid Unicode",
+            error_code="E4002",
+        ) from exc
+    except ValueError as exc:
         raise ValidationFailed("Request body is not valid JSON", error_code="E4002") from exc
     except RecursionError as exc:
         raise ValidationFailed("Request body is nested too deeply", error_code="E4002") from exc
@@ -57,7 +77,25 @@ def validate_context(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise ValidationFailed("context must be a JSON object")
+    if len(value) > MAX_CONTEXT_KEYS:
+        raise ValidationFailed(f"context has {len(value)} keys; at most {MAX_CONTEXT_KEYS} are allowed")
+    if _depth_exceeds(value, MAX_CONTEXT_DEPTH):
+        raise ValidationFailed(f"context is nested more than {MAX_CONTEXT_DEPTH} levels deep")
     size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > MAX_CONTEXT_BYTES:
         raise PayloadTooLarge(f"context exceeds {MAX_CONTEXT_BYTES} bytes (got {size})")
     return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` (parsed JSON) nests objects/arrays more than ``limit`` levels; iterative, no recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False

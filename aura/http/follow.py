@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aura.auth import Principal
 from aura.http.sse import EventStreamResponse, feed_frames
+from aura.ids import is_session_id
 from aura.session.feed import Feeds
 from aura.session.snapshot import Snapshot, SnapshotUnreadable
 from aura.session.store import SessionStore
@@ -27,7 +28,13 @@ class SessionAccess:
         self._send_timeout = send_timeout_seconds
 
     async def owned(self, session_id: str, principal: Principal) -> Snapshot | None:
-        """The session's snapshot, only for its owner: anyone else learns nothing, not even that it exists."""
+        """The session's snapshot, only for its owner: anyone else learns nothing, not even that it exists.
+
+        An id Aura cannot have issued (anything but ``sess_`` + 24 hex digits, e.g. ``sess_…:events``)
+        is unknown without asking Redis: its key could hold anything (a WRONGTYPE there was a 503).
+        """
+        if not is_session_id(session_id):
+            return None
         try:
             snapshot = await bounded(self._store.load_snapshot(session_id), self._timeout, "load snapshot")
         except SnapshotUnreadable:
