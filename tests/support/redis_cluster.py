@@ -31,6 +31,9 @@ FAST_REPLICATION = ("--repl-diskless-sync-delay", "0", "--repl-ping-replica-peri
 SlotRange = tuple[int, int, int, tuple[int, ...]]
 
 
+MANUAL_FAILOVER_SECONDS = 6.0  # Redis abandons a manual failover after cluster-mf-timeout (5 s)
+
+
 def _binary(name: str) -> str:
     binary = shutil.which(name) or f"/usr/bin/{name}"
     if not Path(binary).exists():
@@ -369,11 +372,18 @@ class ClusterServers:
     def failover(self, replica_port: int, timeout: float = 30) -> None:
         """A manual ``CLUSTER FAILOVER`` on ``replica_port``, until every node sees it master of the slots."""
         old_master_id = self._myself(replica_port)[3]
-        if command(replica_port, "CLUSTER", "FAILOVER") not in ("OK", True):
-            raise RuntimeError(f"CLUSTER FAILOVER refused by {replica_port}")
+        asked_at = 0.0
 
         def promoted() -> bool:
+            nonlocal asked_at
             myself = self._myself(replica_port)
+            if "slave" in myself[2].split(",") and time.monotonic() - asked_at > MANUAL_FAILOVER_SECONDS:
+                # A manual failover that times out (the replica's offset did not catch up within
+                # cluster-mf-timeout on a loaded machine) is abandoned silently: ask again (a flaky test did).
+                if command(replica_port, "CLUSTER", "FAILOVER") not in ("OK", True):
+                    raise RuntimeError(f"CLUSTER FAILOVER refused by {replica_port}")
+                asked_at = time.monotonic()
+                return False
             served = {master for _, _, master, _ in self._slot_map(replica_port, with_replicas=False)}
             return "master" in myself[2].split(",") and replica_port in served and self._agreed()
 
