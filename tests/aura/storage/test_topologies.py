@@ -89,4 +89,10 @@ def test_sentinels_promote_the_replica_when_the_primary_is_killed() -> None:
         with sentinel_client(servers, password="sentinel-secret") as (_, primary):
             primary.set("topology:key", "written")
         servers.restart(old[1])
-        assert servers.replica() == old and servers.primary() == new
+        # The old node is back as a replica of the primary of the moment. Which node that is, is left
+        # open: on a loaded machine the sentinels have failed back to the rejoined node (twice, in CI
+        # runs here), a Sentinel choice rather than something of the set-up's.
+        assert {servers.primary(), servers.replica()} == {old, new}
+        with sentinel_client(servers, password="sentinel-secret") as (_, primary):
+            primary.set("topology:key", "after the rejoin")
+            assert primary.get("topology:key") == "after the rejoin"
