@@ -117,10 +117,10 @@ class SessionFeed:
         """A remote log that stays silent: if its session is gone from Redis, nobody will ever
         write to it again, so the stream ends with an `error` (and [DONE]) instead of idling on."""
         try:
-            snapshot = await bounded(self._store.load(self.session_id), self._timeout, "load snapshot")
+            exists = await bounded(self._store.exists(self.session_id), self._timeout, "look for the session")
         except StoreUnavailable:
             return []  # Redis is away: the next heartbeat asks again
-        if snapshot is not None:
+        if exists:
             return []
         self.closed = self._lost = True
         message = "The session is no longer in Redis (expired, or lost in a Redis failover); it cannot continue"

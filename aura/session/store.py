@@ -93,6 +93,11 @@ _APPEND: Final = Script(APPEND_LUA)
 _LEASE_CAS: Final = Script(LEASE_CAS_LUA)
 
 
+def _fields(raw: Mapping[bytes | str, bytes | str] | None) -> dict[str, str] | None:
+    """A snapshot hash as text; None for a missing (empty) one."""
+    return {str(_text(k)): str(_text(v)) for k, v in raw.items()} if raw else None
+
+
 def _text(value: bytes | str | None) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -224,10 +229,11 @@ class SessionStore:
         return LogPage(frames, ended)
 
     async def load(self, session_id: str) -> dict[str, str] | None:
-        raw = await self._redis.hgetall(keys.snapshot(session_id))
-        if not raw:
-            return None
-        return {str(_text(k)): str(_text(v)) for k, v in raw.items()}
+        return _fields(await self._redis.hgetall(keys.snapshot(session_id)))
+
+    async def exists(self, session_id: str) -> bool:
+        """Whether the session's snapshot is still in Redis."""
+        return bool(await self._redis.exists(keys.snapshot(session_id)))
 
     async def load_many(self, session_ids: Sequence[str]) -> list[dict[str, str] | None]:
         """Several snapshots' fields in one round trip (a cluster splits it by slot)."""
@@ -235,7 +241,7 @@ class SessionStore:
             for sid in session_ids:
                 pipe.hgetall(keys.snapshot(sid))
             answers = await pipe.execute()
-        return [{str(_text(k)): str(_text(v)) for k, v in raw.items()} if raw else None for raw in answers]
+        return [_fields(raw) for raw in answers]
 
     async def load_snapshot(self, session_id: str) -> Snapshot | None:
         """The typed snapshot; SnapshotUnreadable when the hash cannot be a session's."""
