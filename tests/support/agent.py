@@ -240,5 +240,15 @@ def tool_step(tool: str, params: dict[str, Any] | None = None, step_id: str = "s
     return PlanStep(step_id, f"Run {tool}", f"Runs {tool}", tool, params or {})
 
 
+def tool_plan(*steps: PlanStep) -> Plan:
+    return Plan(thought="I will use a tool.", steps=list(steps))
+
+
+def error_of(events: Sequence[Logged]) -> dict[str, Any]:
+    """The payload of the one `error` event among ``events``."""
+    [error] = [data for kind, data in events if kind == "error"]
+    return error
+
+
 def plain_plan(thought: str = "No tool is needed.") -> Plan:
     return Plan(thought=thought, steps=[PlanStep("step-1", "Answer", "Compose an answer")])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -81,3 +84,27 @@ class AuraProcess:
             self.process.kill()
             _, stderr = self.process.communicate(timeout=5)
         return stderr or ""
+
+
+@contextlib.contextmanager
+def logged_aura(redis_url: str | None, **env: str) -> Iterator[AuraProcess]:
+    """``aura serve`` at log level info, its stderr drained (a full pipe would block it), killed at the end.
+
+    What it logged is printed at the end: pytest shows it with a failure.
+    """
+    aura = AuraProcess(redis_url, **{"AURA_LOG_LEVEL": "info", **env}).start()
+    process = aura.process
+    assert process is not None and process.stderr is not None
+    stderr = process.stderr
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(stderr), name=f"aura-{aura.port}-stderr", daemon=True)
+    reader.start()
+    try:
+        yield aura
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        reader.join(timeout=5)
+        stderr.close()
+        print(f"--- aura serve on port {aura.port} logged:\n{''.join(lines)}")

@@ -17,9 +17,11 @@ from aura.agent.tools import ToolContext
 from aura.errors import PlannerError, ToolError
 from aura.hitl.signals import Decision
 from aura.session.events import MAX_RESULT_CHARS
-from aura.session.plan import Plan, PlanStep
+from aura.session.plan import PlanStep
 from aura.session.snapshot import F
 from tests.support.agent import (
+    error_of,
+    tool_plan,
     FakeTool,
     ToolBody,
     FixedPlanner,
@@ -42,15 +44,6 @@ async def parts() -> AsyncIterator[Harness]:
     harness = Harness()
     yield harness
     await harness.aclose()
-
-
-def tool_plan(*steps: PlanStep) -> Plan:
-    return Plan(thought="I will use a tool.", steps=list(steps))
-
-
-def error_of(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    [error] = [data for kind, data in events if kind == "error"]
-    return error
 
 
 def assert_ended_with(parts: Harness, session_id: str, events: list[tuple[str, dict[str, Any]]], last: str) -> None:

@@ -22,12 +22,13 @@ from aura.errors import ToolError
 from aura.hitl.signals import Decision
 from aura.session.log_writer import LogWriter
 from aura.session.notifier import Notifier
-from aura.session.plan import Plan, PlanStep
 from aura.session.registry import SessionRegistry
 from aura.session.replication import ReplicaAcks
 from aura.session.session import Session
 from aura.session.snapshot import F
 from tests.support.agent import (
+    error_of,
+    tool_plan,
     FakeTool,
     FixedPlanner,
     Harness,
@@ -103,15 +104,6 @@ async def parts() -> AsyncIterator[Parts]:
     harness = Parts()
     yield harness
     await harness.aclose()
-
-
-def tool_plan(*steps: PlanStep) -> Plan:
-    return Plan(thought="I will use a tool.", steps=list(steps))
-
-
-def error_of(events: list[Logged]) -> dict[str, Any]:
-    [error] = [data for kind, data in events if kind == "error"]
-    return error
 
 
 async def run_approved(parts: Parts, runner: AgentRunner, session: Session) -> None:
@@ -225,6 +217,16 @@ def supervise(parts: Parts, runner: AgentRunner) -> Supervised:
     return supervised
 
 
+async def run_fetch(parts: Parts, body: Any) -> tuple[FakeTool, Session, Supervised, asyncio.Task[None]]:
+    """A new session whose one step is the tool ``fetch`` running ``body``, run to its end under supervision."""
+    tool = FakeTool("fetch", body)
+    session = parts.new_session()
+    supervised = supervise(parts, parts.runner_with(FixedPlanner(tool_plan(tool_step("fetch"))), [tool], None))
+    task = supervised.start(session)
+    await bounded(asyncio.wait({task}))
+    return tool, session, supervised, task
+
+
 async def test_a_session_whose_log_redis_no_longer_takes_is_stranded_and_handed_to_the_keeper(parts: Parts) -> None:
     tool = FakeTool("fetch", returning("fetched"))
     plan = tool_plan(tool_step("fetch"))
@@ -254,12 +256,7 @@ async def test_a_session_whose_abort_redis_no_longer_takes_is_stranded_with_the_
         redis_away(parts)
         raise ToolError("fetch", "upstream said no")
 
-    tool = FakeTool("fetch", fail_as_redis_goes)
-    session = parts.new_session()
-    supervised = supervise(parts, parts.runner_with(FixedPlanner(tool_plan(tool_step("fetch"))), [tool], None))
-
-    task = supervised.start(session)
-    await bounded(asyncio.wait({task}))
+    tool, session, supervised, task = await run_fetch(parts, fail_as_redis_goes)
     await until(lambda: bool(supervised.stranded))
 
     assert tool.calls == [{}]
@@ -281,12 +278,7 @@ async def test_a_session_that_ends_or_is_taken_is_not_reported_stranded(parts: P
             raise RuntimeError("boom")
         return "fetched"
 
-    tool = FakeTool("fetch", body)
-    session = parts.new_session()
-    supervised = supervise(parts, parts.runner_with(FixedPlanner(tool_plan(tool_step("fetch"))), [tool], None))
-
-    task = supervised.start(session)
-    await bounded(asyncio.wait({task}))
+    tool, session, supervised, task = await run_fetch(parts, body)
     await asyncio.sleep(0.01)
 
     assert not session.stranded and supervised.stranded == []
@@ -302,12 +294,7 @@ async def test_a_session_whose_final_commit_redis_no_longer_takes_is_stranded_to
         redis_away(parts)
         return "fetched"
 
-    tool = FakeTool("fetch", body)
-    session = parts.new_session()
-    supervised = supervise(parts, parts.runner_with(FixedPlanner(tool_plan(tool_step("fetch"))), [tool], None))
-
-    task = supervised.start(session)
-    await bounded(asyncio.wait({task}))
+    tool, session, supervised, task = await run_fetch(parts, body)
     await asyncio.sleep(0.01)
 
     assert tool.calls == [{}]

@@ -8,9 +8,8 @@ waits for its approval, and the session must end on the new primary, on the stre
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -23,11 +22,12 @@ from redis.asyncio.sentinel import Sentinel
 from aura.storage import keys
 from tests.conftest import open_stream
 from tests.support import main_service
-from tests.support.process_server import AuraProcess
+from tests.support.process_server import AuraProcess, logged_aura
 from tests.support.redis_cluster import HOST, Address, command
 from tests.support.redis_sentinel import SentinelServers
 from tests.support.redis_server import RedisServer
 from tests.support.sse import Frame, SseStream
+from tests.support.streams import completed_tools
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]  # `aura serve` subprocesses, redis-servers and sentinels
@@ -39,30 +39,6 @@ STREAM_BOUND = 60.0  # no step of a stream may take longer: a hang fails, it doe
 
 # Typed by hand: redis-py leaves redis.asyncio.sentinel's constructor and master_for unannotated.
 new_sentinel: Callable[..., Sentinel] = Sentinel
-
-
-@contextlib.contextmanager
-def running(redis_url: str, **env: str) -> Iterator[AuraProcess]:
-    """``aura serve`` at log level info, its stderr drained (a full pipe would block it), killed at the end.
-
-    What it logged is printed at the end: pytest shows it with a failure.
-    """
-    aura = AuraProcess(redis_url, **{"AURA_LOG_LEVEL": "info", **env}).start()
-    process = aura.process
-    assert process is not None and process.stderr is not None
-    stderr = process.stderr
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(stderr), name=f"aura-{aura.port}-stderr", daemon=True)
-    reader.start()
-    try:
-        yield aura
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        reader.join(timeout=5)
-        stderr.close()
-        print(f"--- aura serve on port {aura.port} logged:\n{''.join(lines)}")
 
 
 @contextlib.asynccontextmanager
@@ -99,10 +75,6 @@ async def rest(stream: SseStream, what: str) -> list[Frame]:
         raise AssertionError(f"no [DONE] within {STREAM_BOUND:g} s {what}; the stream had {stream.types}") from None
 
 
-def completed_tools(frames: list[Frame]) -> list[Frame]:
-    return [f for f in frames if f.type == "tool_execution" and f.body["status"] == "completed"]
-
-
 def failed_tools(frames: list[Frame]) -> list[dict[str, Any]]:
     return [f.body for f in frames if f.type == "tool_execution" and f.body["status"] == "failed"]
 
@@ -130,7 +102,7 @@ async def approve_and_finish(
 
 async def wait_through(fault: Callable[[SentinelServers], Address]) -> None:
     """A session waits for approval while ``fault`` moves the primary; then it and a new one complete."""
-    with SentinelServers(down_after_ms=1000) as servers, running(servers.url, **SENTINEL_ENV) as aura:
+    with SentinelServers(down_after_ms=1000) as servers, logged_aura(servers.url, **SENTINEL_ENV) as aura:
         old = servers.primary()
         async with main_service_client(servers) as main, client_for(aura) as client:
             assert (await health(client)).json()["checks"]["redis"] == {"status": "UP", "mode": "sentinel"}
@@ -189,7 +161,7 @@ async def test_health_is_not_up_while_bound_to_a_demoted_primary() -> None:
         other.start()
         direct = Redis(host=HOST, port=bound.port, decode_responses=True, socket_timeout=2)
         try:
-            with running(bound.url) as aura:
+            with logged_aura(bound.url) as aura:
                 async with client_for(aura) as client:
                     answer = await health(client)
                     assert answer.status_code == 200, answer.text
@@ -228,7 +200,7 @@ async def test_health_is_not_up_while_bound_to_a_demoted_primary() -> None:
 async def test_sessions_started_in_the_window_where_the_old_primary_still_takes_writes_are_kept() -> None:
     """Regression: after SENTINEL FAILOVER the old primary stays writable for about 10 s, until Sentinel
     reconfigures it; pooled connections kept writing there, and its resync as a replica dropped it all."""
-    with SentinelServers(down_after_ms=1000) as servers, running(servers.url, **SENTINEL_ENV) as aura:
+    with SentinelServers(down_after_ms=1000) as servers, logged_aura(servers.url, **SENTINEL_ENV) as aura:
         old = servers.primary()
         async with client_for(aura) as client:
             async with open_stream(client, "Summarize today's open tasks") as stream:  # the pool has connections

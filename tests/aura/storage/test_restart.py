@@ -7,7 +7,6 @@ on each of them fails, and must be sent again on a new connection, not become a 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 
 import anyio
@@ -16,7 +15,7 @@ import pytest
 
 from tests.conftest import open_stream
 from tests.support.auth import auth_headers
-from tests.support.process_server import AuraProcess
+from tests.support.process_server import logged_aura
 from tests.support.redis_server import RedisServer
 from tests.support.sse import Frame, SseStream
 from tests.support.waiting import wait_until
@@ -26,30 +25,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]  # `aura serve` subprocesses a
 PLAIN = "Summarize today's open tasks"
 STREAM_BOUND = 30.0
 CONCURRENT = 4  # sessions at once before the restart: the pool then holds several connections
-
-
-@contextlib.contextmanager
-def running(redis_url: str, **env: str) -> Iterator[AuraProcess]:
-    """``aura serve`` at log level info, its stderr drained (a full pipe would block it), killed at the end.
-
-    What it logged is printed at the end: pytest shows it with a failure.
-    """
-    aura = AuraProcess(redis_url, **{"AURA_LOG_LEVEL": "info", **env}).start()
-    process = aura.process
-    assert process is not None and process.stderr is not None
-    stderr = process.stderr
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(stderr), name=f"aura-{aura.port}-stderr", daemon=True)
-    reader.start()
-    try:
-        yield aura
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        reader.join(timeout=5)
-        stderr.close()
-        print(f"--- aura serve on port {aura.port} logged:\n{''.join(lines)}")
 
 
 @contextlib.contextmanager
@@ -117,7 +92,7 @@ async def wait_up(client: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_the_first_request_after_redis_restarted_in_place_succeeds(how: str) -> None:
-    with redis_server(persistent=False) as server, running(server.url) as aura:
+    with redis_server(persistent=False) as server, logged_aura(server.url) as aura:
         async with httpx.AsyncClient(base_url=aura.url, timeout=30) as client:
             await warm_pool(client)
             restart_in_place(server, how)
@@ -129,7 +104,7 @@ async def test_the_first_request_after_redis_restarted_in_place_succeeds(how: st
 
 async def test_the_first_snapshot_read_after_redis_restarted_in_place_succeeds() -> None:
     """With AOF the sessions survive the restart: the first request, a read of one of them, answers 200."""
-    with redis_server(persistent=True) as server, running(server.url) as aura:
+    with redis_server(persistent=True) as server, logged_aura(server.url) as aura:
         async with httpx.AsyncClient(base_url=aura.url, timeout=30) as client:
             sessions = await warm_pool(client)
             restart_in_place(server, "kill")
