@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 run: $(STAMP)
 	@if [ -z "$$JWT_SECRET" ]; then echo "make run: JWT_SECRET is not set; using the DWP dev secret (never in production)"; fi
-	JWT_SECRET="$${JWT_SECRET:-$(DEV_JWT_SECRET)}" $(PY) -m aura serve
+	JWT_SECRET="$${JWT_SECRET:-$(DEV_JWT_SECRET)}" AURA_ALLOW_DEV_SECRET="$${AURA_ALLOW_DEV_SECRET:-true}" $(PY) -m aura serve
 
 # redis-server and nginx are real parts of the suite; install them when missing and we are root.
 system-deps:
@@ -48,7 +48,7 @@ unit: $(STAMP)
 	$(PY) -m pytest -m "not e2e" -q
 
 token: $(STAMP)
-	@JWT_SECRET="$${JWT_SECRET:-$(DEV_JWT_SECRET)}" $(PY) -m aura token
+	@JWT_SECRET="$${JWT_SECRET:-$(DEV_JWT_SECRET)}" AURA_ALLOW_DEV_SECRET="$${AURA_ALLOW_DEV_SECRET:-true}" $(PY) -m aura token
 
 diagrams: $(STAMP)
 	$(PY) -m aura diagrams

@@ -193,6 +193,12 @@ def _seconds(variable: str, text: str) -> float:
     return value
 
 
+def _bool(variable: str, text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ConfigError(f"{variable} must be true or false (got {text!r})")
+    return text.lower() == "true"
+
+
 def _stream_auth(variable: str, text: str) -> StreamAuthPolicy | str:
     try:
         return StreamAuthPolicy(text)
@@ -332,10 +338,31 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("sse_send_timeout_seconds", "AURA_SSE_SEND_TIMEOUT_SECONDS", 30.0, _seconds, Range(0.01, 600)),
     Option("stream_auth", "AURA_STREAM_AUTH", StreamAuthPolicy.STRICT, _stream_auth, MemberOf(StreamAuthPolicy)),
     Option("jwt_leeway_seconds", "AURA_JWT_LEEWAY_SECONDS", 10, _int, Range(0, 300)),
+    # Optional exact checks of the token's iss / aud; off by default, as dwp-auth-server sets neither.
+    Option("jwt_issuer", "AURA_JWT_ISSUER", None),
+    Option("jwt_audience", "AURA_JWT_AUDIENCE", None),
+    # The DWP dev secret is refused unless this is true (make run and the tests set it).
+    Option("allow_dev_secret", "AURA_ALLOW_DEV_SECRET", False, _bool),
+    # Lifetime of the token Aura mints for each DWP call on the user's behalf (never beyond the user's own exp).
+    Option("delegated_token_seconds", "AURA_DELEGATED_TOKEN_SECONDS", 120, _int, Range(10, 3600)),
     Option("tool_timeout_seconds", "AURA_TOOL_TIMEOUT_SECONDS", 30.0, _seconds, Range(0.001)),
     # the Redis log and snapshot; at least the HITL request's 30 min
     Option("session_ttl_seconds", "AURA_SESSION_TTL_SECONDS", 3600, _int, Range(1800, 30 * 86400)),
     Option("session_max_events", "AURA_SESSION_MAX_EVENTS", 10_000, _int, Range(100, 1_000_000)),
+    # a finished session keeps its log (replay) and its public snapshot this long, then Redis drops it;
+    # at most the smallest AURA_SESSION_TTL_SECONDS, so it is never longer than a live session's
+    Option("finished_session_ttl_seconds", "AURA_FINISHED_SESSION_TTL_SECONDS", 600, _int, Range(60, 1800)),
+    # live sessions (not done/aborted) across every replica, and open streams in this process
+    Option("max_live_sessions_per_user", "AURA_MAX_LIVE_SESSIONS_PER_USER", 20, _int, Range(1, 100_000)),
+    Option("max_live_sessions_per_tenant", "AURA_MAX_LIVE_SESSIONS_PER_TENANT", 1_000, _int, Range(1, 1_000_000)),
+    Option("max_streams_per_user", "AURA_MAX_STREAMS_PER_USER", 10, _int, Range(1, 100_000)),
+    Option("max_streams_per_tenant", "AURA_MAX_STREAMS_PER_TENANT", 500, _int, Range(1, 1_000_000)),
+    # the HTTP server itself (uvicorn): enforced before a request reaches the app
+    Option("http_max_header_bytes", "AURA_HTTP_MAX_HEADER_BYTES", 16 * 1024, _int, Range(1024, 1024 * 1024)),
+    Option("http_header_timeout_seconds", "AURA_HTTP_HEADER_TIMEOUT_SECONDS", 10.0, _seconds, Range(0.1, 300)),
+    Option("http_body_timeout_seconds", "AURA_HTTP_BODY_TIMEOUT_SECONDS", 30.0, _seconds, Range(0.1, 600)),
+    Option("http_keepalive_seconds", "AURA_HTTP_KEEPALIVE_SECONDS", 5.0, _seconds, Range(0.1, 300)),
+    Option("http_max_connections", "AURA_HTTP_MAX_CONNECTIONS", 2_000, _int, Range(1, 1_000_000)),
     Option("lease_seconds", "AURA_LEASE_SECONDS", 10.0, _seconds, Range(0.5)),
     Option("signal_sweep_seconds", "AURA_SIGNAL_SWEEP_SECONDS", 5.0, _seconds, Range(0.01)),
     Option("redis_timeout_seconds", "AURA_REDIS_TIMEOUT_SECONDS", 5.0, _seconds, Range(0.01)),
@@ -384,9 +411,23 @@ class Settings:
     sse_send_timeout_seconds: float = _default("sse_send_timeout_seconds")
     stream_auth: StreamAuthPolicy = _default("stream_auth")
     jwt_leeway_seconds: int = _default("jwt_leeway_seconds")
+    jwt_issuer: str | None = _default("jwt_issuer")
+    jwt_audience: str | None = _default("jwt_audience")
+    allow_dev_secret: bool = _default("allow_dev_secret")
+    delegated_token_seconds: int = _default("delegated_token_seconds")
     tool_timeout_seconds: float = _default("tool_timeout_seconds")
     session_ttl_seconds: int = _default("session_ttl_seconds")
     session_max_events: int = _default("session_max_events")
+    finished_session_ttl_seconds: int = _default("finished_session_ttl_seconds")
+    max_live_sessions_per_user: int = _default("max_live_sessions_per_user")
+    max_live_sessions_per_tenant: int = _default("max_live_sessions_per_tenant")
+    max_streams_per_user: int = _default("max_streams_per_user")
+    max_streams_per_tenant: int = _default("max_streams_per_tenant")
+    http_max_header_bytes: int = _default("http_max_header_bytes")
+    http_header_timeout_seconds: float = _default("http_header_timeout_seconds")
+    http_body_timeout_seconds: float = _default("http_body_timeout_seconds")
+    http_keepalive_seconds: float = _default("http_keepalive_seconds")
+    http_max_connections: int = _default("http_max_connections")
     lease_seconds: float = _default("lease_seconds")
     signal_sweep_seconds: float = _default("signal_sweep_seconds")
     redis_timeout_seconds: float = _default("redis_timeout_seconds")
@@ -406,6 +447,11 @@ class Settings:
     def __post_init__(self) -> None:
         for option in OPTIONS:
             option.check(getattr(self, option.name))
+        if self.jwt_secret == DEV_JWT_SECRET and not self.allow_dev_secret:
+            raise ConfigError(
+                "JWT_SECRET is the public DWP dev secret (CONTRACT §2.1): set the secret dwp-auth-server uses, "
+                "or AURA_ALLOW_DEV_SECRET=true on a development machine (make run does)"
+            )
         # The one rule across fields: a model needs an endpoint and an endpoint a model.
         if (self.llm_base_url is None) != (self.llm_model is None):
             raise ConfigError("AURA_LLM_BASE_URL and AURA_LLM_MODEL must be set together (or neither)")

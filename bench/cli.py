@@ -145,6 +145,7 @@ async def start_aura(
         PYTHONUNBUFFERED="1",
         REDIS_URL=redis_url,
         JWT_SECRET=DEV_JWT_SECRET,
+        AURA_ALLOW_DEV_SECRET="true",
         AURA_HOST="127.0.0.1",
         AURA_PORT=str(port),
         AURA_LOG_LEVEL="warning",

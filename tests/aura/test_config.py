@@ -27,14 +27,15 @@ from aura.config import (
 from aura.errors import ConfigError
 from aura.storage.target import RedisMode, RedisTarget, parse_target
 
-GOOD = {"JWT_SECRET": DEV_JWT_SECRET}
+SECRET = "a-test-secret-that-is-not-the-dwp-dev-one-0123456789"
+GOOD = {"JWT_SECRET": SECRET}
 REDIS_SCHEMES = "REDIS_URL must start with redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
-BASE = Settings(jwt_secret=DEV_JWT_SECRET)
+BASE = Settings(jwt_secret=SECRET)
 FIELDS = {f.name: f for f in fields(Settings)}
 
 
 def build(**overrides: Any) -> Settings:
-    return Settings(**{"jwt_secret": DEV_JWT_SECRET, **overrides})
+    return Settings(**{"jwt_secret": SECRET, **overrides})
 
 
 def refused(option: Option) -> list[tuple[Any, str | None]]:
@@ -108,6 +109,26 @@ EXACT_MESSAGES: list[tuple[dict[str, Any], str]] = [
     ({"tool_timeout_seconds": 0}, "AURA_TOOL_TIMEOUT_SECONDS must be at least 0.001 (got 0)"),
     ({"session_ttl_seconds": 5}, "AURA_SESSION_TTL_SECONDS must be between 1800 and 2592000 (got 5)"),
     ({"session_max_events": 99}, "AURA_SESSION_MAX_EVENTS must be between 100 and 1000000 (got 99)"),
+    (
+        {"finished_session_ttl_seconds": 1801},
+        "AURA_FINISHED_SESSION_TTL_SECONDS must be between 60 and 1800 (got 1801)",
+    ),
+    ({"max_live_sessions_per_user": 0}, "AURA_MAX_LIVE_SESSIONS_PER_USER must be between 1 and 100000 (got 0)"),
+    (
+        {"max_live_sessions_per_tenant": 0},
+        "AURA_MAX_LIVE_SESSIONS_PER_TENANT must be between 1 and 1000000 (got 0)",
+    ),
+    ({"max_streams_per_user": 0}, "AURA_MAX_STREAMS_PER_USER must be between 1 and 100000 (got 0)"),
+    ({"max_streams_per_tenant": 0}, "AURA_MAX_STREAMS_PER_TENANT must be between 1 and 1000000 (got 0)"),
+    ({"http_max_header_bytes": 1023}, "AURA_HTTP_MAX_HEADER_BYTES must be between 1024 and 1048576 (got 1023)"),
+    (
+        {"http_header_timeout_seconds": 0.05},
+        "AURA_HTTP_HEADER_TIMEOUT_SECONDS must be between 0.1 and 300 (got 0.05)",
+    ),
+    ({"http_body_timeout_seconds": 601.0}, "AURA_HTTP_BODY_TIMEOUT_SECONDS must be between 0.1 and 600 (got 601)"),
+    ({"http_keepalive_seconds": 0.0}, "AURA_HTTP_KEEPALIVE_SECONDS must be between 0.1 and 300 (got 0)"),
+    ({"http_max_connections": 0}, "AURA_HTTP_MAX_CONNECTIONS must be between 1 and 1000000 (got 0)"),
+    ({"delegated_token_seconds": 9}, "AURA_DELEGATED_TOKEN_SECONDS must be between 10 and 3600 (got 9)"),
     ({"lease_seconds": 0.1}, "AURA_LEASE_SECONDS must be at least 0.5 (got 0.1)"),
     ({"signal_sweep_seconds": math.inf}, "AURA_SIGNAL_SWEEP_SECONDS must be a finite number of seconds (got inf)"),
     ({"redis_timeout_seconds": 0.0}, "AURA_REDIS_TIMEOUT_SECONDS must be at least 0.01 (got 0)"),
@@ -233,6 +254,22 @@ def test_the_edges_of_a_range_are_accepted_on_every_path(option: Option) -> None
 def test_code_gets_the_exact_message_the_environment_would(overrides: dict[str, Any], message: str) -> None:
     assert refusal(lambda: build(**overrides)) == message
     assert refusal(lambda: replace(BASE, **overrides)) == message
+
+
+def test_the_dev_secret_is_refused_unless_allowed_on_every_path() -> None:
+    """Issue 10 item 9: outside `make run` and the tests, Aura does not start with the public dev secret."""
+    message = (
+        "JWT_SECRET is the public DWP dev secret (CONTRACT §2.1): set the secret dwp-auth-server uses, "
+        "or AURA_ALLOW_DEV_SECRET=true on a development machine (make run does)"
+    )
+    assert refusal(lambda: build(jwt_secret=DEV_JWT_SECRET)) == message
+    assert refusal(lambda: replace(BASE, jwt_secret=DEV_JWT_SECRET)) == message
+    assert refusal(lambda: Settings.from_env({"JWT_SECRET": DEV_JWT_SECRET})) == message
+    allowed = Settings.from_env({"JWT_SECRET": DEV_JWT_SECRET, "AURA_ALLOW_DEV_SECRET": "true"})
+    assert allowed.allow_dev_secret and allowed.jwt_secret == DEV_JWT_SECRET
+    assert refusal(lambda: Settings.from_env({**GOOD, "AURA_ALLOW_DEV_SECRET": "yes"})) == (
+        "AURA_ALLOW_DEV_SECRET must be true or false (got 'yes')"
+    )
 
 
 def test_every_ruled_option_has_an_exact_message_case() -> None:

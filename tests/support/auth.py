@@ -12,8 +12,9 @@ from typing import Any
 
 from jose import jwt
 
-# The contract's dev secret (CONTRACT §2.1), the one every test server is started with.
-SECRET = "your_shared_secret_key_must_be_at_least_256_bits_long_for_HS256"
+# The suite's own secret, the one every test server is started with: Aura refuses the public dev secret
+# (CONTRACT §2.1) unless AURA_ALLOW_DEV_SECRET is set.
+SECRET = "the-suite-s-own-hs256-secret-not-the-dwp-dev-one-0123456789abcd"
 OTHER_SECRET = "another_secret_that_is_also_at_least_32_bytes_long!!"
 
 Digest = Callable[[], Any]  # hashlib.sha256 and friends, as hmac.new takes them
