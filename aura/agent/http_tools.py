@@ -5,6 +5,11 @@ A declaration: ``name``, ``description``, ``parameters`` (JSON schema),
 Templates use ``{name}``: ``{gateway}``, ``{tenant_id}``, ``{user_id}``,
 ``{session_id}`` and every parameter. In the URL values are percent-encoded; in
 the body a string that is exactly ``{name}`` takes the parameter's JSON value.
+
+A value may never change the path a tool was declared with: in the path it must
+be a whole, ordinary segment (not empty, not ``.`` or ``..``, no ``/`` or ``\\``
+even encoded, which some proxies decode), so the model cannot steer a call to
+another endpoint with the user's token.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from aura.dwp.headers import outbound_headers
 _PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what Chat Completions accepts as a function name
 _METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_DOT_SEGMENTS: Final = frozenset({".", ".."})
 MAX_RESPONSE_CHARS: Final = 4000
 
 
@@ -51,7 +57,7 @@ class HttpTool:
         if ctx.http is None:
             raise ToolError(self.name, f"{self.name} needs an HTTP client")
         values = self._values(params, ctx)
-        url = _PLACEHOLDER.sub(lambda m: _url_value(values.get(m.group(1))), self.binding.url)
+        url = self._url(values)
         headers = outbound_headers(
             tenant_id=ctx.tenant_id, user_id=ctx.user_id, authorization=ctx.authorization, agent_id=ctx.agent_id
         )
@@ -66,6 +72,22 @@ class HttpTool:
         if response.status_code >= 400:
             raise ToolError(self.name, f"{self.binding.method} {_route(url)} answered HTTP {response.status_code}: {text}")
         return text
+
+    def _url(self, values: Mapping[str, Any]) -> str:
+        """The declared URL with ``values`` filled in; ToolError for a value that would change its path."""
+        path, query_mark, query = self.binding.url.partition("?")
+        for match in _PLACEHOLDER.finditer(path):
+            value = values.get(match.group(1))
+            if isinstance(value, _Raw):
+                continue
+            problem = _path_segment_problem(_text(value))
+            if problem is not None:
+                raise ToolError(self.name, f"{self.name}: {match.group(1)} {problem}")
+
+        def fill(match: re.Match[str]) -> str:
+            return _url_value(values.get(match.group(1)))
+
+        return _PLACEHOLDER.sub(fill, path) + query_mark + _PLACEHOLDER.sub(fill, query)
 
     def _values(self, params: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
         defaults = {
@@ -86,6 +108,17 @@ class HttpTool:
 
 class _Raw(str):
     """A template value inserted into the URL as it is (the gateway's base URL)."""
+
+
+def _path_segment_problem(text: str) -> str | None:
+    """Why ``text`` cannot be put into a URL path as one segment, or None."""
+    if text == "":
+        return "must not be empty: it is part of the URL path"
+    if text in _DOT_SEGMENTS:
+        return f"must not be {text!r}: it would change the URL path"
+    if "/" in text or "\\" in text:
+        return "must not contain '/' or '\\': it is one segment of the URL path"
+    return None
 
 
 def _url_value(value: Any) -> str:
@@ -173,4 +206,6 @@ def _declared_tool(source: str, index: int, item: Any) -> HttpTool:
     url = http.get("url")
     if not isinstance(url, str) or not url.startswith(("{gateway}/", "http://", "https://")):
         raise ConfigError(f"{where}: http.url must start with {{gateway}}/, http:// or https://")
+    if any(segment in _DOT_SEGMENTS for segment in url.partition("?")[0].split("/")):
+        raise ConfigError(f"{where}: http.url must not contain '.' or '..' path segments")
     return HttpTool(name, description, requires_approval, parameters, HttpBinding(method.upper(), url, http.get("body")))

@@ -51,6 +51,10 @@ def test_shipped_tools_load_and_extend_the_builtins() -> None:
         ({"tools": [dict(GOOD, http={"method": "BREW", "url": "{gateway}/x"})]}, "http.method must be one of DELETE, GET, PATCH, POST, PUT"),
         ({"tools": [dict(GOOD, http={"method": "GET", "url": "/x"})]}, "http.url must start with {gateway}/, http:// or https://"),
         ({"tools": [GOOD, GOOD]}, "declares find_user more than once"),
+        (
+            {"tools": [dict(GOOD, http={"method": "GET", "url": "{gateway}/api/main/../auth/{q}"})]},
+            "http.url must not contain '.' or '..' path segments",
+        ),
     ],
 )
 def test_bad_declarations_are_refused_at_start_up(tmp_path: Path, document: str | dict[str, Any], message: str) -> None:
@@ -84,10 +88,10 @@ async def test_templates_encode_url_values_and_keep_body_types() -> None:
     route = respx.post(url__startswith="http://gw.test/api/main/users/").mock(return_value=httpx.Response(201, text="ok"))
     async with httpx.AsyncClient() as http:
         ctx = ToolContext("1", "7", "sess_x", redis=None, authorization="Bearer t", http=http, gateway_url="http://gw.test/")  # type: ignore[arg-type]
-        assert await tool.run({"q": "kim lee/../x"}, ctx) == "ok"
+        assert await tool.run({"q": "kim lee?x=1&y#z"}, ctx) == "ok"
     request = route.calls.last.request
-    assert str(request.url) == "http://gw.test/api/main/users/kim%20lee%2F..%2Fx?limit=5"
-    assert json.loads(request.content) == {"query": "kim lee/../x", "limit": 5, "note": "by 7"}
+    assert str(request.url) == "http://gw.test/api/main/users/kim%20lee%3Fx%3D1%26y%23z?limit=5"
+    assert json.loads(request.content) == {"query": "kim lee?x=1&y#z", "limit": 5, "note": "by 7"}
     assert "x-agent-id" not in request.headers
 
 
@@ -102,3 +106,40 @@ async def test_transport_errors_and_http_errors_are_tool_errors() -> None:
         route.mock(return_value=httpx.Response(404, text="no such user"))
         with pytest.raises(ToolError, match="answered HTTP 404: no such user"):
             await tool.run({"q": "a"}, ctx)
+
+
+@pytest.mark.parametrize(
+    ("task_id", "problem"),
+    [
+        ("..", "taskId must not be '..': it would change the URL path"),
+        (".", "taskId must not be '.': it would change the URL path"),
+        ("", "taskId must not be empty: it is part of the URL path"),
+        ("../../auth/users", "taskId must not contain '/' or '\\': it is one segment of the URL path"),
+        ("..\\admin", "taskId must not contain '/' or '\\': it is one segment of the URL path"),
+    ],
+)
+@respx.mock
+async def test_a_path_value_that_would_change_the_declared_path_is_refused_before_any_call(
+    task_id: str, problem: str
+) -> None:
+    """Issue 10 item 15: get_agent_task {"taskId": ".."} reached GET /api/main/agent with the user's token."""
+    tool = next(t for t in load_tools() if t.name == "get_agent_task")
+    route = respx.route().mock(return_value=httpx.Response(200, text="should not be called"))
+    async with httpx.AsyncClient() as http:
+        ctx = ToolContext("1", "7", "s", redis=None, authorization="Bearer t", http=http, gateway_url="http://gw.test")  # type: ignore[arg-type]
+        with pytest.raises(ToolError) as caught:
+            await tool.run({"taskId": task_id}, ctx)
+    assert caught.value.message == f"get_agent_task: {problem}"
+    assert not route.called
+
+
+@respx.mock
+async def test_dots_inside_a_path_value_and_any_query_value_are_encoded_not_refused() -> None:
+    tool = next(t for t in load_tools() if t.name == "get_agent_task")
+    route = respx.get(url__startswith="http://gw.test/").mock(return_value=httpx.Response(200, text="{}"))
+    async with httpx.AsyncClient() as http:
+        ctx = ToolContext("1", "7", "s", redis=None, http=http, gateway_url="http://gw.test")  # type: ignore[arg-type]
+        await tool.run({"taskId": "v1..2"}, ctx)
+        await tool.run({"taskId": "%2e%2e"}, ctx)
+    urls = [str(call.request.url) for call in route.calls]
+    assert urls == ["http://gw.test/api/main/agent/tasks/v1..2", "http://gw.test/api/main/agent/tasks/%252e%252e"]
