@@ -1,15 +1,23 @@
-"""HS256 JWT verification and tenant/user checks (CONTRACT §2).
+"""HS256 JWT verification, tenant/user checks (CONTRACT §2), and the tokens Aura mints as a user.
 
 python-jose is wrapped here and nowhere else, so a swap stays one file.
+
+Aura never keeps the caller's token. It keeps a :class:`Delegation`: the verified
+token's claims without the ones that make it one particular token (``exp``, ``iat``,
+``nbf``, ``jti``), and its ``exp``. That is not a credential: only the HS256
+secret turns it into one. Each call to DWP on the user's behalf gets a fresh token
+minted from it (:meth:`TokenVerifier.delegate`), marked ``azp: aura`` and never
+outliving the user's own.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from jose import jwt
 from jose.exceptions import ExpiredSignatureError, JOSEError
@@ -22,6 +30,9 @@ ALGORITHM = "HS256"
 # header from making python-jose base64-decode and JSON-parse megabytes (8 KiB is a common header limit).
 MAX_TOKEN_LENGTH = 8 * 1024
 _TIME_CLAIMS = ("exp", "iat", "nbf")  # NumericDate claims (RFC 7519 §2, §4.1.4-4.1.6)
+# What makes a token one particular token: a delegation keeps everything else (sub, tenant_id, iss, aud, ...).
+_TOKEN_INSTANCE_CLAIMS: Final = frozenset({*_TIME_CLAIMS, "jti"})
+DELEGATED_PARTY: Final = "aura"  # the azp of every token Aura mints (RFC 7519 leaves azp to OpenID Connect)
 _VERIFIED_CACHE_SIZE = 4096
 TENANT_HEADER = "x-tenant-id"
 USER_HEADER = "x-user-id"
@@ -36,12 +47,67 @@ class Principal:
     tenant_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """What Aura may do as a user: a verified token's claims minus exp/iat/nbf/jti, and that token's exp.
+
+    Stored in the session's snapshot instead of the token: without the secret it authenticates nobody.
+    """
+
+    claims: dict[str, Any]
+    expires_at: int  # the user's token's exp, in whole seconds rounded down: no minted token outlives it
+
+    @classmethod
+    def of(cls, claims: Mapping[str, Any]) -> Delegation:
+        kept = {name: value for name, value in claims.items() if name not in _TOKEN_INSTANCE_CLAIMS}
+        return cls(kept, math.floor(claims["exp"]))
+
+    def encode(self) -> str:
+        return json.dumps({"claims": self.claims, "exp": self.expires_at}, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str) -> Delegation:
+        """The delegation ``encode`` wrote; ValueError for anything else."""
+        body = json.loads(text)
+        claims, exp = (body.get("claims"), body.get("exp")) if isinstance(body, dict) else (None, None)
+        if not isinstance(claims, dict) or isinstance(exp, bool) or not isinstance(exp, int):
+            raise ValueError("a delegation is {\"claims\": {...}, \"exp\": <int>}")
+        return cls(claims, exp)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """A bearer token that a version before delegations stored in the snapshot (its ``authorization``).
+
+    Used for a DWP call only if it still verifies, and then only to mint a delegated token from.
+    """
+
+    token: str
+
+    def __repr__(self) -> str:  # never in a log line or a traceback
+        return "StoredToken(<redacted>)"
+
+
+Grant = Delegation | StoredToken  # what a session may act on as its user
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    principal: Principal
+    delegation: Delegation
+
+
 class TokenVerifier:
-    def __init__(self, secret: str, *, leeway_seconds: int = 10) -> None:
+    def __init__(
+        self, secret: str, *, leeway_seconds: int = 10, issuer: str | None = None, audience: str | None = None
+    ) -> None:
         self._secret = secret  # python-jose uses a str key's UTF-8 bytes, like the Java side
         self._leeway = leeway_seconds
+        # Off by default: dwp-auth-server's tokens carry neither iss nor aud (CONTRACT §2.2).
+        self._issuer = issuer
+        self._audience = audience
         # A browser sends the same token with every request; verifying it costs ~50 µs each time.
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified: dict[str, tuple[VerifiedToken, float]] = {}
 
     def verify(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_LENGTH:
@@ -70,18 +136,54 @@ class TokenVerifier:
             raise TokenInvalid(f"Invalid token: malformed ({type(exc).__name__})") from None
         # python-jose accepts any int()-able exp/iat/nbf: "99999999999999999999" would never expire.
         _require_numeric_dates(claims)
+        self._require_issuer_and_audience(claims)
         return claims
 
-    def principal(self, token: str) -> Principal:
+    def _require_issuer_and_audience(self, claims: Mapping[str, Any]) -> None:
+        if self._issuer is not None and claims.get("iss") != self._issuer:
+            raise TokenInvalid("Invalid token: claim 'iss' is not the expected issuer")
+        if self._audience is not None:
+            audience = claims.get("aud")
+            # RFC 7519 §4.1.3: one string, or an array of strings that must contain ours.
+            names = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
+            if self._audience not in [name for name in names if isinstance(name, str)]:
+                raise TokenInvalid("Invalid token: claim 'aud' does not contain the expected audience")
+
+    def check(self, token: str) -> VerifiedToken:
+        """Who the token names and what Aura may do as them; the errors of :meth:`verify`."""
         known = self._verified.get(token)
         if known is not None and time.time() <= known[1] + self._leeway:
             return known[0]
         claims = self.verify(token)
         principal = Principal(user_id=_claim_text(claims, "sub"), tenant_id=_tenant_claim(claims))
+        verified = VerifiedToken(principal, Delegation.of(claims))
         if len(self._verified) >= _VERIFIED_CACHE_SIZE:
             self._verified.clear()
-        self._verified[token] = (principal, float(claims["exp"]))
-        return principal
+        self._verified[token] = (verified, float(claims["exp"]))
+        return verified
+
+    def principal(self, token: str) -> Principal:
+        return self.check(token).principal
+
+    def delegate(self, grant: Grant, *, lifetime_seconds: int, now: float | None = None) -> str:
+        """A fresh token for one call as the user: the delegated claims, ``azp: aura``, ``iat`` now, and
+        ``exp`` ``lifetime_seconds`` from now but never after the user's own token's.
+
+        TokenExpired once the user's token has expired: DWP would answer 401 to it (CONTRACT §2.4), so
+        no token is made. A :class:`StoredToken` must verify first (TokenExpired, TokenInvalid).
+        """
+        delegation = self.check(grant.token).delegation if isinstance(grant, StoredToken) else grant
+        issued = math.floor(time.time() if now is None else now)
+        if delegation.expires_at <= issued:
+            raise TokenExpired("Token expired")
+        claims = {
+            **delegation.claims,
+            "azp": DELEGATED_PARTY,
+            "iat": issued,
+            "exp": min(issued + lifetime_seconds, delegation.expires_at),
+        }
+        token: str = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        return token
 
     def issue(self, *, sub: str, tenant_id: str, lifetime_seconds: int, now: int) -> str:
         """Mint a token shaped like dwp-auth-server's (CONTRACT §2.2): for dev and tests."""
@@ -169,12 +271,28 @@ def authenticate_approver(verifier: TokenVerifier, headers: Mapping[str, str]) -
 
 
 
+class Delegator:
+    """Mints the token of each DWP call made on a user's behalf (``AURA_DELEGATED_TOKEN_SECONDS``)."""
+
+    def __init__(self, verifier: TokenVerifier, *, lifetime_seconds: int) -> None:
+        self._verifier = verifier
+        self._lifetime = lifetime_seconds
+
+    def authorization(self, grant: Grant) -> str:
+        """``Bearer <a token minted now>``; TokenExpired / TokenInvalid when none may be made."""
+        return f"Bearer {self._verifier.delegate(grant, lifetime_seconds=self._lifetime)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated caller of the stream and session API, and the token it came with."""
+    """An authenticated caller of the stream and session API, and the token it came with.
+
+    The token is for this request only; a session keeps ``delegation``, never the token.
+    """
 
     principal: Principal
     token: str
+    delegation: Delegation
 
     @property
     def authorization(self) -> str:
@@ -195,9 +313,9 @@ class Authenticator:
             if allow_missing:
                 return None
             raise Unauthorized("Authorization header is required")
-        principal = self._verifier.principal(token)
-        check_principal(principal, headers, tenant)
-        return Caller(principal, token)
+        verified = self._verifier.check(token)
+        check_principal(verified.principal, headers, tenant)
+        return Caller(verified.principal, token, verified.delegation)
 
     def approver(self, headers: Mapping[str, str]) -> tuple[Principal, int]:
         return authenticate_approver(self._verifier, headers)

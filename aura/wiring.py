@@ -107,7 +107,8 @@ def build(
     leases = LeaseKeeper(session_store, registry, lease_seconds=settings.lease_seconds, redis_timeout_seconds=timeout,
                          on_adopted=runs.start, on_taken=runs.taken)
     runs.on_stranded = leases.strand
-    verifier = TokenVerifier(settings.jwt_secret, leeway_seconds=settings.jwt_leeway_seconds)
+    verifier = TokenVerifier(settings.jwt_secret, leeway_seconds=settings.jwt_leeway_seconds,
+                             issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     return Services(
         settings=settings, instance_id=instance_id, redis=clients, http=http, verifier=verifier,
         hitl_store=hitl_store, session_store=session_store, notifier=notifier, replay=replay, writer=writer,

@@ -7,6 +7,7 @@ survivors of ``make mutate`` (docs/TESTING.md).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -42,8 +43,20 @@ def fails(error: type[ApiError], message: str, call: Callable[[], object]) -> No
 def test_a_caller_is_the_tokens_principal_with_its_token(authenticator: Authenticator) -> None:
     token = token_for()
     caller = authenticator.caller(headers(token))
-    assert caller == Caller(Principal(user_id="7", tenant_id="3"), token)
+    assert caller is not None
+    assert caller == Caller(Principal(user_id="7", tenant_id="3"), token, caller.delegation)
     assert caller.authorization == f"Bearer {token}"
+
+
+def test_a_caller_brings_the_claims_a_session_may_delegate_but_not_its_token(authenticator: Authenticator) -> None:
+    """Issue 10 item 8: what a session keeps is the claims minus exp/iat/nbf/jti, and the token's exp."""
+    now = int(time.time())
+    token = make_token("7", "3", secret=SECRET, email="kim@example.com", jti="j-1", nbf=now - 5, iss="dwp-auth")
+    caller = authenticator.caller(headers(token))
+    assert caller is not None
+    assert caller.delegation.claims == {"sub": "7", "tenant_id": "3", "email": "kim@example.com", "iss": "dwp-auth"}
+    assert now + 3599 <= caller.delegation.expires_at <= now + 3601
+    assert token not in caller.delegation.encode()
 
 
 def test_a_caller_may_send_its_user_id_when_it_matches(authenticator: Authenticator) -> None:
