@@ -21,7 +21,7 @@ from aura.agent.planner import Planner, RuleBasedPlanner
 from aura.agent.runner import AgentRunner, ToolEnvironment
 from aura.agent.runs import RunSupervisor
 from aura.agent.tools import ToolRegistry, builtin_tools
-from aura.auth import TokenVerifier
+from aura.auth import Delegator, TokenVerifier
 from aura.config import Settings
 from aura.dwp.agent_tasks import AgentTaskReporter
 from aura.hitl.hub import SignalHub
@@ -86,7 +86,12 @@ def build(
                     before_subscribe=lambda: clients.initialize(timeout))
     gate = ApprovalGate(hub, hitl_store, writer, timeout_seconds=settings.hitl_timeout_seconds,
                         redis_timeout_seconds=timeout)
-    environment = ToolEnvironment(clients.commands, http, settings.dwp_gateway_url, settings.tool_timeout_seconds)
+    verifier = TokenVerifier(settings.jwt_secret, leeway_seconds=settings.jwt_leeway_seconds,
+                             issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    # DWP calls as the user carry tokens minted from the session's delegation, never the user's own.
+    delegator = Delegator(verifier, lifetime_seconds=settings.delegated_token_seconds)
+    environment = ToolEnvironment(clients.commands, http, settings.dwp_gateway_url, settings.tool_timeout_seconds,
+                                  delegator=delegator)
     chosen_planner = planner if planner is not None else default_planner(settings, http, toolset)
     replicas = (
         ReplicaAcks(session_store, settings.replica_acks, timeout_seconds=settings.redis_replica_ack_timeout_seconds,
@@ -98,7 +103,8 @@ def build(
     # A follower on another replica says so for at least a lease, refreshed every half of it.
     feeds = Feeds(session_store, notifier, replay, hub, timeout, max(settings.lease_seconds, 2 * settings.heartbeat_seconds))
     reporter = (
-        AgentTaskReporter(http, settings.agent_task_url, feeds, timeout_seconds=settings.tool_timeout_seconds)
+        AgentTaskReporter(http, settings.agent_task_url, feeds, timeout_seconds=settings.tool_timeout_seconds,
+                          delegator=delegator)
         if settings.agent_task_url
         else None
     )
@@ -107,8 +113,6 @@ def build(
     leases = LeaseKeeper(session_store, registry, lease_seconds=settings.lease_seconds, redis_timeout_seconds=timeout,
                          on_adopted=runs.start, on_taken=runs.taken)
     runs.on_stranded = leases.strand
-    verifier = TokenVerifier(settings.jwt_secret, leeway_seconds=settings.jwt_leeway_seconds,
-                             issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     return Services(
         settings=settings, instance_id=instance_id, redis=clients, http=http, verifier=verifier,
         hitl_store=hitl_store, session_store=session_store, notifier=notifier, replay=replay, writer=writer,

@@ -59,7 +59,7 @@ class HttpTool:
         values = self._values(params, ctx)
         url = self._url(values)
         headers = outbound_headers(
-            tenant_id=ctx.tenant_id, user_id=ctx.user_id, authorization=ctx.authorization, agent_id=ctx.agent_id
+            tenant_id=ctx.tenant_id, user_id=ctx.user_id, authorization=ctx.authorization(self.name), agent_id=ctx.agent_id
         )
         body = None if self.binding.body is None else _fill(self.binding.body, values)
         try:

@@ -8,6 +8,7 @@ wherever the session's snapshot says it is, so an adopted session continues.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from aura.agent.approval import ApprovalGate
 from aura.agent.machine import fire
 from aura.agent.planner import Planner
 from aura.agent.tools import Tool, ToolContext, ToolRegistry, validate_params
+from aura.auth import Delegator
 from aura.config import DEFAULT_GATEWAY_URL
 from aura.errors import LeaseLost, NotReplicated, PlannerError, SessionErrorKind, StoreUnavailable, ToolError
 from aura.hitl.signals import Decision
@@ -38,20 +40,25 @@ INTERRUPTED = "interrupted: the process running this tool stopped; it was not re
 
 @dataclass(frozen=True, slots=True)
 class ToolEnvironment:
-    """What tools run with: the Redis of the built-ins, the outbound HTTP client, the gateway, a bound."""
+    """What tools run with: the Redis of the built-ins, the outbound HTTP client, the gateway, a bound,
+    and what mints the user's token of each DWP call (None: calls carry no user token)."""
 
     redis: Redis
     http: httpx.AsyncClient | None = None
     gateway_url: str = DEFAULT_GATEWAY_URL
     timeout_seconds: float = 30.0
+    delegator: Delegator | None = None
 
     def context(self, session: Session) -> ToolContext:
+        grant = session.request.delegation
         return ToolContext(
             session.owner.tenant_id,
             session.owner.user_id,
             session.id,
             self.redis,
-            authorization=session.request.authorization,
+            # minted per call, not here: a call made after a long approval wait gets a fresh token
+            credentials=(functools.partial(self.delegator.authorization, grant)
+                         if self.delegator is not None and grant is not None else None),
             agent_id=session.request.agent_id,
             http=self.http,
             gateway_url=self.gateway_url,

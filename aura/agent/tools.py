@@ -13,7 +13,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 from redis.asyncio import Redis
 
 from aura.config import DEFAULT_GATEWAY_URL
-from aura.errors import ToolError
+from aura.errors import TokenExpired, TokenInvalid, ToolError
 from aura.storage import keys
 from aura.storage.calls import mapped
 
@@ -38,10 +38,25 @@ class ToolContext:
     user_id: str
     session_id: str
     redis: Redis
-    authorization: str | None = None  # the caller's "Bearer <jwt>", propagated to DWP (CONTRACT §2.3)
+    # "Bearer <jwt>" for one DWP call as the user, minted when called (CONTRACT §2.3); None: no user token
+    credentials: Callable[[], str] | None = None
     agent_id: str | None = None
     http: httpx.AsyncClient | None = None
     gateway_url: str = DEFAULT_GATEWAY_URL
+
+    def authorization(self, tool: str) -> str | None:
+        """The Authorization of one call of ``tool`` to DWP, minted now; None when the session has no user token.
+
+        A ToolError when none may be made: the user's token expired (DWP would answer 401 to it,
+        CONTRACT §2.4), or a token stored by an older version no longer verifies. Nothing is sent then.
+        """
+        if self.credentials is None:
+            return None
+        try:
+            return self.credentials()
+        except (TokenExpired, TokenInvalid) as exc:
+            why = "has expired" if isinstance(exc, TokenExpired) else "no longer verifies"
+            raise ToolError(tool, f"{tool} was not called: the user's token {why}, so DWP would answer HTTP 401") from exc
 
 
 class Tool(Protocol):

@@ -2,7 +2,9 @@
 
 The reporter follows a session's feed like any SSE client, so the agent run is
 never slowed or broken by main-service: every call is bounded and failures are
-only logged.
+only logged. Each call carries a token minted for it from the session's
+delegation (a report may come minutes after the session began, past an approval
+wait); once the user's own token has expired, calls are skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from aura.auth import Delegator
+from aura.errors import TokenExpired, TokenInvalid
 from aura.session.events import EventType
 from aura.session.feed import SessionFeed
 from aura.dwp.headers import outbound_headers
@@ -27,12 +31,19 @@ TASK_TYPE = "AURA_SESSION"
 
 class AgentTaskReporter:
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, feed: Callable[[str], SessionFeed], *, timeout_seconds: float
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        feed: Callable[[str], SessionFeed],
+        *,
+        timeout_seconds: float,
+        delegator: Delegator | None = None,
     ) -> None:
         self._http = http
         self._feed = feed
         self._base = base_url.rstrip("/")
         self._timeout = timeout_seconds
+        self._delegator = delegator  # None: calls carry no user token
         self._tasks: set[asyncio.Task[None]] = set()
 
     def track(self, session: Session) -> None:
@@ -46,11 +57,10 @@ class AgentTaskReporter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _follow(self, session: Session) -> None:
-        headers = _headers(session)
         created = await self._call(
             "POST",
             self._base,
-            headers,
+            session,
             json={
                 "taskType": TASK_TYPE,
                 "userId": session.owner.user_id,
@@ -62,7 +72,7 @@ class AgentTaskReporter:
         task_id = _task_id(created)
         if task_id is None:
             return
-        await self._call("POST", f"{self._base}/{task_id}/start", headers)
+        await self._call("POST", f"{self._base}/{task_id}/start", session)
         feed = self._feed(session.id)
         cursor = 0
         steps = _Steps()
@@ -70,14 +80,14 @@ class AgentTaskReporter:
             while True:
                 frames = await feed.read_after(cursor, timeout=60)
                 for seq, frame in frames:
-                    await self._report(task_id, _payload(frame), headers, steps)
+                    await self._report(task_id, _payload(frame), session, steps)
                     cursor = seq
                 if not frames and (feed.closed or feed.draining):
                     return
         finally:
             feed.close()  # a feed that fell back to Redis subscribed to the session's log
 
-    async def _report(self, task_id: str, event: dict[str, Any], headers: dict[str, str], steps: _Steps) -> None:
+    async def _report(self, task_id: str, event: dict[str, Any], session: Session, steps: _Steps) -> None:
         kind, data = event.get("type"), event.get("data") or {}
         if kind == EventType.PLAN_STEP.value:
             steps.planned += 1
@@ -89,34 +99,38 @@ class AgentTaskReporter:
             await self._call(
                 "PATCH",
                 f"{self._base}/{task_id}/progress",
-                headers,
+                session,
                 json={"progress": min(progress, 99), "description": f"step {data.get('id')} completed"},
             )
         elif kind == EventType.STATE.value and data.get("to") == "done":
             await self._call(
                 "POST",
                 f"{self._base}/{task_id}/complete",
-                headers,
+                session,
                 content=steps.answer.encode("utf-8"),
                 content_type="text/plain; charset=utf-8",
             )
         elif kind == EventType.ERROR.value:
             await self._call(
-                "POST", f"{self._base}/{task_id}/fail", headers, params={"errorMessage": str(data.get("message", ""))[:500]}
+                "POST", f"{self._base}/{task_id}/fail", session, params={"errorMessage": str(data.get("message", ""))[:500]}
             )
 
     async def _call(
         self,
         method: str,
         url: str,
-        headers: dict[str, str],
+        session: Session,
         *,
         json: Any = None,
         content: bytes | None = None,
         content_type: str | None = None,
         params: dict[str, str] | None = None,
     ) -> Any:
-        call_headers = dict(headers)
+        try:
+            call_headers = self._headers(session)
+        except (TokenExpired, TokenInvalid):  # DWP would answer 401: not sent
+            log.warning("AgentTask %s %s skipped: the user's token has expired or no longer verifies", method, url)
+            return None
         if content_type:
             call_headers["Content-Type"] = content_type
         try:
@@ -133,6 +147,17 @@ class AgentTaskReporter:
             return response.json()
         except ValueError:
             return None
+
+    def _headers(self, session: Session) -> dict[str, str]:
+        """The outbound headers of one call, with a token minted for it (TokenExpired, TokenInvalid)."""
+        request = session.request
+        grant = request.delegation
+        return outbound_headers(
+            tenant_id=session.owner.tenant_id,
+            user_id=session.owner.user_id,
+            authorization=self._delegator.authorization(grant) if self._delegator and grant else None,
+            agent_id=request.agent_id,
+        )
 
 
 class _Steps:
@@ -152,14 +177,6 @@ def _payload(frame: bytes) -> dict[str, Any]:
     return {}
 
 
-def _headers(session: Session) -> dict[str, str]:
-    request = session.request
-    return outbound_headers(
-        tenant_id=session.owner.tenant_id,
-        user_id=session.owner.user_id,
-        authorization=request.authorization,
-        agent_id=request.agent_id,
-    )
 
 
 def _task_id(body: Any) -> str | None:

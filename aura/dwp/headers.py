@@ -11,7 +11,7 @@ CALLER_TYPE: Final = "AGENT"
 def outbound_headers(
     *, tenant_id: str, user_id: str, authorization: str | None = None, agent_id: str | None = None
 ) -> dict[str, str]:
-    """X-Tenant-ID, X-User-ID, X-DWP-Source/Caller-Type, and the caller's token and agent id when known."""
+    """X-Tenant-ID, X-User-ID, X-DWP-Source/Caller-Type, and the token minted for this call and the agent id when known."""
     headers = {"X-Tenant-ID": tenant_id, "X-User-ID": user_id, "X-DWP-Source": SOURCE, "X-DWP-Caller-Type": CALLER_TYPE}
     if authorization:
         headers["Authorization"] = authorization

@@ -58,7 +58,7 @@ class StreamEndpoint:
             if snapshot is not None and resume_from.seq <= snapshot.seq:
                 return self._access.follow(resume_from.session_id, resume_from.seq)
 
-        session_request = SessionRequest(prompt, context, headers.get(AGENT_HEADER), caller.authorization)
+        session_request = SessionRequest(prompt, context, headers.get(AGENT_HEADER), caller.delegation)
         session = await self._create(caller.principal, session_request)
         self._start(session)
         return self._access.follow(session.id, 0)

@@ -14,7 +14,7 @@ from typing import Any
 
 from statemachines import SessionModel, State, Transition
 
-from aura.auth import Principal
+from aura.auth import Grant, Principal
 from aura.ids import SessionId
 from aura.session import events
 from aura.session.events import EventData
@@ -27,7 +27,8 @@ class SessionRequest:
     prompt: str
     context: dict[str, Any]
     agent_id: str | None = None
-    authorization: str | None = None  # "Bearer <jwt>", propagated to DWP tools; never logged or emitted
+    # What DWP calls as the user are minted from (a token per call); the caller's own token is never kept.
+    delegation: Grant | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -123,7 +124,7 @@ class Session:
             prompt=self.request.prompt,
             context=self.request.context,
             agent_id=self.request.agent_id,
-            authorization=self.request.authorization,
+            delegation=self.request.delegation,
             created_at=self.created_at,
             state=self.state,
             seq=seq,
@@ -142,7 +143,7 @@ class Session:
     @classmethod
     def restore(cls, snapshot: Snapshot) -> Session:
         """The session a snapshot describes; its model is attached to the machine by the registry."""
-        request = SessionRequest(snapshot.prompt, snapshot.context, snapshot.agent_id, snapshot.authorization)
+        request = SessionRequest(snapshot.prompt, snapshot.context, snapshot.agent_id, snapshot.delegation)
         owner = Principal(user_id=snapshot.user_id, tenant_id=snapshot.tenant_id)
         session = cls(SessionId(snapshot.session_id), owner, request, created_at=snapshot.created_at)
         session.plan = snapshot.plan

@@ -4,6 +4,9 @@ The hash holds strings only; this module is the only place that knows its
 field names. It is written with every event (the progress fields, and the plan
 when it changed), so a replica that adopts the session continues exactly where
 the previous driver stopped.
+
+It never holds a credential: what the session may do as its user is a
+:class:`aura.auth.Delegation` (claims, no token).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Final, TypeVar
 
 from statemachines import AbortReason, State
 
+from aura.auth import Delegation, Grant, StoredToken
 from aura.session.plan import Plan, PlanStep
 
 Fields = dict[str, str]
@@ -29,7 +33,7 @@ class F:
     TENANT_ID: Final = "tenantId"
     USER_ID: Final = "userId"
     AGENT_ID: Final = "agentId"
-    AUTHORIZATION: Final = "authorization"  # never shown to clients
+    DELEGATION: Final = "delegation"  # never shown to clients; claims, not a token
     PROMPT: Final = "prompt"
     CONTEXT: Final = "context"
     CREATED_AT: Final = "createdAt"
@@ -48,6 +52,11 @@ class F:
     CANCEL_REQUESTED: Final = "cancelRequested"  # written by whoever asks for the cancel
 
 
+# Written by versions before delegations: the caller's "Bearer <jwt>". Read (a session such a version
+# created may be adopted by this one), never written.
+LEGACY_AUTHORIZATION: Final = "authorization"
+
+
 class SnapshotUnreadable(ValueError):
     """A stored snapshot that cannot be a session's (a field missing or malformed)."""
 
@@ -64,7 +73,7 @@ class Snapshot:
     prompt: str
     context: dict[str, Any] = field(default_factory=dict)
     agent_id: str | None = None
-    authorization: str | None = None
+    delegation: Grant | None = None
     created_at: float = 0.0
     state: State = State.PLANNING
     seq: int = 0
@@ -92,16 +101,18 @@ def _json(value: Any) -> str:
 # -- encoding ----------------------------------------------------------------------------------
 def encode_identity(snapshot: Snapshot) -> Fields:
     """Who and what: written once, when the session is created."""
-    return {
+    fields = {
         F.SESSION_ID: snapshot.session_id,
         F.TENANT_ID: snapshot.tenant_id,
         F.USER_ID: snapshot.user_id,
         F.AGENT_ID: snapshot.agent_id or "",
-        F.AUTHORIZATION: snapshot.authorization or "",
         F.PROMPT: snapshot.prompt,
         F.CONTEXT: _json(snapshot.context),
         F.CREATED_AT: repr(snapshot.created_at),
     }
+    if isinstance(snapshot.delegation, Delegation):  # a StoredToken is a token: it is never written
+        fields[F.DELEGATION] = snapshot.delegation.encode()
+    return fields
 
 
 def encode_progress(snapshot: Snapshot, *, with_plan: bool) -> Fields:
@@ -124,11 +135,11 @@ def encode_progress(snapshot: Snapshot, *, with_plan: bool) -> Fields:
     return fields
 
 
-def encode_plan(plan: Plan) -> str:
+def encode_plan(plan: Plan, *, with_conversation: bool = True) -> str:
     return _json(
         {
             "thought": plan.thought,
-            "conversation": plan.conversation,
+            **({"conversation": plan.conversation} if with_conversation else {}),
             "steps": [
                 {
                     "id": s.id,
@@ -159,7 +170,7 @@ def decode(fields: Mapping[str, str]) -> Snapshot:
             prompt=fields[F.PROMPT],
             context=_field(F.CONTEXT, json.loads, fields.get(F.CONTEXT) or "{}"),
             agent_id=fields.get(F.AGENT_ID) or None,
-            authorization=fields.get(F.AUTHORIZATION) or None,
+            delegation=_grant(fields),
             created_at=float(fields[F.CREATED_AT]),
             state=State(fields[F.STATE]),
             seq=int(fields.get(F.SEQ) or 0),
@@ -207,6 +218,15 @@ def _field(name: str, parse: Callable[[str], T], text: str) -> T:
         raise ValueError(f"field {name} is not valid ({type(exc).__name__}): {text[:60]!r}") from exc
 
 
+def _grant(fields: Mapping[str, str]) -> Grant | None:
+    """The session's delegation, or the token a version before delegations stored (used only if it verifies)."""
+    text = fields.get(F.DELEGATION)
+    if text:
+        return _field(F.DELEGATION, Delegation.decode, text)
+    scheme, _, token = (fields.get(LEGACY_AUTHORIZATION) or "").partition(" ")
+    return StoredToken(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+
+
 def _float_or_none(text: str | None) -> float | None:
     return float(text) if text else None
 
@@ -216,8 +236,7 @@ def public_view(snapshot: Snapshot) -> dict[str, Any]:
     """The snapshot as clients see it: typed values, no secrets, no chat transcript."""
     plan: dict[str, Any] | None = None
     if snapshot.plan is not None:
-        plan = json.loads(encode_plan(snapshot.plan))
-        plan.pop("conversation", None)
+        plan = json.loads(encode_plan(snapshot.plan, with_conversation=False))
     return {
         F.SESSION_ID: snapshot.session_id,
         F.TENANT_ID: snapshot.tenant_id,

@@ -87,7 +87,7 @@ async def test_templates_encode_url_values_and_keep_body_types() -> None:
     tool = load_tools_from(GOOD)
     route = respx.post(url__startswith="http://gw.test/api/main/users/").mock(return_value=httpx.Response(201, text="ok"))
     async with httpx.AsyncClient() as http:
-        ctx = ToolContext("1", "7", "sess_x", redis=None, authorization="Bearer t", http=http, gateway_url="http://gw.test/")  # type: ignore[arg-type]
+        ctx = ToolContext("1", "7", "sess_x", redis=None, credentials=lambda: "Bearer t", http=http, gateway_url="http://gw.test/")  # type: ignore[arg-type]
         assert await tool.run({"q": "kim lee?x=1&y#z"}, ctx) == "ok"
     request = route.calls.last.request
     assert str(request.url) == "http://gw.test/api/main/users/kim%20lee%3Fx%3D1%26y%23z?limit=5"
@@ -126,7 +126,7 @@ async def test_a_path_value_that_would_change_the_declared_path_is_refused_befor
     tool = next(t for t in load_tools() if t.name == "get_agent_task")
     route = respx.route().mock(return_value=httpx.Response(200, text="should not be called"))
     async with httpx.AsyncClient() as http:
-        ctx = ToolContext("1", "7", "s", redis=None, authorization="Bearer t", http=http, gateway_url="http://gw.test")  # type: ignore[arg-type]
+        ctx = ToolContext("1", "7", "s", redis=None, credentials=lambda: "Bearer t", http=http, gateway_url="http://gw.test")  # type: ignore[arg-type]
         with pytest.raises(ToolError) as caught:
             await tool.run({"taskId": task_id}, ctx)
     assert caught.value.message == f"get_agent_task: {problem}"

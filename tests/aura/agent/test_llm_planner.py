@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import auth_headers, open_stream
 from tests.support import main_service
+from tests.support.delegated_tokens import delegated_claims
 from tests.support.live_server import LiveServer
 from tests.support.llm import text_stream, tool_call_stream
 from tests.support.sse import Frame
@@ -109,7 +110,9 @@ async def test_llm_tool_call_is_approved_then_calls_dwp_with_propagated_headers(
     assert of_type(frames, "thought")[1].body["content"] == "I will send the mail."
     assert of_type(frames, "plan_step")[0].body["title"] == "send_dwp_mail"
     request = dwp.calls.last.request
-    assert request.headers["authorization"] == headers["Authorization"]
+    # Not the caller's token: one minted for this call from its claims (issue 10 item 8).
+    assert request.headers["authorization"] != headers["Authorization"]
+    assert delegated_claims(request.headers["authorization"])["sub"] == "5"
     assert request.headers["x-tenant-id"] == "1" and request.headers["x-user-id"] == "5"
     assert request.headers["x-agent-id"] == "agent_session_1_abc"
     assert request.headers["x-dwp-source"] == "AURA" and request.headers["x-dwp-caller-type"] == "AGENT"

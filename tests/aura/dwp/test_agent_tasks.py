@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import cast
 
@@ -12,7 +14,7 @@ import pytest
 import respx
 from statemachines import State, Transition, Trigger
 
-from aura.auth import Principal
+from aura.auth import Delegation, Delegator, Principal, TokenVerifier
 from aura.dwp.agent_tasks import TASK_TYPE, AgentTaskReporter
 from aura.errors import REJECTED
 from aura.ids import EventId, new_session_id
@@ -22,6 +24,8 @@ from aura.session.feed import SessionFeed
 from aura.session.plan import PlanStep
 from aura.session.replay import Frame
 from aura.session.session import Session, SessionRequest
+from tests.support.auth import SECRET
+from tests.support.delegated_tokens import delegated_claims
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -57,10 +61,14 @@ class FakeFeed:
         return []
 
 
-def new_session(*, authorization: str | None = "Bearer tok", agent_id: str | None = "agent-7",
+USER_EXP = int(time.time()) + 3600  # the user's own token's exp
+DELEGATION = Delegation({"sub": "42", "tenant_id": "7"}, USER_EXP)
+
+
+def new_session(*, delegation: Delegation | None = DELEGATION, agent_id: str | None = "agent-7",
                 prompt: str = "메일 정리해줘") -> Session:
     return Session(new_session_id(), Principal(user_id="42", tenant_id="7"),
-                   SessionRequest(prompt, {"activeApp": "mail"}, agent_id=agent_id, authorization=authorization))
+                   SessionRequest(prompt, {"activeApp": "mail"}, agent_id=agent_id, delegation=delegation))
 
 
 def frames_of(session: Session, items: list[EventData], first_seq: int = 1) -> list[Frame]:
@@ -111,7 +119,8 @@ def reporter_for(http: httpx.AsyncClient, feed: FakeFeed, seen: list[str] | None
             seen.append(session_id)
         return cast(SessionFeed, feed)  # a fake with what the reporter reads
 
-    return AgentTaskReporter(http, BASE + "/", feeds, timeout_seconds=2)
+    delegator = Delegator(TokenVerifier(SECRET), lifetime_seconds=120)
+    return AgentTaskReporter(http, BASE + "/", feeds, timeout_seconds=2, delegator=delegator)
 
 
 async def report(reporter: AgentTaskReporter, session: Session) -> None:
@@ -221,14 +230,38 @@ async def test_every_call_carries_the_outbound_dwp_headers(
         assert headers["X-User-ID"] == "42"
         assert headers["X-DWP-Source"] == "AURA"
         assert headers["X-DWP-Caller-Type"] == "AGENT"
-        assert headers["Authorization"] == "Bearer tok"
         assert headers["X-Agent-ID"] == "agent-7"
+        claims = delegated_claims(headers["Authorization"])
+        assert (claims["sub"], claims["tenant_id"], claims["azp"]) == ("42", "7", "aura")
+        assert claims["exp"] <= min(claims["iat"] + 120, USER_EXP)
+
+
+async def test_each_call_carries_a_token_minted_for_it(
+    http: httpx.AsyncClient, main_service: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report can come minutes after the session began (an approval wait): each call's token is new."""
+    ticks = itertools.count(int(time.time()), 60)  # a minute passes between any two readings of the clock
+    monkeypatch.setattr("aura.auth.time.time", lambda: next(ticks))
+    session = new_session()
+    await report(reporter_for(http, FakeFeed([frames_of(session, a_successful_run(session))])), session)
+    issued = [delegated_claims(call.request.headers["Authorization"])["iat"] for call in main_service.calls]
+    assert len(issued) == 5 and issued == sorted(set(issued))
+
+
+async def test_once_the_users_token_expired_no_call_is_sent(
+    http: httpx.AsyncClient, main_service: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What main-service would answer 401 is not sent at all: the report is best effort (DECISIONS #20)."""
+    session = new_session(delegation=Delegation({"sub": "42", "tenant_id": "7"}, int(time.time()) - 1))
+    await report(reporter_for(http, FakeFeed([frames_of(session, a_successful_run(session))])), session)
+    assert main_service.calls.call_count == 0
+    assert "skipped: the user's token has expired" in caplog.text
 
 
 async def test_without_a_token_or_agent_id_those_headers_are_not_sent(
     http: httpx.AsyncClient, main_service: respx.MockRouter
 ) -> None:
-    session = new_session(authorization=None, agent_id=None)
+    session = new_session(delegation=None, agent_id=None)
     await report(reporter_for(http, FakeFeed([frames_of(session, a_successful_run(session))])), session)
     assert main_service.calls.call_count == 5
     for call in main_service.calls:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from statemachines import AbortReason, SessionMachine, State, Trigger
 
-from aura.auth import Principal
+from aura.auth import Delegation, Principal
 from aura.ids import new_session_id
 from aura.session.events import EventType
 from aura.session.plan import Plan, PlanStep
@@ -17,12 +17,15 @@ pytestmark = pytest.mark.anyio
 STEPS = [PlanStep("s1", "Read", "read mail", tool="mail.list"), PlanStep("s2", "Send", "send mail", tool="mail.send")]
 
 
-def new_session(machine: SessionMachine | None = None, **request: str) -> Session:
+DELEGATION = Delegation({"sub": "1", "tenant_id": "1"}, 1_700_003_600)
+
+
+def new_session(machine: SessionMachine | None = None, *, agent_id: str | None = None,
+                delegation: Delegation | None = None) -> Session:
     session = Session(
         new_session_id(),
         Principal("1", "1"),
-        SessionRequest("hi", {"activeApp": "mail"}, agent_id=request.get("agent_id"),
-                       authorization=request.get("authorization")),
+        SessionRequest("hi", {"activeApp": "mail"}, agent_id=agent_id, delegation=delegation),
     )
     (machine or SessionMachine()).add(session.model)
     return session
@@ -153,7 +156,7 @@ async def test_each_session_gets_only_its_own_transition_events_on_a_shared_mach
 # -- snapshot and restore ---------------------------------------------------------------------------
 async def busy_session() -> Session:
     """A session well into its run: plan, an outcome, a tool begun, text answered, waiting for a human."""
-    session = new_session(agent_id="agent-7", authorization="Bearer t")
+    session = new_session(agent_id="agent-7", delegation=DELEGATION)
     await fire(session, Trigger.START_EXECUTION)
     session.set_plan(Plan("thinking", STEPS, conversation=[{"role": "user", "content": "hi"}]))
     session.record_outcome("s1", "3 mails")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from statemachines import AbortReason, SessionMachine, State, Trigger
 
-from aura.auth import Principal
+from aura.auth import Delegation, Principal
 from aura.ids import SessionId
 from aura.session.plan import Plan, PlanStep
 from aura.session.session import Session, SessionRequest
@@ -18,11 +18,12 @@ from aura.session.snapshot import Snapshot
 pytestmark = pytest.mark.anyio
 
 SID = SessionId("sess_0123456789abcdef01234567")
+DELEGATION = Delegation({"sub": "42", "tenant_id": "7", "email": "kim@example.com"}, 1_700_003_600)
 PLAN = Plan(thought="t", steps=[PlanStep("s1", "Read", "read it", tool="mail.list"), PlanStep("s2", "Answer", "a")])
 
 
 def busy_session() -> Session:
-    request = SessionRequest("read my mail", {"activeApp": "mail"}, agent_id="agent-7", authorization="Bearer a.b.c")
+    request = SessionRequest("read my mail", {"activeApp": "mail"}, agent_id="agent-7", delegation=DELEGATION)
     session = Session(SID, Principal(user_id="42", tenant_id="7"), request, created_at=1_700_000_000.25)
     SessionMachine().add(session.model)
     session.set_plan(PLAN)
@@ -45,7 +46,7 @@ async def test_a_snapshot_carries_every_field_of_the_session() -> None:
         prompt="read my mail",
         context={"activeApp": "mail"},
         agent_id="agent-7",
-        authorization="Bearer a.b.c",
+        delegation=DELEGATION,
         created_at=1_700_000_000.25,
         state=State.AWAITING_APPROVAL,
         seq=9,

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from statemachines import AbortReason, State
 
+from aura.auth import Delegation, StoredToken
 from aura.session.plan import Plan, PlanStep
 from aura.session.snapshot import (
     F,
+    LEGACY_AUTHORIZATION,
     Fields,
     Snapshot,
     SnapshotUnreadable,
@@ -23,6 +25,7 @@ from aura.session.snapshot import (
 )
 
 SID = "sess_0123456789abcdef01234567"
+DELEGATION = Delegation({"sub": "42", "tenant_id": "7", "email": "kim@example.com", "aud": ["dwp"]}, 1_700_003_600)
 
 PLAN = Plan(
     thought="메일을 먼저 읽고 답장한다",
@@ -53,7 +56,7 @@ SNAPSHOTS = {
     "executing, with plan and outcomes": snapshot(
         state=State.EXECUTING,
         agent_id="agent-7",
-        authorization="Bearer a.b.c",
+        delegation=DELEGATION,
         plan=PLAN,
         outcomes={"s1": "3 mails", "s2": None},
         step=2,
@@ -113,30 +116,46 @@ def test_the_plan_written_once_is_read_back_after_later_progress_without_it() ->
     assert decode(fields) == later
 
 
-def test_agent_id_and_authorization_none_are_stored_empty_and_read_back_none() -> None:
-    fields = stored(snapshot(agent_id=None, authorization=None))
-    assert fields[F.AGENT_ID] == "" and fields[F.AUTHORIZATION] == ""
+def test_agent_id_none_is_stored_empty_and_no_delegation_is_not_stored() -> None:
+    fields = stored(snapshot(agent_id=None, delegation=None))
+    assert fields[F.AGENT_ID] == "" and F.DELEGATION not in fields
     decoded = decode(fields)
-    assert decoded.agent_id is None and decoded.authorization is None
+    assert decoded.agent_id is None and decoded.delegation is None
 
 
-def test_non_ascii_is_stored_as_is_in_the_hash() -> None:
-    fields = stored(SNAPSHOTS["awaiting approval, non-ASCII prompt and context"])
-    assert fields[F.PROMPT] == "회의 일정을 잡아줘 ☕\nplease"
-    assert "메일" in fields[F.CONTEXT]
+def test_the_delegation_is_stored_as_claims_and_never_as_a_token() -> None:
+    fields = stored(SNAPSHOTS["executing, with plan and outcomes"])
+    assert json.loads(fields[F.DELEGATION]) == {
+        "claims": {"sub": "42", "tenant_id": "7", "email": "kim@example.com", "aud": ["dwp"]}, "exp": 1_700_003_600,
+    }
+    assert LEGACY_AUTHORIZATION not in fields
+    assert not any(value.count(".") == 2 and value.startswith("ey") for value in fields.values())
 
 
-def test_updated_at_is_now_when_the_snapshot_has_none() -> None:
-    before = time.time()
-    fields = encode_progress(snapshot(updated_at=None), with_plan=False)
-    assert before <= float(fields[F.UPDATED_AT]) <= time.time()
+def test_a_token_an_older_version_stored_is_read_back_but_never_written_again() -> None:
+    """Issue 10 item 8: a snapshot written before delegations has the caller's "Bearer <jwt>"."""
+    legacy = {**stored(snapshot()), LEGACY_AUTHORIZATION: "Bearer a.b.c"}
+    decoded = decode(legacy)
+    assert decoded.delegation == StoredToken("a.b.c")
+    assert "a.b.c" not in repr(decoded.delegation)
+    assert F.DELEGATION not in encode_identity(decoded) and LEGACY_AUTHORIZATION not in encode_identity(decoded)
 
 
-def test_cancel_requested_is_written_by_whoever_cancels_and_read_back_as_a_bool() -> None:
-    fields = stored(snapshot())
-    assert F.CANCEL_REQUESTED not in fields
-    assert decode(fields).cancel_requested is False
-    assert decode({**fields, F.CANCEL_REQUESTED: "1"}).cancel_requested is True
+@pytest.mark.parametrize("value", ["", "   ", "Basic abc", "Bearer", "Bearer   "])
+def test_a_stored_authorization_that_is_no_bearer_token_is_no_delegation(value: str) -> None:
+    assert decode({**stored(snapshot()), LEGACY_AUTHORIZATION: value}).delegation is None
+
+
+def test_the_delegation_wins_over_a_stored_token() -> None:
+    fields = {**stored(snapshot(delegation=DELEGATION)), LEGACY_AUTHORIZATION: "Bearer a.b.c"}
+    assert decode(fields).delegation == DELEGATION
+
+
+@pytest.mark.parametrize("value", ["not json", "[]", '{"claims": [], "exp": 1}', '{"claims": {}, "exp": "1"}',
+                                   '{"claims": {}, "exp": true}', '{"claims": {}}'])
+def test_a_delegation_that_is_not_one_is_unreadable(value: str) -> None:
+    with pytest.raises(SnapshotUnreadable, match="field delegation is not valid"):
+        decode({**stored(snapshot()), F.DELEGATION: value})
 
 
 # -- unreadable hashes -----------------------------------------------------------------------------
@@ -202,17 +221,17 @@ def test_a_plan_that_is_not_json_is_named_in_the_error() -> None:
 def test_public_view_hides_the_token_and_the_conversation() -> None:
     original = SNAPSHOTS["executing, with plan and outcomes"]
     view = public_view(original)
-    assert F.AUTHORIZATION not in view
-    assert "Bearer a.b.c" not in json.dumps(view)
+    assert F.DELEGATION not in view and LEGACY_AUTHORIZATION not in view
+    assert "kim@example.com" not in json.dumps(view)
     assert view[F.PLAN] is not None and "conversation" not in view[F.PLAN]
     assert [s["id"] for s in view[F.PLAN]["steps"]] == ["s1", "s2", "s3"]
     assert view[F.PLAN]["thought"] == PLAN.thought
     assert original.plan is not None and original.plan.conversation == PLAN.conversation  # not changed
 
 
-def test_public_view_has_every_field_but_the_token() -> None:
+def test_public_view_has_every_field_but_the_delegation() -> None:
     names = {value for name, value in vars(F).items() if name.isupper()}
-    assert set(public_view(snapshot())) == names - {F.AUTHORIZATION}
+    assert set(public_view(snapshot(delegation=DELEGATION))) == names - {F.DELEGATION}
 
 
 @pytest.mark.parametrize("original", SNAPSHOTS.values(), ids=SNAPSHOTS.keys())
