@@ -74,6 +74,7 @@ def build(
         ttl_seconds=settings.session_ttl_seconds,
         max_events=settings.session_max_events,
         lease_seconds=settings.lease_seconds,
+        finished_ttl_seconds=settings.finished_session_ttl_seconds,
     )
     notifier, replay = Notifier(), ReplayCache()
     writer = LogWriter(session_store, notifier, replay, redis_timeout_seconds=timeout)

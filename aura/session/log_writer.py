@@ -26,7 +26,7 @@ from aura.session.events import AgentEvent, EventData, EventType, Payload
 from aura.session.notifier import Notifier
 from aura.session.replay import ReplayCache
 from aura.session.session import Session
-from aura.session.snapshot import Fields, encode_progress
+from aura.session.snapshot import Fields, encode_finished, encode_progress
 from aura.session.store import Append
 from aura.storage.calls import bounded
 
@@ -184,13 +184,17 @@ class LogWriter:
             events, entry.queued = entry.queued, []
             session = entry.session
             last = events[-1].seq if events else entry.next_seq - 1
-            with_plan = session.plan_version != entry.stored_plan_version
-            fields = encode_progress(session.snapshot(last), with_plan=with_plan)
+            dropped: list[str] = []
+            if entry.end:  # the session's last write: what only a live run needs goes, in the same call
+                fields, dropped = encode_finished(session.snapshot(last))
+            else:
+                with_plan = session.plan_version != entry.stored_plan_version
+                fields = encode_progress(session.snapshot(last), with_plan=with_plan)
             identity, entry.create = entry.create, None
             if identity is not None:
                 fields = {**identity, **fields}
             frames = [(e.seq, e.frame.decode("ascii")) for e in events]
-            appends.append(Append(session.id, frames, fields, last, entry.end, identity is not None))
+            appends.append(Append(session.id, frames, fields, last, entry.end, identity is not None, dropped))
             versions.append(session.plan_version)
             taken.append(events)
         failures = await self._commit_with_retries(appends)

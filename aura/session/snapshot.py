@@ -6,7 +6,9 @@ when it changed), so a replica that adopts the session continues exactly where
 the previous driver stopped.
 
 It never holds a credential: what the session may do as its user is a
-:class:`aura.auth.Delegation` (claims, no token).
+:class:`aura.auth.Delegation` (claims, no token). When the session ends, what
+only a live run reads goes (:func:`encode_finished`): the delegation, the
+request's context, the LLM conversation.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ class F:
 
 
 # Written by versions before delegations: the caller's "Bearer <jwt>". Read (a session such a version
-# created may be adopted by this one), never written.
+# created may be adopted by this one), never written, and deleted when the session ends.
 LEGACY_AUTHORIZATION: Final = "authorization"
+# What only a live run reads: deleted from the hash when the session ends.
+LIVE_ONLY: Final = (F.DELEGATION, LEGACY_AUTHORIZATION, F.CONTEXT)
 
 
 class SnapshotUnreadable(ValueError):
@@ -133,6 +137,19 @@ def encode_progress(snapshot: Snapshot, *, with_plan: bool) -> Fields:
         fields[F.PLAN] = encode_plan(snapshot.plan)
         fields[F.OUTCOMES] = _json(snapshot.outcomes)
     return fields
+
+
+def encode_finished(snapshot: Snapshot) -> tuple[Fields, list[str]]:
+    """The last write of a session that ended: the fields to set, and the fields to delete.
+
+    Kept: what the public view and a replay need. Deleted: :data:`LIVE_ONLY` (the view then shows
+    ``context`` as ``{}``); the plan is written again without its conversation.
+    """
+    fields = encode_progress(snapshot, with_plan=False)
+    if snapshot.plan is not None:
+        fields[F.PLAN] = encode_plan(snapshot.plan, with_conversation=False)
+        fields[F.OUTCOMES] = _json(snapshot.outcomes)
+    return fields, list(LIVE_ONLY)
 
 
 def encode_plan(plan: Plan, *, with_conversation: bool = True) -> str:

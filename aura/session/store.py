@@ -31,8 +31,10 @@ from aura.storage.calls import REDIS_FAILURES
 from aura.storage.scripts import Script, ScriptCall
 
 # KEYS: lease, log, snapshot, followers (one session's, so one slot: the hash tag {sid}).
-# ARGV: instance, ttl, maxlen, mode, channel, last seq, n, n x (seq, frame), field/value pairs.
-# mode: "append"; "end" (mark the end and drop the lease); "create" (take the lease first: a new
+# ARGV: instance, ttl, maxlen, mode, channel, last seq, finished ttl, d, d x field to delete,
+# n, n x (seq, frame), field/value pairs.
+# mode: "append"; "end" (mark the end, drop the lease, delete the d fields only a live run needs, and
+# keep the log and snapshot for the finished ttl only); "create" (take the lease first: a new
 # session's creation rides in the same round trip as its first events). The instance's set of
 # sessions is another slot, so it is written beside the script (SessionStore.commit).
 # Idempotent: entries at or below the stored seq are skipped, so a batch retried after a lost reply
@@ -53,8 +55,10 @@ elseif redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 local stored = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') or 0
-local n = tonumber(ARGV[7])
-local i = 8
+local d = tonumber(ARGV[8])
+local i = 9 + d
+local n = tonumber(ARGV[i])
+i = i + 1
 for _ = 1, n do
   if tonumber(ARGV[i]) > stored then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. ARGV[i], 'f', ARGV[i + 1])
@@ -63,15 +67,22 @@ for _ = 1, n do
 end
 if i < #ARGV then redis.call('HSET', KEYS[3], unpack(ARGV, i)) end  -- every field in one call
 if mode == 'end' then
+  if d > 0 then redis.call('HDEL', KEYS[3], unpack(ARGV, 9, 8 + d)) end
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. (tonumber(ARGV[6]) + 1), 'end', '1')
   redis.call('DEL', KEYS[1])
-else
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('PUBLISH', ARGV[5], ARGV[6])
+    redis.call('DEL', KEYS[4])  -- nothing is appended after the end: nobody needs it published
+  end
+  return 1
 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[2])
-if n > 0 or mode == 'end' then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
-if (n > 0 or mode == 'end') and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
+if n > 0 then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 end
 return 1
 """
@@ -87,10 +98,19 @@ return 1
 """
 
 
+# HSET on the snapshot (KEYS[1]) only while it exists: a field written to an expired snapshot would
+# make a hash without a TTL that nothing ever deletes.
+HSET_EXISTING_LUA: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 log = logging.getLogger(__name__)
 
 _APPEND: Final = Script(APPEND_LUA)
 _LEASE_CAS: Final = Script(LEASE_CAS_LUA)
+_HSET_EXISTING: Final = Script(HSET_EXISTING_LUA)
 
 
 def _fields(raw: Mapping[bytes | str, bytes | str] | None) -> dict[str, str] | None:
@@ -112,6 +132,7 @@ class Append:
     last_seq: int
     end: bool = False
     create: bool = False  # a new session: take its lease and list it as live in the same call
+    dropped: Sequence[str] = ()  # with ``end``: snapshot fields deleted in the same call
 
     @property
     def mode(self) -> str:
@@ -126,11 +147,20 @@ class LogPage:
 
 class SessionStore:
     def __init__(
-        self, redis: Redis, instance_id: str, *, ttl_seconds: int, max_events: int, lease_seconds: float
+        self,
+        redis: Redis,
+        instance_id: str,
+        *,
+        ttl_seconds: int,
+        max_events: int,
+        lease_seconds: float,
+        finished_ttl_seconds: int = 600,
     ) -> None:
         self._redis = redis
         self.instance_id = instance_id
         self._ttl = ttl_seconds
+        # A finished session is only replayed and looked at: its log and snapshot go sooner than a live one's.
+        self._finished_ttl = min(finished_ttl_seconds, ttl_seconds)
         self._max_events = max_events
         self._lease_ms = int(lease_seconds * 1000)
         self._sessions_key = keys.instance_sessions(instance_id)
@@ -184,8 +214,10 @@ class SessionStore:
 
     def _append_call(self, append: Append) -> ScriptCall:
         sid = append.session_id
+        dropped = list(append.dropped) if append.end else []
         args: list[str | int] = [self.instance_id, self._ttl, self._max_events, append.mode,
-                                 keys.events_channel(sid), append.last_seq, len(append.frames)]
+                                 keys.events_channel(sid), append.last_seq, self._finished_ttl,
+                                 len(dropped), *dropped, len(append.frames)]
         for seq, frame in append.frames:
             args += [seq, frame]
         for name, value in append.fields.items():
@@ -339,5 +371,5 @@ class SessionStore:
 
     async def request_cancel(self, session_id: str) -> None:
         """Flag the snapshot, then wake the driver: a driver that misses the wake-up reads the flag at adoption."""
-        await self._redis.hset(keys.snapshot(session_id), F.CANCEL_REQUESTED, "1")
+        await _HSET_EXISTING.run(self._redis, (keys.snapshot(session_id),), (F.CANCEL_REQUESTED, "1"))
         await self._redis.publish(keys.cancel_channel(session_id), "1")

@@ -19,6 +19,7 @@ from aura.session.snapshot import (
     Snapshot,
     SnapshotUnreadable,
     decode,
+    encode_finished,
     encode_identity,
     encode_progress,
     public_view,
@@ -156,6 +157,28 @@ def test_the_delegation_wins_over_a_stored_token() -> None:
 def test_a_delegation_that_is_not_one_is_unreadable(value: str) -> None:
     with pytest.raises(SnapshotUnreadable, match="field delegation is not valid"):
         decode({**stored(snapshot()), F.DELEGATION: value})
+
+
+# -- a finished session ------------------------------------------------------------------------------
+def test_a_finished_session_deletes_what_only_a_live_run_needs() -> None:
+    done = replace(SNAPSHOTS["awaiting approval, non-ASCII prompt and context"], state=State.DONE, seq=9,
+                   delegation=DELEGATION, pending_request_id=None, approval_deadline=None)
+    fields, dropped = encode_finished(done)
+    assert dropped == [F.DELEGATION, LEGACY_AUTHORIZATION, F.CONTEXT]
+    assert not set(dropped) & set(fields)
+    assert "conversation" not in json.loads(fields[F.PLAN])
+    # The hash as it is left: what the live session wrote, then the final write.
+    kept = {name: value for name, value in {**stored(done), **fields}.items() if name not in dropped}
+    after = decode(kept)
+    assert after.plan is not None and done.plan is not None
+    assert after == replace(done, context={}, delegation=None, plan=replace(done.plan, conversation=[]))
+    assert public_view(after) == {**public_view(done), F.CONTEXT: {}}
+
+
+def test_a_finished_session_without_a_plan_writes_none() -> None:
+    fields, _ = encode_finished(SNAPSHOTS["aborted on a timeout, with detail"])
+    assert F.PLAN not in fields and F.OUTCOMES not in fields
+    assert (fields[F.ABORT_REASON], fields[F.ABORT_DETAIL]) == ("timeout", "no decision in 30 s")
 
 
 # -- unreadable hashes -----------------------------------------------------------------------------
