@@ -86,6 +86,7 @@ def _diagrams(*, check: bool) -> int:
 def _serve(settings: Settings) -> int:
     from aura.server import build_server  # uvicorn is only needed here
 
+    # Every record, uvicorn's too (build_server leaves its logging unconfigured): one format, on stderr.
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
