@@ -1,4 +1,4 @@
-"""Liveness, readiness and info (CONTRACT §7 item 5). All public."""
+"""Liveness, readiness and info (CONTRACT §7 item 5). All public; session counts only for a caller with a token."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from aura.auth import Authenticator
+from aura.errors import ApiError
 from aura.http.envelope import envelope_response
 from aura.runtime import Runtime
 
@@ -27,14 +29,29 @@ async def liveness(request: Request) -> Response:
 
 
 class HealthEndpoints:
-    """Readiness and info: what the runtime says about Redis, the subscriber and the sessions."""
+    """Readiness and info: what the runtime says about Redis and the subscriber (and, to a caller
+    with a valid token, how many sessions this process holds)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        self._authenticator = Authenticator(runtime.services.verifier)
+
+    def _authenticated(self, request: Request) -> bool:
+        """A valid token for the X-Tenant-ID sent; anything less is simply the public answer, never a 401."""
+        if "authorization" not in request.headers:
+            return False
+        try:
+            self._authenticator.caller(request.headers)
+        except ApiError:
+            return False
+        return True
 
     async def readiness(self, request: Request) -> Response:
         """``GET /aura/health``: 200 UP when Redis takes writes, the heartbeat is current and the
-        subscriber listens, else 503 DEGRADED (a demoted primary answers pings, but not writes)."""
+        subscriber listens, else 503 DEGRADED (a demoted primary answers pings, but not writes).
+
+        The public body says nothing about the sessions: their counts (``sessions``) are added only
+        for a caller whose bearer token is valid for its ``X-Tenant-ID``, as on the session API."""
         runtime = self._runtime
         redis_up = await runtime.redis_ok()
         heartbeat_up = runtime.heartbeat_ok
@@ -48,8 +65,9 @@ class HealthEndpoints:
                 "heartbeat": {"status": "UP" if heartbeat_up else "DOWN"},
                 "hitlSubscriber": {"status": "UP" if subscriber_up else "DOWN"},
             },
-            "sessions": runtime.counts(),
         }
+        if self._authenticated(request):
+            body["sessions"] = runtime.counts()
         return envelope_response(200 if healthy else 503, body)
 
     async def info(self, request: Request) -> Response:

@@ -47,7 +47,7 @@ async def get_json(url: str, path: str, headers: dict[str, str] | None = None) -
 
 
 async def waiting_on(url: str) -> int:
-    return int((await get_json(url, "/aura/health"))["sessions"]["awaitingApproval"])
+    return int((await get_json(url, "/aura/health", auth_headers()))["sessions"]["awaitingApproval"])
 
 
 async def start_waiting_session(url: str, headers: dict[str, str] | None = None) -> tuple[str, str, list[Frame]]:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from aura.config import StreamAuthPolicy
-from tests.support.auth import approver_headers
+from tests.support.auth import approver_headers, auth_headers
 from tests.support.envelopes import assert_error_envelope, json_object
 from tests.support.live_server import LiveServer
 from tests.support.redis_server import free_port
@@ -51,8 +51,23 @@ async def test_s2_5_readiness_is_public_200_up_with_external_redis(client: httpx
     assert body["status"] == "UP"
     assert body["checks"]["redis"] == {"status": "UP", "mode": "standalone"}
     assert body["checks"]["hitlSubscriber"]["status"] == "UP"
+    assert "sessions" not in body  # the public answer says nothing about the sessions
+
+
+@pytest.mark.parametrize("path", READINESS_PATHS)
+async def test_readiness_shows_session_counts_only_to_a_caller_with_a_valid_token(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    await ready(client, path)
+    body = json_body(await client.get(path, headers=auth_headers()))
     assert set(body["sessions"]) >= {"live", "awaitingApproval", "driven", "started"}
     assert all(isinstance(v, int) and v >= 0 for v in body["sessions"].values())
+    for headers in ({"Authorization": auth_headers()["Authorization"]},  # no X-Tenant-ID
+                    auth_headers(tenant="2") | {"X-Tenant-ID": "1"},  # the token of another tenant
+                    {"Authorization": "Bearer garbage", "X-Tenant-ID": "1"}):
+        response = await client.get(path, headers=headers)
+        assert response.status_code == 200, response.text
+        assert "sessions" not in json_body(response)
 
 
 @pytest.mark.parametrize("path", ["/health", *READINESS_PATHS, "/aura/info"])
@@ -62,6 +77,7 @@ async def test_s2_5_health_endpoints_ignore_bad_credentials(client: httpx.AsyncC
     response = await client.get(path, headers=headers)
     assert response.status_code == 200, response.text
     assert json_body(response)["status"] == "UP"
+    assert "sessions" not in json_body(response)
 
 
 async def test_info_is_public_with_tools_and_stream_auth_policy(client: httpx.AsyncClient) -> None:

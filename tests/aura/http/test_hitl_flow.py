@@ -78,7 +78,7 @@ def assert_ended_done(frames: list[Frame]) -> None:
 
 
 async def readiness(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.get("/aura/health")
+    response = await client.get("/aura/health", headers=auth_headers())  # the counts are for a token holder
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
