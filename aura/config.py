@@ -355,6 +355,9 @@ OPTIONS: Final[tuple[Option, ...]] = (
     # live sessions (not done/aborted) across every replica, and open streams in this process
     Option("max_live_sessions_per_user", "AURA_MAX_LIVE_SESSIONS_PER_USER", 20, _int, Range(1, 100_000)),
     Option("max_live_sessions_per_tenant", "AURA_MAX_LIVE_SESSIONS_PER_TENANT", 1_000, _int, Range(1, 1_000_000)),
+    # sessions of a user that Redis still holds, live or finished (finished ones for their TTL): bounds
+    # the Redis bytes one user can occupy
+    Option("max_kept_sessions_per_user", "AURA_MAX_KEPT_SESSIONS_PER_USER", 200, _int, Range(1, 1_000_000)),
     Option("max_streams_per_user", "AURA_MAX_STREAMS_PER_USER", 10, _int, Range(1, 100_000)),
     Option("max_streams_per_tenant", "AURA_MAX_STREAMS_PER_TENANT", 500, _int, Range(1, 1_000_000)),
     # the HTTP server itself (uvicorn): enforced before a request reaches the app
@@ -421,6 +424,7 @@ class Settings:
     finished_session_ttl_seconds: int = _default("finished_session_ttl_seconds")
     max_live_sessions_per_user: int = _default("max_live_sessions_per_user")
     max_live_sessions_per_tenant: int = _default("max_live_sessions_per_tenant")
+    max_kept_sessions_per_user: int = _default("max_kept_sessions_per_user")
     max_streams_per_user: int = _default("max_streams_per_user")
     max_streams_per_tenant: int = _default("max_streams_per_tenant")
     http_max_header_bytes: int = _default("http_max_header_bytes")

@@ -14,6 +14,7 @@
     │   ├── TenantMismatch     403 E2007
     │   ├── NotFound           404 E1004
     │   ├── MethodNotAllowed   405 E1002
+    │   ├── TooManyRequests    429 E1005: a per-user or per-tenant limit (``limit``, ``retry_after_seconds``)
     │   ├── HttpError          any other status Starlette raised, E1001
     │   ├── StoreUnavailable   503 E5000: Redis failed or did not answer in time (``operation``, ``__cause__``)
     │   └── InternalError      500 E1000
@@ -59,6 +60,11 @@ class ApiError(AuraError):
     def status(self) -> int:
         return self.status_code
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the error response carries besides the envelope's own (e.g. ``Retry-After``)."""
+        return {}
+
 
 class BadRequest(ApiError):
     status_code, default_error_code, default_message = 400, "E1001", "Invalid input value"
@@ -102,6 +108,24 @@ class NotFound(ApiError):
 
 class MethodNotAllowed(ApiError):
     status_code, default_error_code, default_message = 405, "E1002", "Method not allowed"
+
+
+class TooManyRequests(ApiError):
+    """A per-user or per-tenant limit is reached; ``Retry-After`` says when to try again.
+
+    The DWP error codes have none for 429 (CONTRACT §2.7); E1005 is Aura's (docs/DECISIONS.md).
+    """
+
+    status_code, default_error_code, default_message = 429, "E1005", "Too many requests"
+
+    def __init__(self, message: str, *, limit: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.limit = limit  # the setting that was reached, e.g. AURA_MAX_LIVE_SESSIONS_PER_USER
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class HttpError(ApiError):

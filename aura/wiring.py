@@ -31,6 +31,7 @@ from aura.session.leases import LeaseKeeper
 from aura.session.log_writer import LogWriter
 from aura.session.notifier import Notifier
 from aura.session.replication import ReplicaAcks
+from aura.session.quotas import QuotaLimits, SessionQuotas
 from aura.session.registry import SessionRegistry
 from aura.session.replay import ReplayCache
 from aura.session.store import SessionStore
@@ -78,7 +79,18 @@ def build(
     )
     notifier, replay = Notifier(), ReplayCache()
     writer = LogWriter(session_store, notifier, replay, redis_timeout_seconds=timeout)
-    registry = SessionRegistry(new_session_machine(), writer, redis_timeout_seconds=timeout)
+    quotas = SessionQuotas(
+        clients.commands,
+        QuotaLimits(
+            live_per_user=settings.max_live_sessions_per_user,
+            live_per_tenant=settings.max_live_sessions_per_tenant,
+            kept_per_user=settings.max_kept_sessions_per_user,
+            live_ttl_seconds=settings.session_ttl_seconds,
+            finished_ttl_seconds=settings.finished_session_ttl_seconds,
+        ),
+        redis_timeout_seconds=timeout,
+    )
+    registry = SessionRegistry(new_session_machine(), writer, quotas, redis_timeout_seconds=timeout)
     hitl_store = HitlStore(clients.commands)
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.tool_timeout_seconds))
     toolset = tools if tools is not None else default_tools(settings)

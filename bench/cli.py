@@ -151,6 +151,12 @@ async def start_aura(
         AURA_LOG_LEVEL="warning",
         AURA_HITL_TIMEOUT_SECONDS="290",
         AURA_HEARTBEAT_SECONDS="15",
+        # the scenarios run thousands of sessions as a few users: the per-user limits must not be what is measured
+        AURA_MAX_LIVE_SESSIONS_PER_USER="100000",
+        AURA_MAX_LIVE_SESSIONS_PER_TENANT="1000000",
+        AURA_MAX_KEPT_SESSIONS_PER_USER="1000000",
+        AURA_MAX_STREAMS_PER_USER="100000",
+        AURA_MAX_STREAMS_PER_TENANT="1000000",
     )
     env.update(settings or {})
     env.update(aura_env or {})

@@ -91,6 +91,12 @@ def base_settings(redis_server: RedisServer) -> Settings:
         lease_seconds=3,
         signal_sweep_seconds=5,
         shutdown_grace_seconds=5,
+        # room for the suite's thousands of sessions of a few users; tests/aura/http/test_limits.py uses small ones
+        max_live_sessions_per_user=10_000,
+        max_live_sessions_per_tenant=100_000,
+        max_kept_sessions_per_user=100_000,
+        max_streams_per_user=10_000,
+        max_streams_per_tenant=100_000,
     )
 
 

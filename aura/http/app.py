@@ -21,6 +21,7 @@ from aura.http.health import HealthEndpoints, liveness
 from aura.http.hitl import HitlEndpoints
 from aura.http.sessions import SessionEndpoints
 from aura.http.stream import StreamEndpoint
+from aura.http.stream_slots import StreamSlots
 from aura.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def routes(runtime: Runtime) -> list[Route]:
         redis_timeout_seconds=timeout,
         heartbeat_seconds=settings.heartbeat_seconds,
         send_timeout_seconds=settings.sse_send_timeout_seconds,
+        slots=StreamSlots(per_user=settings.max_streams_per_user, per_tenant=settings.max_streams_per_tenant),
     )
     stream = StreamEndpoint(
         authenticator,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -16,6 +17,10 @@ MAX_PROMPT_CHARS: Final = 32_000
 # top-level keys (CONTRACT §3.1) and nests two levels; nested payload is left to the 256 KiB cap.
 MAX_CONTEXT_KEYS: Final = 1_000  # keys of the context object itself; more is 400 E4000
 MAX_CONTEXT_DEPTH: Final = 32  # the context object is level 1, each object or array inside one more
+# X-Agent-ID is stored with the session and resent on every DWP call (CONTRACT §2.3); the frontend's
+# are `agent_session_<ms>_<rand>`, about 40 characters.
+MAX_AGENT_ID_CHARS: Final = 128
+_AGENT_ID: Final = re.compile(r"[A-Za-z0-9._:-]+")
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -99,3 +104,15 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False
+
+
+def validate_agent_id(value: str | None) -> str | None:
+    """``X-Agent-ID``: absent, or at most 128 letters, digits, ``.``, ``_``, ``:`` or ``-`` (400 E4000)."""
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    if len(value) > MAX_AGENT_ID_CHARS:
+        raise ValidationFailed(f"X-Agent-ID exceeds {MAX_AGENT_ID_CHARS} characters")
+    if not _AGENT_ID.fullmatch(value):
+        raise ValidationFailed("X-Agent-ID may only contain letters, digits, '.', '_', ':' and '-'")
+    return value

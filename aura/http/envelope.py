@@ -61,4 +61,6 @@ def error_response(headers: Mapping[str, str], error: ApiError) -> Response:
         trace_id=headers.get(TRACE_HEADER) or None,
         gateway_request_id=headers.get(GATEWAY_REQUEST_HEADER) or None,
     )
-    return envelope_response(error.status, body)
+    response = envelope_response(error.status, body)
+    response.headers.update(error.headers)
+    return response

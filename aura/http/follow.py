@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aura.auth import Principal
 from aura.http.sse import EventStreamResponse, feed_frames
+from aura.http.stream_slots import StreamSlot, StreamSlots
 from aura.ids import is_session_id
 from aura.session.feed import Feeds
 from aura.session.snapshot import Snapshot, SnapshotUnreadable
@@ -20,7 +21,9 @@ class SessionAccess:
         redis_timeout_seconds: float,
         heartbeat_seconds: float,
         send_timeout_seconds: float,
+        slots: StreamSlots,
     ) -> None:
+        self._slots = slots
         self._store = store
         self._feeds = feeds
         self._timeout = redis_timeout_seconds
@@ -43,6 +46,12 @@ class SessionAccess:
             return None
         return snapshot
 
-    def follow(self, session_id: str, after_seq: int) -> EventStreamResponse:
+    def reserve(self, principal: Principal) -> StreamSlot:
+        """A place for one more of ``principal``'s streams, or TooManyRequests: taken before any
+        session is created for it, so a refused stream starts nothing."""
+        return self._slots.take(principal)
+
+    def follow(self, session_id: str, after_seq: int, slot: StreamSlot) -> EventStreamResponse:
+        """The session's log as SSE; the response gives ``slot`` back when the stream ends."""
         frames = feed_frames(self._feeds(session_id), after_seq=after_seq, heartbeat_seconds=self._heartbeat)
-        return EventStreamResponse(frames, send_timeout=self._send_timeout)
+        return EventStreamResponse(frames, send_timeout=self._send_timeout, on_close=slot.release)

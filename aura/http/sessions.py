@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aura.auth import Authenticator
+from aura.auth import Authenticator, Principal
 from aura.errors import NotFound, ValidationFailed
 from aura.http.envelope import success_response
 from aura.http.follow import SessionAccess
@@ -24,23 +24,23 @@ class SessionEndpoints:
         self._store = store
         self._timeout = redis_timeout_seconds
 
-    async def _owned(self, request: Request) -> tuple[str, Snapshot]:
+    async def _owned(self, request: Request) -> tuple[str, Snapshot, Principal]:
         caller = self._authenticator.caller(request.headers)
         assert caller is not None
         session_id = request.path_params["session_id"]
         snapshot = await self._access.owned(session_id, caller.principal)
         if snapshot is None:
             raise NotFound(f"Session not found: {session_id}")
-        return session_id, snapshot
+        return session_id, snapshot, caller.principal
 
     async def get_session(self, request: Request) -> Response:
         """``GET /aura/sessions/{sessionId}``: the snapshot as JSON."""
-        _, snapshot = await self._owned(request)
+        _, snapshot, _ = await self._owned(request)
         return success_response(public_view(snapshot), message="Session retrieved")
 
     async def session_events(self, request: Request) -> Response:
         """``GET /aura/sessions/{sessionId}/events``: the log after ``Last-Event-ID`` (or ``?after=``), then live."""
-        session_id, snapshot = await self._owned(request)
+        session_id, snapshot, principal = await self._owned(request)
         after = 0
         cursor = EventId.parse(request.headers.get("last-event-id"))
         if cursor is not None and cursor.session_id == session_id:
@@ -52,11 +52,11 @@ class SessionEndpoints:
             after = int(text)
         if after > snapshot.seq:
             raise ValidationFailed(f"after ({after}) is beyond the last event of {session_id}")
-        return self._access.follow(session_id, after)
+        return self._access.follow(session_id, after, self._access.reserve(principal))
 
     async def cancel_session(self, request: Request) -> Response:
         """``POST /aura/sessions/{sessionId}/cancel``: whichever replica drives the session aborts it."""
-        session_id, snapshot = await self._owned(request)
+        session_id, snapshot, _ = await self._owned(request)
         if snapshot.is_final:
             raise ValidationFailed(f"Session {session_id} is already {snapshot.state.value}", error_code="E3002")
         await bounded(self._store.request_cancel(session_id), self._timeout, "request cancel")

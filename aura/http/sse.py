@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, ClassVar, Final
 
 from starlette.responses import StreamingResponse
@@ -46,9 +46,16 @@ class EventStreamResponse(StreamingResponse):
 
     body_iterator: AsyncGenerator[bytes, None]
 
-    def __init__(self, frames: AsyncGenerator[bytes, None], *, send_timeout: float) -> None:
+    def __init__(
+        self,
+        frames: AsyncGenerator[bytes, None],
+        *,
+        send_timeout: float,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(frames, status_code=200, headers=dict(SSE_HEADERS))
         self.send_timeout = send_timeout
+        self._on_close = on_close  # e.g. gives back the stream's place (StreamSlot.release)
         self.dropped = False  # the client stopped reading and was let go
         self.sending_since: float | None = None  # loop time at which the pending send began
         self.disconnected = False  # the client went away
@@ -61,11 +68,15 @@ class EventStreamResponse(StreamingResponse):
         ASGI 2.4, as uvicorn is) cost a waiting session more than the stream itself.
         """
         self._task = asyncio.current_task()
-        listener = asyncio.get_running_loop().create_task(self._until_disconnect(receive))
         try:
-            await self.stream_response(send)
+            listener = asyncio.get_running_loop().create_task(self._until_disconnect(receive))
+            try:
+                await self.stream_response(send)
+            finally:
+                listener.cancel()
         finally:
-            listener.cancel()
+            if self._on_close is not None:
+                self._on_close()
 
     async def _until_disconnect(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from aura import errors
 from aura.auth import AGENT_HEADER, Authenticator, Principal
 from aura.config import StreamAuthPolicy
-from aura.http.body import parse_json_object, read_body, validate_context, validate_prompt
+from aura.http.body import parse_json_object, read_body, validate_agent_id, validate_context, validate_prompt
 from aura.http.follow import SessionAccess
 from aura.http.sse import EventStreamResponse, single_frames
 from aura.ids import EventId
@@ -51,17 +51,25 @@ class StreamEndpoint:
             return EventStreamResponse(single_frames(unauthenticated_frame()), send_timeout=self._send_timeout)
         prompt, context = await _prompt_and_context(request)
 
+        agent_id = validate_agent_id(headers.get(AGENT_HEADER))
+
         # Resume: replay after an id Aura issued to this owner; any other id starts afresh (CONTRACT §3.6).
         resume_from = EventId.parse(headers.get("last-event-id"))
         if resume_from is not None:
             snapshot = await self._access.owned(resume_from.session_id, caller.principal)
             if snapshot is not None and resume_from.seq <= snapshot.seq:
-                return self._access.follow(resume_from.session_id, resume_from.seq)
+                slot = self._access.reserve(caller.principal)
+                return self._access.follow(resume_from.session_id, resume_from.seq, slot)
 
-        session_request = SessionRequest(prompt, context, headers.get(AGENT_HEADER), caller.delegation)
-        session = await self._create(caller.principal, session_request)
+        slot = self._access.reserve(caller.principal)  # before the session: a refused stream starts nothing
+        try:
+            session_request = SessionRequest(prompt, context, agent_id, caller.delegation)
+            session = await self._create(caller.principal, session_request)
+        except BaseException:
+            slot.release()
+            raise
         self._start(session)
-        return self._access.follow(session.id, 0)
+        return self._access.follow(session.id, 0, slot)
 
 
 async def _prompt_and_context(request: Request) -> tuple[str, dict[str, Any]]:

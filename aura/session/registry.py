@@ -7,27 +7,38 @@ from statemachines import SessionMachine, State
 from aura.auth import Principal
 from aura.ids import new_session_id
 from aura.session.log_writer import LogWriter
+from aura.session.quotas import Quotas
 from aura.session.session import Session, SessionRequest
 from aura.session.snapshot import Snapshot, encode_identity
 
 
 class SessionRegistry:
-    def __init__(self, machine: SessionMachine, writer: LogWriter, *, redis_timeout_seconds: float) -> None:
+    def __init__(
+        self, machine: SessionMachine, writer: LogWriter, quotas: Quotas, *, redis_timeout_seconds: float
+    ) -> None:
         self._machine = machine
         self._writer = writer
+        self._quotas = quotas
         self._timeout = redis_timeout_seconds
         self._sessions: dict[str, Session] = {}
 
     async def create(self, owner: Principal, request: SessionRequest) -> Session:
-        """A new session in `planning`, stored with its lease (StoreUnavailable if Redis is away)."""
+        """A new session in `planning`, counted against its owner's quotas and stored with its lease
+        (TooManyRequests at a limit, StoreUnavailable if Redis is away)."""
         session = Session(new_session_id(), owner, request)
+        await self._quotas.admit(owner, session.id)
         self._track(session, None)  # local first: the adoption scan must never see it in Redis as nobody's
         try:
             await self._writer.create(session, encode_identity(session.snapshot(0)), timeout=self._timeout)
         except BaseException:
             self.drop(session)
+            await self._quotas.forget(owner, session.id)
             raise
         return session
+
+    async def finished(self, session: Session) -> None:
+        """The session's end is in Redis: it no longer counts as live (best effort; see quotas)."""
+        await self._quotas.finish(session.owner, session.id)
 
     def adopt(self, snapshot: Snapshot) -> Session:
         """Drive a session restored from its snapshot (the lease is already ours)."""

@@ -46,6 +46,23 @@ def channel_session(prefix: str, channel: str) -> str:
     return channel[len(prefix) + 1 : -1]
 
 
+# -- quotas (docs/SECURITY.md, limits) ---------------------------------------------------
+# ZSETs of session ids scored by when their entry lapses (epoch ms). A user's two sets share the
+# hash tag ``{u:<tenant>/<user>}`` so one script checks both; a tenant's set has its own slot.
+
+
+def user_live(tenant_id: str, user_id: str) -> str:
+    return f"aura:quota:{{u:{tenant_id}/{user_id}}}:live"
+
+
+def user_kept(tenant_id: str, user_id: str) -> str:
+    return f"aura:quota:{{u:{tenant_id}/{user_id}}}:kept"
+
+
+def tenant_live(tenant_id: str) -> str:
+    return f"aura:quota:{{t:{tenant_id}}}:live"
+
+
 # -- the built-in tools' data ------------------------------------------------------------
 outbox: Final[KeyOf] = "aura:outbox:{}".format  # LIST, the tenant's outbox (send_email)
 tasks: Final[KeyOf] = "aura:tasks:{}".format  # HASH, the tenant's tasks (list_open_tasks)

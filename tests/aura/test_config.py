@@ -118,6 +118,10 @@ EXACT_MESSAGES: list[tuple[dict[str, Any], str]] = [
         {"max_live_sessions_per_tenant": 0},
         "AURA_MAX_LIVE_SESSIONS_PER_TENANT must be between 1 and 1000000 (got 0)",
     ),
+    (
+        {"max_kept_sessions_per_user": 0},
+        "AURA_MAX_KEPT_SESSIONS_PER_USER must be between 1 and 1000000 (got 0)",
+    ),
     ({"max_streams_per_user": 0}, "AURA_MAX_STREAMS_PER_USER must be between 1 and 100000 (got 0)"),
     ({"max_streams_per_tenant": 0}, "AURA_MAX_STREAMS_PER_TENANT must be between 1 and 1000000 (got 0)"),
     ({"http_max_header_bytes": 1023}, "AURA_HTTP_MAX_HEADER_BYTES must be between 1024 and 1048576 (got 1023)"),

@@ -34,7 +34,7 @@ from aura.session.registry import SessionRegistry
 from aura.session.replay import ReplayCache
 from aura.session.session import Session, SessionRequest
 from aura.session.snapshot import Snapshot
-from tests.support.memory import MemoryApprovals, MemoryLogStore
+from tests.support.memory import CountingQuotas, MemoryApprovals, MemoryLogStore
 from tests.support.waiting import wait_until
 
 T = TypeVar("T")
@@ -122,6 +122,7 @@ class Harness:
     replay: ReplayCache = field(default_factory=ReplayCache)
     redis: Redis = field(default_factory=Redis)  # never connected
     machine: SessionMachine = field(default_factory=SessionMachine)
+    quotas: CountingQuotas = field(default_factory=CountingQuotas)
     writer: LogWriter = field(init=False)
     registry: SessionRegistry = field(init=False)
     hub: SignalHub = field(init=False)
@@ -129,7 +130,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.writer = LogWriter(self.store, Notifier(), self.replay, redis_timeout_seconds=1)
-        self.registry = SessionRegistry(self.machine, self.writer, redis_timeout_seconds=1)
+        self.registry = SessionRegistry(self.machine, self.writer, self.quotas, redis_timeout_seconds=1)
         self.hub = SignalHub(self.redis, self.approvals, sweep_seconds=60, redis_timeout_seconds=1)
         self.gate = ApprovalGate(self.hub, self.approvals, self.writer, timeout_seconds=self.approval_timeout,
                                  redis_timeout_seconds=1)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aura.auth import Principal
 from aura.errors import LeaseLost
 from aura.hitl.signals import Decision, Signal
 from aura.session.store import Append
@@ -95,3 +96,21 @@ class MemoryApprovals:
         if request_id in self.requests:
             self.requests[request_id]["status"] = decision.value
         return signal
+
+
+@dataclass
+class CountingQuotas:
+    """The registry's quotas for unit harnesses without Redis: no limit, but it records what it was told."""
+
+    live: set[str] = field(default_factory=set)
+    finished: list[str] = field(default_factory=list)
+
+    async def admit(self, owner: Principal, session_id: str) -> None:
+        self.live.add(session_id)
+
+    async def finish(self, owner: Principal, session_id: str) -> None:
+        self.live.discard(session_id)
+        self.finished.append(session_id)
+
+    async def forget(self, owner: Principal, session_id: str) -> None:
+        self.live.discard(session_id)

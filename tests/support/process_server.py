@@ -20,6 +20,17 @@ from tests.support.redis_server import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# The suite runs thousands of sessions as a handful of users: its servers have room for them. The
+# limits themselves are tested with small values (tests/aura/http/test_limits.py).
+SUITE_LIMITS: dict[str, str] = {
+    "AURA_MAX_LIVE_SESSIONS_PER_USER": "10000",
+    "AURA_MAX_LIVE_SESSIONS_PER_TENANT": "100000",
+    "AURA_MAX_KEPT_SESSIONS_PER_USER": "100000",
+    "AURA_MAX_STREAMS_PER_USER": "10000",
+    "AURA_MAX_STREAMS_PER_TENANT": "100000",
+}
+
+
 class AuraProcess:
     """``aura serve`` on a free port; ``redis_url=None`` runs the embedded in-process Redis.
 
@@ -39,6 +50,7 @@ class AuraProcess:
             "AURA_SIGNAL_SWEEP_SECONDS": "0.5",
             "AURA_SHUTDOWN_GRACE_SECONDS": "3",
             "AURA_REDIS_TIMEOUT_SECONDS": "1",
+            **SUITE_LIMITS,
             **({"REDIS_URL": redis_url} if redis_url else {}),
             **env,
         }

@@ -16,6 +16,7 @@ from aura.session.registry import SessionRegistry
 from aura.session.replay import ReplayCache
 from aura.session.session import Session, SessionRequest
 from aura.session.store import SessionStore
+from tests.support.memory import CountingQuotas
 
 
 def store_for(redis: Redis, instance: str = "test-a", max_events: int = 10_000) -> SessionStore:
@@ -35,7 +36,7 @@ class Driver:
 
     def __post_init__(self) -> None:
         self.writer = LogWriter(self.store, self.notifier, self.replay, redis_timeout_seconds=5)
-        self.registry = SessionRegistry(SessionMachine(), self.writer, redis_timeout_seconds=5)
+        self.registry = SessionRegistry(SessionMachine(), self.writer, CountingQuotas(), redis_timeout_seconds=5)
 
     async def create(self, prompt: str = "hi", owner: Principal = Principal("1", "1")) -> Session:
         return await self.registry.create(owner, SessionRequest(prompt, {}))

@@ -56,7 +56,7 @@ class Parts(Harness):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.writer = LogWriter(self.store, Notifier(), self.replay, retry_backoff=(0.01,), redis_timeout_seconds=1)
-        self.registry = SessionRegistry(self.machine, self.writer, redis_timeout_seconds=1)
+        self.registry = SessionRegistry(self.machine, self.writer, self.quotas, redis_timeout_seconds=1)
         self.gate = ApprovalGate(self.hub, self.approvals, self.writer, timeout_seconds=self.approval_timeout,
                                  redis_timeout_seconds=1)
 

@@ -1,0 +1,123 @@
+"""Per-user and per-tenant session quotas, counted in a real Redis (issue 10 items 1 and 2)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from aura.auth import Principal
+from aura.errors import TooManyRequests
+from aura.session.quotas import LIVE_RETRY_AFTER_SECONDS, QuotaLimits, SessionQuotas
+from aura.storage import keys
+
+pytestmark = pytest.mark.anyio
+
+
+def quotas(redis: Redis, *, live: int = 2, tenant: int = 3, kept: int = 4, finished_ttl: float = 600) -> SessionQuotas:
+    limits = QuotaLimits(
+        live_per_user=live, live_per_tenant=tenant, kept_per_user=kept, live_ttl_seconds=3600,
+        finished_ttl_seconds=finished_ttl,
+    )
+    return SessionQuotas(redis, limits, redis_timeout_seconds=2)
+
+
+def someone(tenant: str | None = None) -> Principal:
+    """A user of a tenant no other test uses: the shared Redis keeps other tests' entries."""
+    return Principal(user_id="u1", tenant_id=tenant or f"t-{uuid.uuid4().hex[:8]}")
+
+
+async def refusal(q: SessionQuotas, owner: Principal, session_id: str) -> TooManyRequests:
+    with pytest.raises(TooManyRequests) as caught:
+        await q.admit(owner, session_id)
+    return caught.value
+
+
+async def test_a_user_at_the_live_limit_is_refused_until_a_session_finishes(redis: Redis) -> None:
+    q, owner = quotas(redis), someone()
+    await q.admit(owner, "s1")
+    await q.admit(owner, "s2")
+    refused = await refusal(q, owner, "s3")
+    assert (refused.limit, refused.retry_after_seconds) == ("AURA_MAX_LIVE_SESSIONS_PER_USER", LIVE_RETRY_AFTER_SECONDS)
+    assert refused.status == 429 and refused.error_code == "E1005"
+    assert refused.headers == {"Retry-After": str(LIVE_RETRY_AFTER_SECONDS)}
+    await q.finish(owner, "s1")
+    await q.admit(owner, "s3")
+    assert await redis.zcard(keys.user_live(owner.tenant_id, owner.user_id)) == 2
+
+
+async def test_admitting_the_same_session_twice_counts_it_once(redis: Redis) -> None:
+    q, owner = quotas(redis, live=1), someone()
+    await q.admit(owner, "s1")
+    await q.admit(owner, "s1")  # a retried admission after a lost reply
+    assert await redis.zcard(keys.user_live(owner.tenant_id, owner.user_id)) == 1
+
+
+async def test_another_user_of_the_tenant_is_refused_at_the_tenant_limit_and_nothing_is_counted(redis: Redis) -> None:
+    q = quotas(redis, live=2, tenant=3)
+    alice = someone()
+    bob = Principal(user_id="u2", tenant_id=alice.tenant_id)
+    await q.admit(alice, "a1")
+    await q.admit(alice, "a2")
+    await q.admit(bob, "b1")
+    refused = await refusal(q, bob, "b2")
+    assert refused.limit == "AURA_MAX_LIVE_SESSIONS_PER_TENANT"
+    # the user's own entries for the refused session were taken back
+    assert await redis.zrange(keys.user_live(bob.tenant_id, bob.user_id), 0, -1) == ["b1"]
+    assert await redis.zrange(keys.user_kept(bob.tenant_id, bob.user_id), 0, -1) == ["b1"]
+    other_tenant = someone()
+    await q.admit(other_tenant, "c1")
+
+
+async def test_finished_sessions_count_as_kept_until_their_ttl_and_retry_after_says_when(redis: Redis) -> None:
+    q, owner = quotas(redis, live=10, tenant=10, kept=3, finished_ttl=120), someone()
+    for sid in ("s1", "s2", "s3"):
+        await q.admit(owner, sid)
+        await q.finish(owner, sid)
+    assert await redis.zcard(keys.user_live(owner.tenant_id, owner.user_id)) == 0
+    refused = await refusal(q, owner, "s4")
+    assert refused.limit == "AURA_MAX_KEPT_SESSIONS_PER_USER"
+    assert 115 <= refused.retry_after_seconds <= 120  # when the oldest finished session leaves Redis
+    assert int(refused.headers["Retry-After"]) == refused.retry_after_seconds
+
+
+async def test_a_kept_entry_lapses_when_its_session_would_leave_redis(redis: Redis) -> None:
+    q, owner = quotas(redis, live=10, tenant=10, kept=1, finished_ttl=600), someone()
+    await q.admit(owner, "s1")
+    await q.finish(owner, "s1")
+    kept = keys.user_kept(owner.tenant_id, owner.user_id)
+    await redis.zadd(kept, {"s1": 1})  # as if its finished TTL had run out
+    await q.admit(owner, "s2")
+    assert await redis.zrange(kept, 0, -1) == ["s2"]
+    assert 0 < await redis.pttl(kept) <= 3600 * 1000
+
+
+async def test_a_session_whose_creation_failed_is_forgotten_entirely(redis: Redis) -> None:
+    q, owner = quotas(redis, live=1, kept=1), someone()
+    await q.admit(owner, "s1")
+    await q.forget(owner, "s1")
+    await q.admit(owner, "s2")
+    assert await redis.zrange(keys.user_kept(owner.tenant_id, owner.user_id), 0, -1) == ["s2"]
+    assert await redis.zrange(keys.tenant_live(owner.tenant_id), 0, -1) == ["s2"]
+
+
+async def test_finishing_a_session_that_already_lapsed_does_not_count_it_again(redis: Redis) -> None:
+    q, owner = quotas(redis), someone()
+    await q.finish(owner, "never-admitted")
+    assert await redis.exists(keys.user_kept(owner.tenant_id, owner.user_id)) == 0
+
+
+async def test_every_quota_key_expires(redis: Redis) -> None:
+    q, owner = quotas(redis), someone()
+    await q.admit(owner, "s1")
+    for key in (keys.user_live(owner.tenant_id, owner.user_id), keys.user_kept(owner.tenant_id, owner.user_id),
+                keys.tenant_live(owner.tenant_id)):
+        assert 0 < await redis.pttl(key) <= 3600 * 1000, key
+
+
+def test_a_users_two_sets_share_one_hash_slot_for_redis_cluster() -> None:
+    from redis.crc import key_slot
+
+    for tenant, user in (("1", "7"), ("t}x", "u{y"), ("{", "}")):
+        assert key_slot(keys.user_live(tenant, user).encode()) == key_slot(keys.user_kept(tenant, user).encode())
