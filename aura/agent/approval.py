@@ -6,6 +6,10 @@ waiter with the hub (which already listens) → write ``hitl:request`` →
 since the waiter registered. A session adopted while waiting keeps its request
 and the deadline it had, and always re-checks (the decision may have come while
 nobody drove it).
+
+Whatever wakes the wait (a message, the sweep, the timeout), the decision is the
+one on the session's own ``hitl:request`` record (issue 10): a PUBLISH or a
+``hitl:signal`` value without it runs no tool.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ class ApprovalStore(Protocol):
 
     async def create_request(self, record: dict[str, Any]) -> None: ...
 
-    async def withdraw(self, request_id: str, reason: str) -> Signal | None: ...
+    async def withdraw(self, request_id: str, reason: str, *, session_id: str | None = None) -> Signal | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,5 +130,6 @@ class ApprovalGate:
                 return await asyncio.shield(waiter.decision)
         except TimeoutError:
             pass
-        # Withdraw atomically; a human who decided in the meantime still wins.
-        return await bounded(self._store.withdraw(waiter.request_id, "timeout"), self._redis_timeout, "withdraw request")
+        # Withdraw atomically; a human who decided in the meantime still wins, on this session's record only.
+        withdrawal = self._store.withdraw(waiter.request_id, "timeout", session_id=waiter.session_id)
+        return await bounded(withdrawal, self._redis_timeout, "withdraw request")

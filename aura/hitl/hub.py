@@ -6,6 +6,12 @@ fastest possible approval already has somewhere to land), and the hub listens on
 Pub/Sub is at-most-once, so the hub also sweeps Redis for decisions of every
 waiting session after each (re)subscribe and every ``sweep_seconds``.
 
+A message is only a wake-up (issue 10): whatever it says, the woken session reads
+its ``hitl:request`` record, which main-service writes before it publishes
+(CONTRACT §4.1 step 6), and follows that alone. A bare PUBLISH therefore approves
+nothing, and a duplicate costs one read. The reads run off the subscriber loop,
+in batches, so a slow Redis never holds up the messages behind them.
+
 The same connection carries "the log grew" for the sessions that a stream here
 follows while another replica drives them: one channel each, subscribed while
 followed, so a replica hears only what it follows, not every session of the fleet.
@@ -38,12 +44,23 @@ _EVENTS_PREFIX = keys.EVENTS_CHANNEL_PREFIX
 _SUBSCRIBE_CHUNK = 500  # channels per SUBSCRIBE when a reconnect restores them
 _CANCEL_PREFIX = keys.CANCEL_CHANNEL_PREFIX
 _MAX_BACKOFF_SECONDS = 5.0
+_WAKE_READ_CHUNK = 500  # woken sessions whose records are read in one round trip
 
 
 class DecisionSource(Protocol):
-    """Where missed decisions are re-read (:class:`aura.hitl.store.HitlStore` in production)."""
+    """Where decisions are read (:class:`aura.hitl.store.HitlStore` in production).
+
+    For each ``(sessionId, requestId)``: the decision its ``hitl:request`` record holds, or None
+    while it holds none (pending, gone, another session's, corrupt). Never a message's word.
+    """
 
     async def decisions_for(self, pending: list[tuple[str, str]]) -> list[Signal | None]: ...
+
+
+@dataclass(slots=True)
+class _Wakeup:
+    waiter: ApprovalWaiter
+    claim: Signal | None  # what the last message said, if it parsed: for the log only, it decides nothing
 
 
 @dataclass(eq=False)
@@ -81,9 +98,13 @@ class SignalHub:
         self._sweep_seconds = sweep_seconds
         self._timeout = redis_timeout_seconds
         self._waiters: dict[str, ApprovalWaiter] = {}
+        self._woken: dict[str, _Wakeup] = {}  # by session: woken, record not read yet (duplicates coalesce)
+        self._reader: asyncio.Task[None] | None = None  # reads the woken sessions' records, while there are any
         self.subscribed = asyncio.Event()
         self.generation = 0  # bumped on every (re)subscribe and every loss
-        self.ignored_signals = 0  # malformed, stale, duplicate or unclaimed: for tests and /aura/info
+        self.ignored_signals = 0  # messages that woke nobody: no session waits here, or it has its decision
+        self.wakeups = 0  # messages that woke a waiting session
+        self.unconfirmed_wakeups = 0  # reads after a wake-up whose record held no decision (a bare PUBLISH, ...)
         self._followed: Counter[str] = Counter()  # session id -> streams here following its remote log
         self._to_unsubscribe: set[str] = set()
         self._pubsub: PubSub | None = None  # the live subscription, once (re)subscribed
@@ -142,26 +163,76 @@ class SignalHub:
         return len(self._waiters)
 
     def deliver(self, session_id: str, raw: str) -> bool:
-        """Hand a raw signal for ``session_id`` to its waiter; False if it changed nothing."""
-        try:
-            signal = parse_signal(raw)
-        except MalformedSignal as exc:
-            self.ignored_signals += 1
-            log.warning("ignoring malformed HITL signal for %s: %s", session_id, exc)
-            return False
+        """A message on ``hitl:channel:{session_id}``: wake its waiting session, which then reads its record.
+
+        True if a session waits here for a decision (its record is read soon), False if the message
+        woke nobody. What the message says decides nothing (issue 10; CONTRACT §4.1 step 6: the record
+        is written first); it is parsed only to say in the log what it claimed.
+        """
         waiter = self._waiters.get(session_id)
-        if waiter is None or not waiter.offer(signal):
-            self.ignored_signals += 1
-            log.info("ignoring HITL signal for %s request %s: no such pending request", session_id, signal.request_id)
+        if waiter is None or waiter.decision.done():
+            self.ignored_signals += 1  # another replica's session, or a duplicate (CONTRACT §4.4)
+            log.debug("HITL message for %s woke nobody here", session_id)
             return False
+        try:
+            claim: Signal | None = parse_signal(raw)
+        except MalformedSignal as exc:
+            claim = None
+            log.debug("HITL message for %s is not a signal (%s); its request is read all the same", session_id, exc)
+        self.wakeups += 1
+        self._woken[session_id] = _Wakeup(waiter, claim)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read_woken(), name="aura-hitl-wakeups")
         return True
+
+    @property
+    def reading(self) -> bool:
+        """True while woken sessions' records are still to be read (or being read)."""
+        return bool(self._woken) or (self._reader is not None and not self._reader.done())
+
+    async def _read_woken(self) -> None:
+        """Read the records of the woken sessions, a batch per round trip, until none is left.
+
+        A failed read is logged and left to the sweep, which reads every waiting session anyway.
+        """
+        task = asyncio.current_task()
+        while self._woken:
+            stop_if_cancelled(task)
+            batch = [self._woken.pop(sid) for sid in list(self._woken)[:_WAKE_READ_CHUNK]]
+            # A waiter that ended or was replaced since it was woken needs nothing read.
+            batch = [w for w in batch if self._waiters.get(w.waiter.session_id) is w.waiter]
+            try:
+                await self.recheck([w.waiter for w in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # supervised: a failure here must not strand later wake-ups
+                log.warning("reading %d woken HITL request(s) failed (%s: %s); the sweep reads them again",
+                            len(batch), type(exc).__name__, exc)
+                continue
+            for wakeup in batch:
+                if not wakeup.waiter.decision.done():
+                    self._unconfirmed(wakeup)
+
+    def _unconfirmed(self, wakeup: _Wakeup) -> None:
+        self.unconfirmed_wakeups += 1
+        waiter, claim = wakeup.waiter, wakeup.claim
+        if claim is not None and claim.request_id == waiter.request_id:
+            # main-service publishes only after it wrote the record: a claim the record lacks is nobody's.
+            log.warning("hitl:channel:%s announced %s of %s, which its record does not hold; still waiting",
+                        waiter.session_id, claim.decision.value, waiter.request_id)
+        else:
+            log.info("woken on hitl:channel:%s, but %s holds no decision; still waiting",
+                     waiter.session_id, waiter.request_id)
 
     def listened_throughout(self, waiter: ApprovalWaiter) -> bool:
         """True if the subscription never lapsed since ``waiter`` registered: nothing can be missed."""
         return self.subscribed.is_set() and waiter.generation == self.generation
 
     async def recheck(self, waiters: list[ApprovalWaiter] | None = None) -> None:
-        """Look in Redis for decisions that Pub/Sub may not have delivered."""
+        """Read the waiting sessions' records (all, or ``waiters``) and hand each decision found to its waiter.
+
+        What a wake-up, a (re)subscribe and the sweep do: the record alone decides (issue 10).
+        """
         pending = [w for w in (waiters if waiters is not None else list(self._waiters.values())) if not w.decision.done()]
         if not pending:
             return
@@ -174,6 +245,13 @@ class SignalHub:
     # -- the subscriber loop --------------------------------------------------------
     async def run(self) -> None:
         """Subscribe and dispatch forever; reconnect with backoff. Cancel to stop."""
+        try:
+            await self._listen()
+        finally:
+            if self._reader is not None:
+                self._reader.cancel()  # the hub stops: nobody waits here for what it would read
+
+    async def _listen(self) -> None:
         backoff = 0.1
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()

@@ -1,4 +1,9 @@
-"""HITL decision signals as main-service publishes them (CONTRACT §4.3)."""
+"""HITL decision signals as main-service publishes them (CONTRACT §4.3).
+
+A signal decides nothing in Aura (issue 10): a waiting session follows its ``hitl:request``
+record, which main-service writes first. Aura builds signals to publish its own decisions,
+and parses what it hears only to say in its log what a message claimed.
+"""
 
 from __future__ import annotations
 

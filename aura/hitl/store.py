@@ -10,30 +10,39 @@ The contract fixes these keys' names, so on a Redis Cluster they sit in differen
 slots. Every write is therefore a single-key step, in an order that stays correct
 if the process dies between two of them: the record first (what a decision is
 judged by, and what the sweep reads), then its companions, then the publish.
+
+Only the record decides (issue 10): a message on ``hitl:channel:{sid}`` or a value in
+``hitl:signal:{sid}`` is a claim anyone who can reach Redis can make, while main-service
+writes the record before either (CONTRACT §4.1 step 6). A waiting session therefore
+resumes or aborts on what :meth:`HitlStore.decisions_for` reads in its record, alone.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from redis.asyncio import Redis
+from redis.client import NEVER_DECODE
 from redis.exceptions import WatchError  # a Redis error: mapped to StoreUnavailable like the rest
 
-from aura.errors import MalformedSignal
 from aura.storage import keys
 from aura.storage.scripts import Script
-from aura.hitl.signals import DEFAULT_REJECTION_REASON, Decision, Signal, parse_signal
+from aura.hitl.signals import DEFAULT_REJECTION_REASON, Decision, Signal
+
+log = logging.getLogger(__name__)
 
 REQUEST_TTL_SECONDS: Final = 1800
 SESSION_TTL_SECONDS: Final = 3600
 SIGNAL_TTL_SECONDS: Final = 300
 _TERMINAL: Final = frozenset({Decision.APPROVED.value, Decision.REJECTED.value})
 _MAX_RACES: Final = 50
+_REPORTED_LIMIT: Final = 4096  # corrupt records logged already: a sweep reads them every round
 T = TypeVar("T")
 
 # Replace KEYS[1] by ARGV[2] only if it still holds ARGV[1]; ARGV[3] is its TTL ('' keeps the TTL).
@@ -84,8 +93,22 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _decoded(value: bytes | str | None) -> str | None:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
+class _Unreadable(Exception):
+    """A stored value that is not UTF-8 text: no record, and nothing a compare-and-set can quote back."""
+
+
+def _utf8(value: bytes | str | None) -> str | None:
+    """A value read with NEVER_DECODE, as text; raises _Unreadable for bytes that are not UTF-8.
+
+    The clients decode replies themselves, and one value that is not UTF-8 makes redis-py raise for
+    the whole pipeline: a poisoned record would have stopped the sweep for every waiting session.
+    """
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Unreadable(str(exc)) from None
 
 
 def _dump(record: dict[str, Any]) -> str:
@@ -112,6 +135,7 @@ def _status(record: dict[str, Any]) -> str | None:
 class HitlStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._reported: set[str] = set()
 
     async def create_request(self, record: dict[str, Any]) -> None:
         """SET hitl:request (30 min), then hitl:session (60 min, bare requestId as Java writes it).
@@ -124,37 +148,68 @@ class HitlStore:
         await self._redis.set(keys.hitl_request(request_id), _dump(record), ex=REQUEST_TTL_SECONDS)
         await self._redis.set(keys.hitl_session(record["sessionId"]), request_id, ex=SESSION_TTL_SECONDS)
 
-    async def get_request(self, request_id: str) -> str | None:
-        return _decoded(await self._redis.get(keys.hitl_request(request_id)))
+    async def request_for(self, request_id: str, tenant: str) -> str | None:
+        """The stored record's JSON text, if it exists and is ``tenant``'s; else None.
 
-    async def get_signal(self, session_id: str) -> str | None:
-        return _decoded(await self._redis.get(keys.hitl_signal(session_id)))
+        The tenant is compared as :meth:`decide` compares it (exactly, failing closed: DECISIONS 40),
+        so what a caller may decide and what it may read are the same records. A record that is not a
+        JSON object has no tenant, and is nobody's.
+        """
+        text = await self._text(keys.hitl_request(request_id))
+        record = _load(text)
+        return text if record and _same_tenant(record.get("tenantId"), tenant) else None
 
-    async def session_request(self, session_id: str) -> str | None:
-        """The request record that ``hitl:session:{sid}`` points at, if both still exist."""
-        request_id = _decoded(await self._redis.get(keys.hitl_session(session_id)))
-        return None if request_id is None else await self.get_request(request_id)
+    async def signal_for(self, session_id: str, tenant: str) -> str | None:
+        """``hitl:signal:{sid}`` as stored, if the session's approval request is ``tenant``'s; else None.
+
+        The signal names no tenant (CONTRACT §4.3): the session's is the one on the record that
+        ``hitl:session:{sid}`` points at, and a session whose record is gone has none to show.
+        """
+        request_id = await self._text(keys.hitl_session(session_id))
+        if request_id is None:
+            return None
+        record = _load(await self._text(keys.hitl_request(request_id)))
+        if not record or record.get("sessionId") != session_id or not _same_tenant(record.get("tenantId"), tenant):
+            return None
+        return await self._text(keys.hitl_signal(session_id))
+
+    async def _text(self, key: str) -> str | None:
+        """GET ``key`` as text; a value that is not UTF-8 reads as absent instead of raising."""
+        try:
+            return _utf8(await _get_undecoded(self._redis, key))
+        except _Unreadable:
+            return None
 
     async def decisions_for(self, pending: list[tuple[str, str]]) -> list[Signal | None]:
-        """For each ``(sessionId, requestId)``: the decision already made, if Redis has one.
+        """For each ``(sessionId, requestId)``: the decision its ``hitl:request`` record holds, if any.
 
-        Reads ``hitl:signal:{sid}`` (what main-service published) and, as a second
-        source, the status on ``hitl:request:{rid}``; one round trip whatever the count.
+        Only the record is read, never ``hitl:signal`` (issue 10): main-service writes the record
+        before the signal and the PUBLISH, so a signal without it is nobody's decision. A record
+        that is gone, pending, another session's or corrupt gives None, and the session keeps
+        waiting (its timeout ends it). Each entry is judged on its own, so one poisoned record
+        leaves the others' decisions found. One round trip whatever the count.
         """
         if not pending:
             return []
         # Single-key GETs in one pipeline: a cluster client splits them by slot, where an MGET fails.
+        # Undecoded, so a value that is not UTF-8 spoils its own entry and not the whole reply.
         async with self._redis.pipeline(transaction=False) as pipe:
-            for session_id, _ in pending:
-                pipe.get(keys.hitl_signal(session_id))
             for _, request_id in pending:
-                pipe.get(keys.hitl_request(request_id))
-            values = [_decoded(v) for v in await pipe.execute()]
-        signals, requests = values[: len(pending)], values[len(pending) :]
-        found: list[Signal | None] = []
-        for (_, request_id), signal_raw, request_raw in zip(pending, signals, requests, strict=True):
-            found.append(_signal_for(request_id, signal_raw) or _decision_on_record(request_id, request_raw))
-        return found
+                pipe.execute_command("GET", keys.hitl_request(request_id), **{NEVER_DECODE: []})
+            values: list[Any] = await pipe.execute()
+        return [
+            self._decision_on_record(session_id, request_id, value)
+            for (session_id, request_id), value in zip(pending, values, strict=True)
+        ]
+
+    def _decision_on_record(self, session_id: str, request_id: str, value: bytes | str | None) -> Signal | None:
+        decision, problem = _read_decision(session_id, request_id, value)
+        if problem is not None and request_id not in self._reported:  # logged once: a sweep reads it every round
+            if len(self._reported) >= _REPORTED_LIMIT:
+                self._reported.clear()
+            self._reported.add(request_id)
+            log.warning("ignoring hitl:request:%s: %s; the session keeps waiting", request_id, problem)
+        return decision
 
     async def decide(
         self, request_id: str, decision: Decision, *, actor: str, tenant: str, reason: str | None = None
@@ -189,16 +244,19 @@ class HitlStore:
 
         return await self._compare_and_set(keys.hitl_request(request_id), plan)
 
-    async def withdraw(self, request_id: str, reason: str) -> Signal | None:
+    async def withdraw(self, request_id: str, reason: str, *, session_id: str | None = None) -> Signal | None:
         """Mark a still-pending request rejected with ``reason`` so a late approval gets 409.
 
         Returns the decision a human already made if one beat us to it (it must
         not be lost), else ``None``. A vanished key is left vanished: a late
-        approval then gets 404.
+        approval then gets 404. Given ``session_id``, a record of another session
+        is neither read as a decision nor written (as in :meth:`decisions_for`).
         """
 
         def plan(record: dict[str, Any] | None) -> tuple[Signal | None, _Write | None]:
             if record is None:
+                return None, None
+            if session_id is not None and record.get("sessionId") != session_id:
                 return None, None
             status = _status(record)
             if status in _TERMINAL:
@@ -218,7 +276,11 @@ class HitlStore:
         session's sweep reads (a decision is never published that the record lacks).
         """
         for _ in range(_MAX_RACES):
-            raw = _decoded(await self._redis.get(key))
+            try:
+                raw = _utf8(await _get_undecoded(self._redis, key))
+            except _Unreadable:
+                # Not text: judged as a record without fields, and left as it is (the script compares text).
+                return plan({})[0]
             result, write = plan(_load(raw))
             if write is None:
                 return result
@@ -234,23 +296,39 @@ class HitlStore:
         raise WatchError(f"{key} kept changing during {_MAX_RACES} attempts")
 
 
-def _signal_for(request_id: str, raw: str | None) -> Signal | None:
-    if raw is None:
-        return None
+def _read_decision(session_id: str, request_id: str, value: bytes | str | None) -> tuple[Signal | None, str | None]:
+    """What a stored record says of the waiting session's request, and what is wrong with it if it is corrupt.
+
+    Approved or rejected (with the record's reason, main-service's default if none) decide; pending, a
+    missing status or one main-service does not treat as final (§4.2) leave the session waiting, and so
+    does a corrupt record, which never approves.
+    """
+    if value is None:
+        return None, None  # gone, or not written yet (a waiter registers before its record exists)
     try:
-        signal = parse_signal(raw)
-    except MalformedSignal:
-        return None
-    # The signal key is per session: a decision on an earlier request is stale.
-    return signal if signal.request_id == request_id else None
+        record = json.loads(_utf8(value) or "")
+    except (_Unreadable, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+        return None, f"not JSON text ({type(exc).__name__})"
+    if not isinstance(record, dict):
+        return None, "not a JSON object"
+    if record.get("sessionId") != session_id:
+        return None, f"it is not the record of session {session_id}"
+    status = record.get("status")
+    if status is not None and not isinstance(status, str):
+        return None, f"its status is a JSON {type(status).__name__}, not a string"
+    if status == Decision.APPROVED.value:
+        return Signal(request_id, Decision.APPROVED), None
+    if status == Decision.REJECTED.value:
+        reason = _text(record.get("reason")) or DEFAULT_REJECTION_REASON
+        return Signal(request_id, Decision.REJECTED, reason=reason), None
+    return None, None
 
 
-def _decision_on_record(request_id: str, raw: str | None) -> Signal | None:
-    record = _load(raw)
-    status = _status(record) if record else None
-    if status not in _TERMINAL:
-        return None
-    return Signal(request_id, Decision(status), reason=_text(record.get("reason")) if record else None)
+async def _get_undecoded(redis: Redis, key: str) -> bytes | str | None:
+    """GET ``key`` as the bytes Redis holds, whatever the client's decode_responses."""
+    execute: Callable[..., Awaitable[Any]] = redis.execute_command  # unannotated in redis-py
+    value: bytes | str | None = await execute("GET", key, **{NEVER_DECODE: []})
+    return value
 
 
 def _same_tenant(stored: Any, tenant: str) -> bool:

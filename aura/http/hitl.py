@@ -1,12 +1,13 @@
 """The approval API with main-service's semantics (CONTRACT §4.4), so Aura also works standalone.
 
 Behind the real gateway these paths go to main-service (CONTRACT §1.2); Aura
-serves them for direct callers and demos without Java.
+serves them for direct callers and demos without Java. Its reads are stricter than
+main-service's, which checks nothing on them (CONTRACT §4.4): they authenticate as
+approve/reject do, and show a record only to its own tenant (issue 10).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -58,20 +59,28 @@ class HitlEndpoints:
         return _decision_response(request_id, decision, result)
 
     async def get_request(self, request: Request) -> Response:
+        """``GET /aura/hitl/requests/{id}``: the record as stored (CONTRACT §4.4), to its tenant only.
+
+        Any authenticated user of the record's tenant may read it, as any may decide it (DECISIONS
+        41); another tenant's record is the same 404 as an unknown one.
+        """
+        self._authenticator.approver(request.headers)  # before any read: 401/403 say nothing of the id
         tenant = tenant_header(request.headers)
         request_id = request.path_params["request_id"]
-        raw = await self._call(self._store.get_request(request_id), "read approval request")
-        if raw is None or not _same_tenant(raw, tenant):
+        raw = await self._call(self._store.request_for(request_id, tenant), "read approval request")
+        if raw is None:
             raise NotFound(f"Approval request not found: {request_id}")
         return success_response(raw, message="Approval request retrieved")
 
     async def get_signal(self, request: Request) -> Response:
+        """``GET /aura/hitl/signals/{sid}`` (CONTRACT §4.3), to the tenant of the session's request only.
+
+        A session whose tenant cannot be told (no request record) answers as one without a signal.
+        """
+        self._authenticator.approver(request.headers)
         tenant = tenant_header(request.headers)
         session_id = request.path_params["session_id"]
-        raw = await self._call(self._store.get_signal(session_id), "read signal")
-        owner_request = await self._call(self._store.session_request(session_id), "read approval request")
-        if raw is not None and owner_request is not None and not _same_tenant(owner_request, tenant):
-            raw = None  # another tenant's decision: say nothing about it
+        raw = await self._call(self._store.signal_for(session_id, tenant), "read signal")
         if raw is None:
             return success_response(None, message="No signal found for session")
         return success_response(raw, message="Signal retrieved")
@@ -98,11 +107,3 @@ def _decision_response(request_id: str, decision: Decision, result: DecisionResu
     message = "Request approved successfully" if decision is Decision.APPROVED else "Request rejected"
     return success_response(data, message=message)
 
-
-def _same_tenant(raw_record: str, tenant: str) -> bool:
-    try:
-        record = json.loads(raw_record)
-    except ValueError:
-        return True
-    stored = record.get("tenantId") if isinstance(record, dict) else None
-    return stored is None or str(stored) == tenant

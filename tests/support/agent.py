@@ -193,8 +193,9 @@ class Harness:
         return request_id
 
     def deliver(self, session: Session, request_id: str, decision: Decision, reason: str | None = None) -> bool:
-        """A decision arriving over Pub/Sub."""
-        return self.hub.deliver(session.id, Signal(request_id, decision, reason=reason).to_json())
+        """A decision made as main-service makes it: the record first, then its Pub/Sub message (CONTRACT §4.1)."""
+        signal = self.approvals.decide(session.id, request_id, decision, reason)
+        return self.hub.deliver(session.id, signal.to_json())
 
     def logged(self, session: Session) -> list[Logged]:
         return logged(self.store, session)

@@ -14,7 +14,7 @@ from typing import Any
 
 from aura.auth import Principal
 from aura.errors import LeaseLost
-from aura.hitl.signals import Decision, Signal
+from aura.hitl.signals import DEFAULT_REJECTION_REASON, Decision, Signal
 from aura.session.store import Append
 
 
@@ -61,7 +61,11 @@ class MemoryLogStore:
 
 @dataclass
 class MemoryApprovals:
-    """An ApprovalStore and DecisionSource: approval records and the decisions made on them."""
+    """An ApprovalStore and DecisionSource: approval records and the decisions made on them.
+
+    As in HitlStore, only a session's own record decides (issue 10): ``signals`` is what
+    main-service also wrote to hitl:signal, and nothing reads it as a decision.
+    """
 
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     signals: dict[str, Signal] = field(default_factory=dict)  # by session id, as hitl:signal:{sid}
@@ -71,9 +75,9 @@ class MemoryApprovals:
     async def create_request(self, record: dict[str, Any]) -> None:
         self.requests[record["requestId"]] = dict(record)
 
-    async def withdraw(self, request_id: str, reason: str) -> Signal | None:
+    async def withdraw(self, request_id: str, reason: str, *, session_id: str | None = None) -> Signal | None:
         record = self.requests.get(request_id)
-        if record is None:
+        if record is None or (session_id is not None and record.get("sessionId") != session_id):
             return None
         if record["status"] in (Decision.APPROVED.value, Decision.REJECTED.value):
             return Signal(request_id, Decision(record["status"]), reason=record.get("reason"))
@@ -85,16 +89,25 @@ class MemoryApprovals:
         self.rechecks += 1
         found: list[Signal | None] = []
         for session_id, request_id in pending:
-            signal = self.signals.get(session_id)
-            found.append(signal if signal is not None and signal.request_id == request_id else None)
+            record = self.requests.get(request_id) or {}
+            status = record.get("status") if record.get("sessionId") == session_id else None
+            if status == Decision.APPROVED.value:
+                found.append(Signal(request_id, Decision.APPROVED))
+            elif status == Decision.REJECTED.value:
+                found.append(Signal(request_id, Decision.REJECTED, reason=record.get("reason") or DEFAULT_REJECTION_REASON))
+            else:
+                found.append(None)
         return found
 
     def decide(self, session_id: str, request_id: str, decision: Decision, reason: str | None = None) -> Signal:
-        """Record a decision the way main-service does, without publishing it."""
-        signal = Signal(request_id, decision, reason=reason)
+        """Record a decision the way main-service does (the record, then hitl:signal), without publishing it."""
+        record = self.requests.get(request_id)
+        assert record is not None, f"no request {request_id}: main-service would answer 404"
+        record["status"] = decision.value
+        if decision is Decision.REJECTED:
+            record["reason"] = reason or DEFAULT_REJECTION_REASON
+        signal = Signal(request_id, decision, reason=record.get("reason"))
         self.signals[session_id] = signal
-        if request_id in self.requests:
-            self.requests[request_id]["status"] = decision.value
         return signal
 
 

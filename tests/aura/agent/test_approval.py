@@ -15,7 +15,7 @@ from statemachines import State
 
 from aura.agent.approval import Verdict
 from aura.errors import LeaseLost, StoreUnavailable
-from aura.hitl.signals import Decision, Signal
+from aura.hitl.signals import Decision
 from aura.ids import new_request_id
 from aura.session.plan import Plan
 from aura.session.session import Session
@@ -68,7 +68,7 @@ async def test_an_approval_arriving_before_the_hitl_event_is_read_is_not_lost(pa
 
     def approve_at_once(record: dict[str, Any]) -> None:
         logged_at_delivery.extend(kinds(parts.logged(session)))
-        signal = Signal(record["requestId"], Decision.APPROVED)
+        signal = parts.approvals.decide(record["sessionId"], record["requestId"], Decision.APPROVED)  # record first
         delivered.append(parts.hub.deliver(record["sessionId"], signal.to_json()))
 
     parts.approvals.on_create = approve_at_once
@@ -77,7 +77,7 @@ async def test_an_approval_arriving_before_the_hitl_event_is_read_is_not_lost(pa
 
     assert delivered == [True] and logged_at_delivery == []  # nobody had seen the `hitl` event yet
     assert verdict.approved and verdict.request_id == parts.approval(session)
-    assert parts.approvals.rechecks == 0  # it was the delivered decision, not a re-read
+    assert parts.approvals.rechecks == 1  # the message woke it; the record it read decided (issue 10)
     assert session.state is State.EXECUTING and session.pending_request_id is None
     await parts.writer.sync(session)
     events = parts.logged(session)
@@ -295,6 +295,7 @@ async def test_a_failed_recheck_does_not_fail_the_wait(parts: Harness) -> None:
     task = decide(parts, session)
     request_id = await waiting(parts, session)
     await until(lambda: parts.approvals.rechecks == 1)
+    parts.approvals.fail_recheck = None  # Redis is back: the decision is read from the record (issue 10)
 
     assert parts.deliver(session, request_id, Decision.APPROVED)  # the hub's sweep or Pub/Sub, later
     verdict = await bounded(task)

@@ -44,12 +44,12 @@ class SlowApprovals(HookedApprovals):
             await asyncio.Event().wait()
         await super().create_request(record)
 
-    async def withdraw(self, request_id: str, reason: str) -> Signal | None:
+    async def withdraw(self, request_id: str, reason: str, *, session_id: str | None = None) -> Signal | None:
         if self.hang_withdraw:
             await asyncio.Event().wait()
         if self.fail_withdraw is not None:
             raise self.fail_withdraw
-        return await super().withdraw(request_id, reason)
+        return await super().withdraw(request_id, reason, session_id=session_id)
 
     async def decisions_for(self, pending: list[tuple[str, str]]) -> list[Signal | None]:
         self.asked.append(list(pending))
@@ -82,7 +82,8 @@ async def test_the_request_record_names_the_owner_and_the_creation_time_in_milli
 
     def approve_at_once(record: dict[str, Any]) -> None:
         created.append(dict(record))
-        parts.hub.deliver(record["sessionId"], Signal(record["requestId"], Decision.APPROVED).to_json())
+        signal = parts.approvals.decide(record["sessionId"], record["requestId"], Decision.APPROVED)  # record first
+        parts.hub.deliver(record["sessionId"], signal.to_json())
 
     parts.approvals.on_create = approve_at_once
     before = int(time.time() * 1000)
@@ -104,7 +105,8 @@ async def test_a_fresh_ask_makes_a_new_request_even_if_the_session_still_names_a
     session.begin_approval("req_old", time.time() + 30)  # left over; `resume` is what decides
 
     def approve_at_once(record: dict[str, Any]) -> None:
-        parts.hub.deliver(record["sessionId"], Signal(record["requestId"], Decision.APPROVED).to_json())
+        signal = parts.approvals.decide(record["sessionId"], record["requestId"], Decision.APPROVED)  # record first
+        parts.hub.deliver(record["sessionId"], signal.to_json())
 
     parts.approvals.on_create = approve_at_once
 

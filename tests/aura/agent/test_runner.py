@@ -372,9 +372,9 @@ async def test_a_session_adopted_while_awaiting_approval_keeps_waiting_without_r
     tool = FakeTool("send", returning("sent"), requires_approval=True)
     plan = tool_plan(tool_step("send"))
     request_id = "req_" + "a" * 24
-    await parts.approvals.create_request({"requestId": request_id, "sessionId": "x", "status": "pending"})
     session = parts.adopt(plan, state=State.AWAITING_APPROVAL, seq=6, pending_request_id=request_id,
                           approval_deadline=time.time() + 30)
+    await parts.approvals.create_request({"requestId": request_id, "sessionId": session.id, "status": "pending"})
     parts.approvals.decide(session.id, request_id, Decision.APPROVED)  # decided while nobody drove it
 
     await bounded(parts.runner(FixedPlanner(plan), [tool]).run(session))

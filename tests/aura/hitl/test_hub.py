@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -64,44 +65,92 @@ async def decided_without_publish(redis: Redis, session_id: str, request_id: str
         await redis.set(f"hitl:request:{request_id}", json.dumps(record), ex=1800)
 
 
+async def pending_request(redis: Redis, session_id: str, request_id: str) -> None:
+    """The record Aura writes when it asks (CONTRACT §4.2), still pending."""
+    await HitlStore(redis).create_request({"requestId": request_id, "sessionId": session_id, "userId": "1",
+                                           "tenantId": "1", "actionType": "send_email", "context": {},
+                                           "status": "pending", "createdAt": int(time.time() * 1000)})
+
+
 async def resolved(waiter: ApprovalWaiter, within: float = 3.0) -> Signal:
     return await asyncio.wait_for(asyncio.shield(waiter.decision), within)
 
 
-async def test_deliver_matches_request_id_and_ignores_the_rest() -> None:
-    hub = offline_hub()
-    waiter = hub.register("sess_a", "req_1")
-    assert not hub.deliver("sess_a", "garbage")
-    assert not hub.deliver("sess_a", APPROVE.format(rid="req_old"))
-    assert not hub.deliver("sess_unknown", APPROVE.format(rid="req_1"))
-    assert not waiter.decision.done()
-    assert hub.deliver("sess_a", APPROVE.format(rid="req_1"))
-    assert not hub.deliver("sess_a", '{"type":"rejection","requestId":"req_1","reason":"late"}')
-    assert waiter.decision.result().decision is Decision.APPROVED
-    assert hub.ignored_signals == 4
+async def test_a_message_wakes_only_the_session_of_its_channel(redis: Redis) -> None:
+    session_id, request_id = ids()
+    await decided_without_publish(redis, session_id, request_id, "record")
+    hub = hub_for(redis)
+    waiter = hub.register(session_id, request_id)
+    assert not hub.deliver("sess_unknown", APPROVE.format(rid=request_id))  # nobody waits on that channel
+    assert not waiter.decision.done() and hub.ignored_signals == 1
+    assert hub.deliver(session_id, "garbage")  # whatever it says, it wakes; the record decides
+    assert (await resolved(waiter)).decision is Decision.APPROVED
+    assert not hub.deliver(session_id, APPROVE.format(rid=request_id))  # a duplicate: decided already
+    assert hub.ignored_signals == 2
     hub.unregister(waiter)
     assert hub.waiting == 0
 
 
-async def test_unregister_keeps_a_newer_waiter_of_the_same_session() -> None:
-    hub = offline_hub()
-    old = hub.register("sess_a", "req_1")
-    new = hub.register("sess_a", "req_2")
+async def test_unregister_keeps_a_newer_waiter_of_the_same_session(redis: Redis) -> None:
+    session_id, old_request = ids()
+    new_request = ids()[1]
+    await decided_without_publish(redis, session_id, new_request, "record")
+    hub = hub_for(redis)
+    old = hub.register(session_id, old_request)
+    new = hub.register(session_id, new_request)
     hub.unregister(old)
-    assert hub.waiting == 1 and hub.deliver("sess_a", APPROVE.format(rid="req_2")) and new.decision.done()
+    assert hub.waiting == 1 and hub.deliver(session_id, APPROVE.format(rid=new_request))
+    assert (await resolved(new)).request_id == new_request
 
 
-async def test_published_signal_reaches_the_waiter(redis: Redis) -> None:
+async def test_a_published_signal_wakes_the_waiter_which_reads_the_decision_on_its_record(redis: Redis) -> None:
+    session_id, request_id = ids()
     hub = hub_for(redis)
     async with running(hub):
         await asyncio.wait_for(hub.subscribed.wait(), 5)
-        waiter = hub.register("sess_pub", "req_pub")
-        await redis.publish("hitl:channel:sess_pub", APPROVE.format(rid="req_pub"))
-        signal = await asyncio.wait_for(waiter.decision, 5)
-        assert signal.request_id == "req_pub"
+        waiter = hub.register(session_id, request_id)
+        await decided_without_publish(redis, session_id, request_id, "both")  # main-service: the record first
+        await redis.publish(f"hitl:channel:{session_id}", APPROVE.format(rid=request_id))
+        signal = await resolved(waiter, 5)
+        assert signal.request_id == request_id and signal.decision is Decision.APPROVED
 
 
-@pytest.mark.parametrize("where", ["signal", "record", "both"])
+async def test_a_bare_publish_does_not_decide_while_the_request_is_pending(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10 item 7: PUBLISH hitl:channel:{sid} of an approval, with hitl:request still pending, ran
+    the tool. It is a wake-up: the session reads its record, finds it pending, and keeps waiting."""
+    session_id, request_id = ids()
+    await pending_request(redis, session_id, request_id)
+    hub = hub_for(redis)
+    async with running(hub):
+        await asyncio.wait_for(hub.subscribed.wait(), 5)
+        waiter = hub.register(session_id, request_id)
+        await redis.set(f"hitl:signal:{session_id}", APPROVE.format(rid=request_id), ex=300)  # even with the key
+        assert await redis.publish(f"hitl:channel:{session_id}", APPROVE.format(rid=request_id)) >= 1
+        await wait_until(lambda: hub.unconfirmed_wakeups == 1, 5, "the woken session to read its record")
+        assert not waiter.decision.done()
+        [warning] = [r for r in caplog.records if r.levelno == logging.WARNING and request_id in r.getMessage()]
+        assert "announced approved" in warning.getMessage()  # the claim the record lacks is logged
+
+        # A human approves, as Aura's API does: the record, then the signal, then the PUBLISH.
+        result = await HitlStore(redis).decide(request_id, Decision.APPROVED, actor="1", tenant="1")
+        assert result.status == "approved"
+        assert (await resolved(waiter)).decision is Decision.APPROVED
+
+
+async def test_a_record_of_another_session_decides_nothing(redis: Redis) -> None:
+    session_id, request_id = ids()
+    await decided_without_publish(redis, f"sess_{uuid.uuid4().hex[:24]}", request_id, "record")
+    hub = hub_for(redis)
+    waiter = hub.register(session_id, request_id)
+    assert hub.deliver(session_id, APPROVE.format(rid=request_id))
+    await wait_until(lambda: not hub.reading, 5, "the woken session to read its record")
+    await hub.recheck()
+    assert not waiter.decision.done() and hub.unconfirmed_wakeups == 1
+
+
+@pytest.mark.parametrize("where", ["record", "both"])
 async def test_a_decision_made_before_the_hub_subscribed_is_read_right_after_subscribing(
     redis: Redis, where: str
 ) -> None:
@@ -114,6 +163,19 @@ async def test_a_decision_made_before_the_hub_subscribed_is_read_right_after_sub
     async with running(hub):
         signal = await resolved(waiter)
     assert signal.request_id == request_id and signal.decision is Decision.APPROVED
+
+
+async def test_a_signal_key_without_a_decided_record_decides_nothing(redis: Redis) -> None:
+    """Issue 10: hitl:signal:{sid} is a wake-up too; only hitl:request decides (main-service writes it first)."""
+    session_id, request_id = ids()
+    await pending_request(redis, session_id, request_id)
+    await decided_without_publish(redis, session_id, request_id, "signal")
+    hub = hub_for(redis, sweep=LONG_SWEEP)
+    waiter = hub.register(session_id, request_id)
+    async with running(hub):
+        await asyncio.wait_for(hub.subscribed.wait(), 5)
+        await hub.recheck()
+        assert not waiter.decision.done()
 
 
 async def test_a_decision_for_another_request_is_not_read_as_this_ones(redis: Redis) -> None:
@@ -202,9 +264,8 @@ async def test_subscriber_reconnects_after_redis_restart_and_finds_missed_decisi
             server.stop()
             await wait_until(lambda: not hub.subscribed.is_set(), 5, "the hub to notice Redis is gone")
             server.start()
-            # Decided while the subscriber was away: only the key is there, the publish is gone.
-            await redis.set("hitl:signal:sess_r",
-                            json.dumps({"type": "approval", "requestId": "req_r", "status": "approved"}))
+            # Decided while the subscriber was away: only the keys are there, the publish is gone.
+            await decided_without_publish(redis, "sess_r", "req_r", "both")
             signal = await asyncio.wait_for(waiter.decision, 10)
             assert signal.decision is Decision.APPROVED
             assert hub.subscribed.is_set()
@@ -235,6 +296,7 @@ async def test_a_failed_sweep_keeps_the_subscription(redis: Redis, monkeypatch: 
         await wait_until(lambda: calls > 3, 10, "three failed sweeps")
         assert hub.subscribed.is_set() and hub.generation == generation
         assert hub.listened_throughout(waiter)
+        await decided_without_publish(redis, "sess_f", "req_f", "record")  # main-service: the record first
         await redis.publish("hitl:channel:sess_f", APPROVE.format(rid="req_f"))
         assert (await asyncio.wait_for(waiter.decision, 5)).request_id == "req_f"
 
@@ -274,3 +336,63 @@ async def test_the_hub_stops_on_one_cancel_even_if_a_redis_call_swallowed_it(red
         assert task in done, "the hub kept running after it was cancelled"
     finally:
         await cancel_and_wait(task)
+
+
+async def get_calls(redis: Redis) -> int:
+    """How many GETs the server has run since the last CONFIG RESETSTAT."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+
+async def test_the_sweep_reads_only_approval_requests(private_redis: Redis) -> None:
+    """Issue 10: the sweep reads hitl:request:{rid} of each waiting session and not hitl:signal:{sid}
+    as well: one GET per session, half of what it sent, and a signal key alone decides nothing."""
+    hub = hub_for(private_redis)
+    waiters = []
+    for n in range(6):
+        session_id, request_id = ids()
+        if n % 2:
+            await decided_without_publish(private_redis, session_id, request_id, "both")
+        else:  # a signal that says approved, a record that says pending
+            await pending_request(private_redis, session_id, request_id)
+            await decided_without_publish(private_redis, session_id, request_id, "signal")
+        waiters.append(hub.register(session_id, request_id))
+    await private_redis.config_resetstat()
+    await hub.recheck()
+    assert await get_calls(private_redis) == len(waiters)
+    assert [w.decision.done() for w in waiters] == [False, True] * 3
+
+
+async def test_a_poisoned_record_never_approves_and_does_not_stop_the_sweep_for_the_others(
+    private_redis_server: RedisServer, private_redis: Redis
+) -> None:
+    """Per entry: a record that is not UTF-8 (which made redis-py fail the whole pipeline), nested too
+    deep, not an object, or with a status of the wrong JSON type, is corrupt: logged, and waits."""
+    raw = Redis.from_url(private_redis_server.url)  # writes bytes as they are
+    hub = hub_for(private_redis)
+    poisoned: list[ApprovalWaiter] = []
+    try:
+        for value in (b"\xff\xfe{\"status\":\"approved\"}", b"[" * 100_000 + b"]" * 100_000, b'"approved"',
+                      b"not json"):
+            session_id, request_id = ids()
+            await raw.set(f"hitl:request:{request_id}", value)
+            poisoned.append(hub.register(session_id, request_id))
+        for status in (["approved"], {"s": "approved"}, 1, True):
+            session_id, request_id = ids()
+            record = {"requestId": request_id, "sessionId": session_id, "tenantId": "1", "status": status}
+            await raw.set(f"hitl:request:{request_id}", json.dumps(record))
+            poisoned.append(hub.register(session_id, request_id))
+        fine_session, fine_request = ids()
+        await decided_without_publish(private_redis, fine_session, fine_request, "record")
+        fine = hub.register(fine_session, fine_request)
+
+        await hub.recheck()  # the sweep's read: no exception
+        assert (await resolved(fine)).decision is Decision.APPROVED
+        assert not any(w.decision.done() for w in poisoned)
+        for waiter in poisoned:  # and the wake-up's read
+            assert hub.deliver(waiter.session_id, APPROVE.format(rid=waiter.request_id))
+        await wait_until(lambda: not hub.reading, 5, "the woken sessions to read their records")
+        assert not any(w.decision.done() for w in poisoned)
+        assert hub.unconfirmed_wakeups == len(poisoned)
+    finally:
+        await raw.aclose()

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from aura.hitl.store import HitlStore, Outcome
 from aura.ids import new_request_id, new_session_id
 from aura.hitl.signals import Decision
-from tests.support.redis_server import close_pubsub
+from tests.support.redis_server import RedisServer, close_pubsub
 
 pytestmark = pytest.mark.anyio
 
@@ -108,33 +108,117 @@ async def test_withdraw_marks_pending_rejected_but_keeps_a_human_decision(redis:
     assert await store.withdraw("req_vanished", "timeout") is None
 
 
-async def test_decisions_for_reads_signal_then_record_and_ignores_stale(redis: Redis) -> None:
+async def test_decisions_for_reads_only_the_record_and_what_it_says(redis: Redis) -> None:
+    """Issue 10: the record decides; hitl:signal (stale, or without a decided record) is not read."""
     store = HitlStore(redis)
-    a, b, c = record(), record(), record()
-    for rec in (a, b, c):
+    approved, signal_only, rejected, default_reason, gone, expired = (record() for _ in range(6))
+    for rec in (approved, signal_only, rejected, default_reason, expired):
         await store.create_request(rec)
-    await store.decide(a["requestId"], Decision.APPROVED, actor="1", tenant="1")
-    # b: a stale signal for an older request of the same session
-    await redis.set(f"hitl:signal:{b['sessionId']}", '{"type":"approval","requestId":"req_old","status":"approved"}')
-    # c: record rejected by main-service, but the publish and signal were lost
-    stored = {**c, "status": "rejected", "reason": "No"}
-    await redis.set(f"hitl:request:{c['requestId']}", json.dumps(stored))
-    found = await store.decisions_for([(r["sessionId"], r["requestId"]) for r in (a, b, c)])
+    await store.decide(approved["requestId"], Decision.APPROVED, actor="1", tenant="1")
+    # main-service's signal, but the record still pending (a bare SET of the key)
+    await redis.set(f"hitl:signal:{signal_only['sessionId']}",
+                    f'{{"type":"approval","requestId":"{signal_only["requestId"]}","status":"approved"}}')
+    # rejected by main-service, the publish and signal lost
+    await redis.set(f"hitl:request:{rejected['requestId']}", json.dumps({**rejected, "status": "rejected",
+                                                                         "reason": "No"}))
+    await redis.set(f"hitl:request:{default_reason['requestId']}", json.dumps({**default_reason,
+                                                                               "status": "rejected"}))
+    await redis.set(f"hitl:signal:{gone['sessionId']}",
+                    f'{{"type":"approval","requestId":"{gone["requestId"]}","status":"approved"}}')
+    await redis.set(f"hitl:request:{expired['requestId']}", json.dumps({**expired, "status": "expired"}))
+    found = await store.decisions_for([(r["sessionId"], r["requestId"]) for r in
+                                       (approved, signal_only, rejected, default_reason, gone, expired)])
     assert found[0] is not None and found[0].decision is Decision.APPROVED
     assert found[1] is None
     assert found[2] is not None and found[2].decision is Decision.REJECTED and found[2].reason == "No"
+    assert found[3] is not None and found[3].reason == "User rejected"  # main-service's default (§4.2)
+    assert found[4] is None  # the record is gone: the session waits for its timeout
+    assert found[5] is None  # not a status main-service treats as final
 
 
-async def test_one_poisoned_entry_does_not_stop_the_sweep_finding_the_others_decisions(redis: Redis) -> None:
-    """Regression (hardening): a signal nested 100k deep, or a record whose status is a list, made
-    decisions_for raise for the whole batch, so another session's stored approval was never found."""
+async def test_a_record_of_another_session_is_not_its_decision(redis: Redis) -> None:
     store = HitlStore(redis)
-    deep, listed, fine = record(), record(), record()
-    for rec in (deep, listed, fine):
-        await store.create_request(rec)
-    await redis.set(f"hitl:signal:{deep['sessionId']}", "[" * 100_000 + "]" * 100_000)
-    await redis.set(f"hitl:request:{listed['requestId']}", json.dumps({**listed, "status": ["approved"]}))
-    await redis.set(f"hitl:request:{fine['requestId']}", json.dumps({**fine, "status": "approved"}))
-    found = await store.decisions_for([(r["sessionId"], r["requestId"]) for r in (deep, listed, fine)])
-    assert found[:2] == [None, None]
-    assert found[2] is not None and found[2].decision is Decision.APPROVED
+    rec = record()
+    await store.create_request({**rec, "status": "approved"})
+    assert await store.decisions_for([(new_session_id(), rec["requestId"])]) == [None]
+    assert await store.withdraw(rec["requestId"], "timeout", session_id=new_session_id()) is None
+    assert (await stored_json(redis, f"hitl:request:{rec['requestId']}"))["status"] == "approved"  # not written
+    kept = await store.withdraw(rec["requestId"], "timeout", session_id=rec["sessionId"])
+    assert kept is not None and kept.decision is Decision.APPROVED
+
+
+POISONED: list[Any] = [
+    b"\xff\xfe not UTF-8",  # redis-py raised UnicodeDecodeError for the whole pipeline
+    b"[" * 100_000 + b"]" * 100_000,  # nested past the recursion limit
+    b'["approved"]',
+    b"",
+]
+
+
+async def test_one_poisoned_entry_does_not_stop_the_sweep_finding_the_others_decisions(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    """Regression (hardening): a poisoned value made decisions_for raise for the whole batch, so another
+    session's stored approval was never found. Each entry is judged alone, and a corrupt one never approves."""
+    store = HitlStore(redis)
+    raw = Redis.from_url(redis_server.url)  # writes bytes as they are
+    try:
+        poisoned = [record() for _ in POISONED]
+        for rec, value in zip(poisoned, POISONED, strict=True):
+            await raw.set(f"hitl:request:{rec['requestId']}", value)
+        listed, fine = record(), record()
+        await redis.set(f"hitl:request:{listed['requestId']}", json.dumps({**listed, "status": ["approved"]}))
+        await redis.set(f"hitl:request:{fine['requestId']}", json.dumps({**fine, "status": "approved"}))
+        entries = [*poisoned, listed, fine]
+        found = await store.decisions_for([(r["sessionId"], r["requestId"]) for r in entries])
+        assert found[:-1] == [None] * (len(entries) - 1)
+        assert found[-1] is not None and found[-1].decision is Decision.APPROVED
+    finally:
+        await raw.aclose()
+
+
+async def test_a_record_that_is_not_utf8_is_refused_and_left_alone_not_a_500(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    store = HitlStore(redis)
+    raw = Redis.from_url(redis_server.url)
+    try:
+        request_id = new_request_id()
+        await raw.set(f"hitl:request:{request_id}", b"\xff\xfe")
+        result = await store.decide(request_id, Decision.APPROVED, actor="1", tenant="1")
+        assert result.outcome is Outcome.TENANT_MISMATCH  # no tenant on it: fails closed
+        assert await store.withdraw(request_id, "timeout") is None
+        assert await store.request_for(request_id, "1") is None
+        assert await raw.get(f"hitl:request:{request_id}") == b"\xff\xfe"
+    finally:
+        await raw.aclose()
+
+
+# -- what the read API may show (issue 10 item 6) ---------------------------------------------------
+@pytest.mark.parametrize(("stored", "shown"), [("1", True), (1, True), ("01", False), ("+1", False), (None, False),
+                                               ("2", False), (True, False), (["1"], False)], ids=repr)
+async def test_a_request_is_shown_to_its_own_tenant_only_compared_exactly(
+    redis: Redis, stored: Any, shown: bool
+) -> None:
+    store = HitlStore(redis)
+    rec = {**record(), "tenantId": stored}
+    await store.create_request(rec)
+    text = await store.request_for(rec["requestId"], "1")
+    assert (text == await redis.get(f"hitl:request:{rec['requestId']}")) if shown else text is None
+
+
+async def test_a_signal_is_shown_only_to_the_tenant_of_its_sessions_request(redis: Redis) -> None:
+    store = HitlStore(redis)
+    rec = record(tenant="7")
+    await store.create_request(rec)
+    await store.decide(rec["requestId"], Decision.APPROVED, actor="1", tenant="7")
+    signal = await redis.get(f"hitl:signal:{rec['sessionId']}")
+    assert signal is not None
+    assert await store.signal_for(rec["sessionId"], "7") == signal
+    assert await store.signal_for(rec["sessionId"], "1") is None
+    # Without its request record the session's tenant cannot be told: nothing is shown.
+    orphan = new_session_id()
+    await redis.set(f"hitl:signal:{orphan}", signal)
+    assert await store.signal_for(orphan, "7") is None
+    await redis.set(f"hitl:session:{orphan}", rec["requestId"])  # pointing at another session's record
+    assert await store.signal_for(orphan, "7") is None

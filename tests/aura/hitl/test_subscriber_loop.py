@@ -271,6 +271,7 @@ async def test_messages_are_routed_by_channel(parts: Parts) -> None:
     waiter = hub.register("sess_a", "req_a")
     async with running(hub):
         await asyncio.wait_for(hub.subscribed.wait(), WAIT)
+        parts.store.by_session["sess_a"] = approval("req_a")  # the record first, as main-service writes it
         await parts.subscriber.publish(pmessage(keys.hitl_channel("sess_a"), approval("req_a").to_json()))
         await parts.subscriber.publish(pmessage(keys.events_channel("sess_b"), "1"))
         await parts.subscriber.publish(pmessage(keys.cancel_channel("sess_c"), "1"))
@@ -324,6 +325,7 @@ async def test_without_callbacks_log_growth_and_cancels_are_dropped(parts: Parts
         await asyncio.wait_for(hub.subscribed.wait(), WAIT)
         await parts.subscriber.publish(pmessage(keys.events_channel("sess_a"), "1"))
         await parts.subscriber.publish(pmessage(keys.cancel_channel("sess_a"), "1"))
+        parts.store.by_session["sess_a"] = approval("req_a")  # the record first, as main-service writes it
         await parts.subscriber.publish(pmessage(keys.hitl_channel("sess_a"), approval("req_a").to_json()))
         await asyncio.wait_for(waiter.decision, WAIT)  # the loop went on past both
     assert hub.subscribed.is_set() and hub.generation == 1
@@ -368,6 +370,7 @@ async def test_a_failed_sweep_keeps_the_subscription(parts: Parts) -> None:
         await until(lambda: parts.store.sweeps >= 3)
         assert hub.generation == 1 and hub.subscribed.is_set()
         assert len(parts.subscriber.connections) == 1
+        parts.store.by_session["sess_a"] = approval("req_a")  # the record first, as main-service writes it
         await parts.subscriber.publish(pmessage(keys.hitl_channel("sess_a"), approval("req_a").to_json()))
         await asyncio.wait_for(waiter.decision, WAIT)
 
@@ -479,3 +482,48 @@ async def test_a_cancel_swallowed_by_a_failing_subscribe_stops_the_loop_before_i
         await asyncio.wait_for(task, WAIT)
     assert len(parts.subscriber.connections) == 1
     assert not hub.subscribed.is_set()
+
+
+@dataclass
+class HeldReads:
+    """A DecisionSource whose reads wait until the test lets them go (or for ever)."""
+
+    reading: asyncio.Event = field(default_factory=asyncio.Event)
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+    by_session: dict[str, Signal] = field(default_factory=dict)
+
+    async def decisions_for(self, pending: list[tuple[str, str]]) -> list[Signal | None]:
+        self.reading.set()
+        await self.go.wait()
+        return [self.by_session.get(sid) for sid, _ in pending]
+
+
+async def test_a_woken_sessions_read_does_not_hold_up_the_messages_behind_it(parts: Parts) -> None:
+    """Issue 10: a message only wakes its session, whose record is read off the subscriber loop."""
+    store = HeldReads(by_session={"sess_a": approval("req_a")})
+    hub = SignalHub(cast(Redis, parts.subscriber), store, sweep_seconds=60, redis_timeout_seconds=WAIT,
+                    on_cancel=parts.cancelled.append)
+    async with running(hub):
+        await asyncio.wait_for(hub.subscribed.wait(), WAIT)
+        waiter = hub.register("sess_a", "req_a")
+        await parts.subscriber.publish(pmessage(keys.hitl_channel("sess_a"), approval("req_a").to_json()))
+        await asyncio.wait_for(store.reading.wait(), WAIT)
+        await parts.subscriber.publish(pmessage(keys.cancel_channel("sess_b"), "1"))
+        await until(lambda: parts.cancelled == ["sess_b"])  # dispatched while the read still waits
+        assert not waiter.decision.done()
+        store.go.set()
+        assert await asyncio.wait_for(waiter.decision, WAIT) == approval("req_a")
+
+
+async def test_stopping_the_hub_stops_a_read_of_a_woken_session(parts: Parts) -> None:
+    store = HeldReads()
+    hub = SignalHub(cast(Redis, parts.subscriber), store, sweep_seconds=60, redis_timeout_seconds=WAIT)
+    task = asyncio.create_task(hub.run())
+    await asyncio.wait_for(hub.subscribed.wait(), WAIT)
+    hub.register("sess_a", "req_a")
+    await parts.subscriber.publish(pmessage(keys.hitl_channel("sess_a"), "{}"))
+    await asyncio.wait_for(store.reading.wait(), WAIT)
+    assert hub.reading
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await until(lambda: not hub.reading)  # the read was cancelled with the hub, not left hanging

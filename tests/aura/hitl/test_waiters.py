@@ -108,40 +108,121 @@ async def test_unregister_removes_only_the_waiter_it_is_given() -> None:
     assert hub.waiting == 0
 
 
-# -- deliver -----------------------------------------------------------------------------------------
-async def test_deliver_hands_the_signal_to_the_waiter_and_counts_nothing_ignored() -> None:
-    hub = hub_with()
+# -- deliver: a message is a wake-up, the record decides (issue 10) -----------------------------------
+async def settled(hub: SignalHub) -> None:
+    """Until every woken session's record has been read."""
+    async with asyncio.timeout(5):
+        while hub.reading:
+            await asyncio.sleep(0.001)
+
+
+async def test_a_message_wakes_the_waiter_which_takes_the_decision_its_record_holds() -> None:
+    store = Decisions(by_session={"sess_a": approval("req_a")})
+    hub = hub_with(store)
     waiter = hub.register("sess_a", "req_a")
     assert hub.deliver("sess_a", approval("req_a").to_json()) is True
-    assert waiter.decision.result() == approval("req_a")
-    assert hub.ignored_signals == 0
+    assert await asyncio.wait_for(asyncio.shield(waiter.decision), 5) == approval("req_a")
+    assert store.asked == [[("sess_a", "req_a")]]
+    assert (hub.wakeups, hub.ignored_signals, hub.unconfirmed_wakeups) == (1, 0, 0)
+
+
+async def test_the_record_decides_even_when_the_message_says_otherwise() -> None:
+    store = Decisions(by_session={"sess_a": Signal("req_a", Decision.REJECTED, reason="No")})
+    hub = hub_with(store)
+    waiter = hub.register("sess_a", "req_a")
+    assert hub.deliver("sess_a", approval("req_a").to_json())
+    signal = await asyncio.wait_for(asyncio.shield(waiter.decision), 5)
+    assert signal.decision is Decision.REJECTED and signal.reason == "No"
 
 
 @pytest.mark.parametrize(
-    "session_id, raw",
+    "raw",
     [
-        ("sess_a", "not json"),  # malformed
-        ("sess_a", '{"type":"approval"}'),  # malformed: no requestId
-        ("sess_a", approval("req_stale").to_json()),  # for another request
-        ("sess_nobody", approval("req_a").to_json()),  # for a session nobody waits on here
+        approval("req_a").to_json(),  # a bare PUBLISH of an approval: the record still says pending
+        "not json",
+        '{"type":"approval"}',
+        approval("req_stale").to_json(),  # another request of the session
+        "x" * 70_000,  # larger than any signal
     ],
+    ids=["bare-approval", "not-json", "no-request-id", "stale", "huge"],
 )
-async def test_every_ignored_signal_is_counted_once_and_changes_nothing(session_id: str, raw: str) -> None:
-    hub = hub_with()
+async def test_a_message_without_a_decision_on_the_record_wakes_the_waiter_and_changes_nothing(raw: str) -> None:
+    store = Decisions()  # the record holds no decision
+    hub = hub_with(store)
     waiter = hub.register("sess_a", "req_a")
-    assert hub.deliver(session_id, raw) is False
-    assert hub.ignored_signals == 1
-    assert hub.deliver(session_id, raw) is False
-    assert hub.ignored_signals == 2
+    assert hub.deliver("sess_a", raw) is True
+    await settled(hub)
     assert not waiter.decision.done()
+    assert store.asked == [[("sess_a", "req_a")]]
+    assert (hub.wakeups, hub.ignored_signals, hub.unconfirmed_wakeups) == (1, 0, 1)
 
 
-async def test_a_duplicate_decision_is_ignored_and_counted() -> None:
-    hub = hub_with()
-    hub.register("sess_a", "req_a")
+async def test_a_message_for_a_session_nobody_waits_on_here_is_ignored_without_a_read() -> None:
+    store = Decisions(by_session={"sess_nobody": approval("req_a")})
+    hub = hub_with(store)
+    waiter = hub.register("sess_a", "req_a")
+    assert hub.deliver("sess_nobody", approval("req_a").to_json()) is False
+    await settled(hub)
+    assert store.asked == [] and not waiter.decision.done()
+    assert (hub.wakeups, hub.ignored_signals) == (0, 1)
+
+
+async def test_duplicate_wake_ups_before_the_read_cost_one_read_and_after_the_decision_none() -> None:
+    """CONTRACT §4.4: main-service may publish twice; duplicates are harmless."""
+    store = Decisions(by_session={"sess_a": approval("req_a")})
+    hub = hub_with(store)
+    waiter = hub.register("sess_a", "req_a")
+    assert all([hub.deliver("sess_a", approval("req_a").to_json()) for _ in range(3)])  # before the reader ran
+    await settled(hub)
+    assert waiter.decision.done() and store.asked == [[("sess_a", "req_a")]]
+    assert hub.deliver("sess_a", approval("req_a").to_json()) is False  # decided already: nothing to read
+    await settled(hub)
+    assert len(store.asked) == 1
+    assert (hub.wakeups, hub.ignored_signals, hub.unconfirmed_wakeups) == (3, 1, 0)
+
+
+async def test_the_records_of_sessions_woken_together_are_read_in_one_round_trip() -> None:
+    store = Decisions(by_session={f"sess_{n}": approval(f"req_{n}") for n in range(3)})
+    hub = hub_with(store)
+    waiters = [hub.register(f"sess_{n}", f"req_{n}") for n in range(3)]
+    for n in range(3):
+        hub.deliver(f"sess_{n}", "{}")
+    await settled(hub)
+    assert store.asked == [[(f"sess_{n}", f"req_{n}") for n in range(3)]]
+    assert all(w.decision.done() for w in waiters)
+
+
+async def test_a_waiter_that_was_replaced_before_its_read_is_not_read() -> None:
+    store = Decisions(by_session={"sess_a": approval("req_old")})
+    hub = hub_with(store)
+    old = hub.register("sess_a", "req_old")
+    hub.deliver("sess_a", "{}")
+    hub.unregister(old)  # its wait ended before the reader ran
+    await settled(hub)
+    assert store.asked == [] and not old.decision.done()
+
+
+async def test_a_failed_read_after_a_wake_up_is_left_to_the_sweep_and_the_next_wake_up_reads_again() -> None:
+    store = Decisions(fail=RedisConnectionError("refused"))
+    hub = hub_with(store)
+    waiter = hub.register("sess_a", "req_a")
     assert hub.deliver("sess_a", approval("req_a").to_json())
-    assert hub.deliver("sess_a", approval("req_a").to_json()) is False
-    assert hub.ignored_signals == 1
+    await settled(hub)
+    assert not waiter.decision.done() and hub.unconfirmed_wakeups == 0  # not read, so not unconfirmed
+    store.fail = None
+    store.by_session["sess_a"] = approval("req_a")
+    assert hub.deliver("sess_a", approval("req_a").to_json())
+    assert await asyncio.wait_for(asyncio.shield(waiter.decision), 5) == approval("req_a")
+    assert len(store.asked) == 2
+
+
+async def test_a_hung_read_after_a_wake_up_gives_up_after_the_redis_timeout() -> None:
+    store = Decisions(hang=True)
+    hub = hub_with(store)
+    hub.register("sess_a", "req_a")
+    hub.deliver("sess_a", "{}")
+    await settled(hub)  # bounded by REDIS_TIMEOUT, well inside the 5 s of `settled`
+    assert len(store.asked) == 1
 
 
 # -- recheck ------------------------------------------------------------------------------------------

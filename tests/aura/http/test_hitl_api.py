@@ -442,41 +442,104 @@ async def test_s2_4_body_that_is_not_json_is_a_4xx(client: httpx.AsyncClient, re
     await assert_untouched(redis, request_id, session_id)
 
 
-# -- GET /aura/hitl/requests/{id} (CONTRACT §4.4) -----------------------------------------------
+# -- GET /aura/hitl/requests/{id} (CONTRACT §4.4; issue 10 item 6: a token and the tenant) -----------
+
+
+async def read_request(client: httpx.AsyncClient, request_id: str, headers: dict[str, str] | None = None
+                       ) -> httpx.Response:
+    return await client.get(f"/aura/hitl/requests/{request_id}",
+                            headers=approver_headers() if headers is None else headers)
+
+
+async def read_signal(client: httpx.AsyncClient, session_id: str, headers: dict[str, str] | None = None
+                      ) -> httpx.Response:
+    return await client.get(f"/aura/hitl/signals/{session_id}",
+                            headers=approver_headers() if headers is None else headers)
 
 
 async def test_s4_4_get_request_returns_the_stored_json_as_a_string(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, _, record = await put_request(redis)
-    response = await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "1"})
-    data = assert_success(response, 200, "Approval request retrieved")
+    data = assert_success(await read_request(client, request_id), 200, "Approval request retrieved")
     assert isinstance(data, str)
     assert data == await redis.get(f"hitl:request:{request_id}")
     assert json.loads(data) == record
 
 
-async def test_s4_4_get_request_needs_no_authorization_but_a_tenant(client: httpx.AsyncClient, redis: Redis) -> None:
+READ_CHECKS = [
+    ({"X-Tenant-ID": "1"}, 401, "E2000", "Authorization header is required"),  # what sufficed before issue 10
+    ({}, 401, "E2000", None),
+    ({**approver_headers(), "Authorization": f"Bearer {make_token(lifetime=-120)}"}, 401, "E2002", None),
+    ({**approver_headers(), "Authorization": "Bearer garbage"}, 401, "E2003", None),
+    (without(approver_headers(), "X-Tenant-ID"), 401, "E2000", "X-Tenant-ID header is required"),
+    ({**approver_headers(), "X-Tenant-ID": "2"}, 403, "E2001", "Tenant ID mismatch"),
+    (without(approver_headers(), "X-User-ID"), 401, "E2000", "X-User-ID header is required"),
+    ({**approver_headers(), "X-User-ID": "2"}, 403, "E2001", "User ID mismatch"),
+]
+READ_CHECK_IDS = ["tenant-header-only", "nothing", "expired", "garbage-token", "no-tenant-header",
+                  "tenant-mismatch", "no-user-header", "user-mismatch"]
+
+
+@pytest.mark.parametrize("headers,status,code,message", READ_CHECKS, ids=READ_CHECK_IDS)
+async def test_reading_an_approval_request_needs_a_token(
+    client: httpx.AsyncClient, redis: Redis, headers: dict[str, str], status: int, code: str, message: str | None
+) -> None:
+    """Issue 10 item 6: X-Tenant-ID alone returned the whole record (recipient, subject, body). The read
+    now authenticates as approve/reject do (CONTRACT §2.4), before Redis is asked anything."""
     request_id, _, _ = await put_request(redis)
-    response = await client.get(f"/aura/hitl/requests/{request_id}")
-    body = response.json()
-    assert response.status_code == 400 and body["errorCode"] == "E2006" and body["status"] == "ERROR"
+    assert_error(await read_request(client, request_id, headers), status, code, message)
+    assert_error(await read_request(client, "req_does_not_exist", headers), status, code, message)
+
+
+@pytest.mark.parametrize("headers,status,code,message", READ_CHECKS, ids=READ_CHECK_IDS)
+async def test_reading_a_sessions_signal_needs_a_token(
+    client: httpx.AsyncClient, redis: Redis, headers: dict[str, str], status: int, code: str, message: str | None
+) -> None:
+    """Issue 10 item 6: session ids are in every SSE ``id:`` line, so the signal read authenticates too."""
+    request_id, session_id, _ = await put_request(redis)
+    assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
+    assert_error(await read_signal(client, session_id, headers), status, code, message)
 
 
 async def test_s4_4_get_unknown_request_is_404_e1004(client: httpx.AsyncClient) -> None:
-    assert_error(await client.get("/aura/hitl/requests/req_nope", headers={"X-Tenant-ID": "1"}), 404, "E1004")
+    assert_error(await read_request(client, "req_nope"), 404, "E1004")
 
 
-async def test_s4_4_get_another_tenants_request_is_404(client: httpx.AsyncClient, redis: Redis) -> None:
+@pytest.mark.parametrize("stored_tenant", ["2", 2, "01", "+1", " 1", None, ..., "", ["1"], True, {"id": "1"}],
+                         ids=repr)
+async def test_another_tenants_request_is_404(client: httpx.AsyncClient, redis: Redis, stored_tenant: Any) -> None:
+    """The stored tenantId must be the caller's X-Tenant-ID exactly, as decide() compares it (DECISIONS
+    40, fail closed); anything else is the 404 of an unknown id, which says nothing about other tenants."""
+    request_id, _, _ = await put_request(redis, tenant=stored_tenant)
+    unknown = await read_request(client, "req_does_not_exist")
+    other = await read_request(client, request_id)
+    assert_error(other, 404, "E1004")
+    assert {k: v for k, v in other.json().items() if k not in ("timestamp", "message")} == {
+        k: v for k, v in unknown.json().items() if k not in ("timestamp", "message")}
+
+
+async def test_any_user_of_the_requests_tenant_may_read_it(client: httpx.AsyncClient, redis: Redis) -> None:
+    """DECISIONS 41: any authenticated user of the tenant may decide the request, so may see what they decide."""
     request_id, _, _ = await put_request(redis, tenant="2")
-    assert_error(await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "1"}), 404, "E1004")
-    assert_success(await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "2"}), 200,
-                   "Approval request retrieved")
+    for sub in ("1", "someone-else"):
+        assert_success(await read_request(client, request_id, approver_headers(sub, "2")), 200,
+                       "Approval request retrieved")
+    request_id, _, _ = await put_request(redis, tenant=1)  # a JSON number, as in Java's fixtures
+    assert_success(await read_request(client, request_id), 200, "Approval request retrieved")
+
+
+@pytest.mark.parametrize("raw", ["not json", "[1]", '"x"', "[" * 100_000 + "]" * 100_000])
+async def test_a_corrupt_request_record_reads_as_unknown_not_a_500(
+    client: httpx.AsyncClient, redis: Redis, raw: str
+) -> None:
+    request_id = f"req_{uuid.uuid4().hex[:12]}"
+    await redis.set(f"hitl:request:{request_id}", raw, ex=60)
+    assert_error(await read_request(client, request_id), 404, "E1004")
 
 
 async def test_s4_4_get_request_reflects_a_decision(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, _, _ = await put_request(redis)
     await approve(client, request_id)
-    data = assert_success(await client.get(f"/aura/hitl/requests/{request_id}", headers={"X-Tenant-ID": "1"}),
-                          200, "Approval request retrieved")
+    data = assert_success(await read_request(client, request_id), 200, "Approval request retrieved")
     assert json.loads(data)["status"] == "approved"
 
 
@@ -486,8 +549,7 @@ async def test_s4_4_get_request_reflects_a_decision(client: httpx.AsyncClient, r
 async def test_s4_3_get_signal_after_approve_returns_it_as_a_string(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, session_id, _ = await put_request(redis)
     await approve(client, request_id)
-    data = assert_success(await client.get(f"/aura/hitl/signals/{session_id}", headers={"X-Tenant-ID": "1"}),
-                          200, "Signal retrieved")
+    data = assert_success(await read_signal(client, session_id), 200, "Signal retrieved")
     assert isinstance(data, str) and data == await redis.get(f"hitl:signal:{session_id}")
     assert json.loads(data)["requestId"] == request_id
 
@@ -495,21 +557,35 @@ async def test_s4_3_get_signal_after_approve_returns_it_as_a_string(client: http
 async def test_s4_3_get_signal_written_by_main_service_is_returned_verbatim(
     client: httpx.AsyncClient, redis: Redis
 ) -> None:
-    session_id = f"session_1_{uuid.uuid4().hex[:10]}"
-    raw = '{"timestamp":1706152860,"status":"approved","requestId":"req_java","type":"approval"}'
+    request_id, session_id, _ = await put_request(redis)
+    raw = f'{{"timestamp":1706152860,"status":"approved","requestId":"{request_id}","type":"approval"}}'
     await redis.set(f"hitl:signal:{session_id}", raw, ex=300)
-    data = assert_success(await client.get(f"/aura/hitl/signals/{session_id}", headers={"X-Tenant-ID": "1"}),
-                          200, "Signal retrieved")
+    data = assert_success(await read_signal(client, session_id), 200, "Signal retrieved")
     assert data == raw
 
 
-async def test_s4_3_no_signal_is_200_without_data_key(client: httpx.AsyncClient) -> None:
-    response = await client.get("/aura/hitl/signals/session_none", headers={"X-Tenant-ID": "1"})
-    assert assert_success(response, 200, "No signal found for session", has_data=False) is None
+async def test_s4_3_no_signal_is_200_without_data_key(client: httpx.AsyncClient, redis: Redis) -> None:
+    assert assert_success(await read_signal(client, "session_none"), 200, "No signal found for session",
+                          has_data=False) is None
+    _, session_id, _ = await put_request(redis)  # a request, not decided yet
+    assert_success(await read_signal(client, session_id), 200, "No signal found for session", has_data=False)
 
 
 async def test_s4_3_another_tenants_signal_is_not_disclosed(client: httpx.AsyncClient, redis: Redis) -> None:
     request_id, session_id, _ = await put_request(redis, tenant="2")
     assert_success(await approve(client, request_id, headers=approver_headers("1", "2")), 200, APPROVED_MESSAGE)
-    response = await client.get(f"/aura/hitl/signals/{session_id}", headers={"X-Tenant-ID": "1"})
-    assert_success(response, 200, "No signal found for session", has_data=False)
+    assert_success(await read_signal(client, session_id), 200, "No signal found for session", has_data=False)
+    assert_success(await read_signal(client, session_id, approver_headers("1", "2")), 200, "Signal retrieved")
+
+
+async def test_a_signal_whose_session_has_no_request_record_is_not_disclosed(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    """The signal names no tenant (CONTRACT §4.3); without the session's request record its tenant
+    cannot be told, so the answer is the one for no signal rather than somebody's decision."""
+    request_id, session_id, _ = await put_request(redis)
+    assert_success(await approve(client, request_id), 200, APPROVED_MESSAGE)
+    await redis.delete(f"hitl:request:{request_id}")
+    assert_success(await read_signal(client, session_id), 200, "No signal found for session", has_data=False)
+    await redis.set(f"hitl:session:{session_id}", "req_gone_elsewhere")
+    assert_success(await read_signal(client, session_id), 200, "No signal found for session", has_data=False)

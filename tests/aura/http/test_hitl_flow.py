@@ -49,6 +49,10 @@ def types(frames: list[Frame]) -> list[str | None]:
     return ["[DONE]" if f.is_done else f.type for f in frames]
 
 
+def error_types(frames: list[Frame]) -> list[str]:
+    return [str(f.body["errorType"]) for f in frames if f.type == "error"]
+
+
 def is_state(frame: Frame, source: str, dest: str, trigger: str | None = None) -> bool:
     return (
         frame.type == "state"
@@ -525,7 +529,7 @@ async def test_contract_4_3_malformed_stale_duplicate_and_late_signals_are_ignor
             sid, rid = sid_of(hitl), hitl.body["requestId"]
             assert (await pump.next()).type == "hitl_request"
             hub = server.runtime.hub
-            ignored_before = hub.ignored_signals
+            ignored_before, woken_before = hub.ignored_signals, hub.wakeups
             channel = f"hitl:channel:{sid}"
             bogus = [
                 (channel, "this is not JSON {"),
@@ -541,7 +545,10 @@ async def test_contract_4_3_malformed_stale_duplicate_and_late_signals_are_ignor
                 assert await redis.publish(name, payload) >= 1  # the hub's pattern subscription got it
 
             async def all_seen() -> bool:
-                return hub.ignored_signals >= ignored_before + len(bogus)
+                # Each message on the session's channel wakes it (its record is read, and says pending);
+                # the other session's wakes nobody here.
+                return (hub.wakeups >= woken_before + len(bogus) - 1 and hub.ignored_signals >= ignored_before + 1
+                        and not hub.reading)
 
             await wait_until(all_seen, 5, "the hub to receive every bogus signal")
             await pump.assert_quiet(0.5)
@@ -579,7 +586,7 @@ async def test_contract_4_3_stale_decision_already_in_signal_key_does_not_resolv
     start_server: Callable[..., LiveServer], redis: Redis
 ) -> None:
     """CONTRACT §4.3: hitl:signal:{sid} may hold an older request's decision; it must be ignored."""
-    server: LiveServer = start_server(signal_sweep_seconds=0.1)  # sweeps read hitl:signal:* ten times a second
+    server: LiveServer = start_server(signal_sweep_seconds=0.1)  # ten sweeps a second: none may take it
     tenant = "616"
     stale = {"old-approval": approval_json("req_" + "a" * 24), "old-rejection": rejection_json("req_" + "b" * 24)}
     planted: dict[str, str] = {}
@@ -614,11 +621,11 @@ async def test_contract_4_3_stale_decision_already_in_signal_key_does_not_resolv
 
 
 # -- 7. a decision whose PUBLISH was lost -----------------------------------------------------
-@pytest.mark.parametrize("written", ["signal_and_record", "signal_only"])
+@pytest.mark.parametrize("written", ["signal_and_record", "record_only"])
 async def test_contract_4_3_decision_stored_without_publish_is_picked_up_by_the_sweep(
     start_server: Callable[..., LiveServer], redis: Redis, written: str
 ) -> None:
-    """CONTRACT §4.3: Pub/Sub is at-most-once; a decision sitting in hitl:signal:{sid} still resumes the run."""
+    """CONTRACT §4.3: Pub/Sub is at-most-once; a decision recorded on hitl:request still resumes the run."""
     server: LiveServer = start_server(signal_sweep_seconds=0.2)
     tenant = "707"
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
@@ -626,11 +633,11 @@ async def test_contract_4_3_decision_stored_without_publish_is_picked_up_by_the_
             hitl = await stream.until("hitl")
             sid, rid = sid_of(hitl), hitl.body["requestId"]
             assert (await stream.next_frame()).type == "hitl_request"
-            if written == "signal_and_record":  # main-service's writes, minus the PUBLISH
-                record = await stored(redis, rid)
-                record.update(status="approved", approvedBy="1", approvedAt=int(time.time() * 1000))
-                await redis.set(f"hitl:request:{rid}", json.dumps(record), ex=1800)
-            await redis.set(f"hitl:signal:{sid}", approval_json(rid), ex=300)
+            record = await stored(redis, rid)  # main-service's writes, minus the PUBLISH
+            record.update(status="approved", approvedBy="1", approvedAt=int(time.time() * 1000))
+            await redis.set(f"hitl:request:{rid}", json.dumps(record), ex=1800)
+            if written == "signal_and_record":
+                await redis.set(f"hitl:signal:{sid}", approval_json(rid), ex=300)
             written_at = time.monotonic()
             rest = await stream.rest(timeout=5)
             resumed_after = time.monotonic() - written_at
@@ -640,6 +647,102 @@ async def test_contract_4_3_decision_stored_without_publish_is_picked_up_by_the_
     ])
     assert_ended_done(rest)
     assert resumed_after < 2.0, resumed_after
+
+
+async def test_a_signal_stored_without_a_decided_record_does_not_resume_the_session(
+    start_server: Callable[..., LiveServer], redis: Redis
+) -> None:
+    """Issue 10: the sweep reads hitl:request alone; a hitl:signal value the record lacks is nobody's decision."""
+    server: LiveServer = start_server(signal_sweep_seconds=0.1)
+    tenant = "717"
+    outbox = f"aura:outbox:{tenant}"
+    await redis.delete(outbox)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with open_stream(client, EMAIL_PROMPT, headers=auth_headers("1", tenant)) as stream, pumped(stream) as pump:
+            hitl = await pump.until("hitl")
+            sid, rid = sid_of(hitl), hitl.body["requestId"]
+            assert (await pump.next()).type == "hitl_request"
+            await redis.set(f"hitl:signal:{sid}", approval_json(rid), ex=300)
+            await pump.assert_quiet(0.6)  # ≥ 5 sweeps
+            assert (await stored(redis, rid))["status"] == "pending"
+            assert await redis.llen(outbox) == 0
+            await main_service.decide(redis, rid, False, reason="no")
+            rest = await pump.rest()
+    assert error_types(rest) == ["RejectionError"] and rest[-1].is_done
+    assert await redis.llen(outbox) == 0
+
+
+# -- 7b. a bare PUBLISH (issue 10 item 7) ------------------------------------------------------
+async def test_a_bare_publish_does_not_run_the_tool_while_the_request_is_pending(
+    start_server: Callable[..., LiveServer], redis: Redis
+) -> None:
+    """Issue 10 item 7: PUBLISH hitl:channel:{sid} '{"type":"approval","requestId":"<rid>"}' ran send_email
+    while hitl:request still said pending. The message is a wake-up: the session reads its record, which
+    main-service writes before it publishes (CONTRACT §4.1 step 6), finds it pending, and keeps waiting."""
+    server: LiveServer = start_server(signal_sweep_seconds=0.1)
+    tenant = "727"
+    outbox = f"aura:outbox:{tenant}"
+    await redis.delete(outbox)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with open_stream(client, EMAIL_PROMPT, headers=auth_headers("1", tenant)) as stream, pumped(stream) as pump:
+            hitl = await pump.until("hitl")
+            sid, rid = sid_of(hitl), hitl.body["requestId"]
+            assert (await pump.next()).type == "hitl_request"
+            hub = server.runtime.hub
+            unconfirmed = hub.unconfirmed_wakeups
+            for payload in (json.dumps({"type": "approval", "requestId": rid}), approval_json(rid),
+                            rejection_json(rid, "forged")):
+                assert await redis.publish(f"hitl:channel:{sid}", payload) >= 1
+                await wait_until(lambda: hub.unconfirmed_wakeups > unconfirmed, 5, "the record to be read")
+                unconfirmed = hub.unconfirmed_wakeups
+            await pump.assert_quiet(0.5)  # and ≥ 4 sweeps, which read the record too
+            assert (await stored(redis, rid))["status"] == "pending"
+            assert await redis.llen(outbox) == 0
+            assert (await readiness(client))["sessions"]["awaitingApproval"] >= 1
+            await main_service.decide(redis, rid, False)  # end it
+            rest = await pump.rest()
+    assert "tool_execution" not in types(rest) and error_types(rest) == ["RejectionError"]
+    assert await redis.llen(outbox) == 0
+
+
+@pytest.mark.parametrize("approver", ["aura_approve_endpoint", "main_service"])
+async def test_a_later_human_approval_after_a_bare_publish_runs_the_tool_once(
+    start_server: Callable[..., LiveServer], redis: Redis, approver: str
+) -> None:
+    """Issue 10 item 7: after the bare PUBLISH had run the tool, a human approval still got 200 for an
+    action that had already happened. Now the human's approval is the one that runs it, exactly once."""
+    server: LiveServer = start_server(signal_sweep_seconds=0.1)
+    tenant = "737" if approver == "main_service" else "747"
+    outbox = f"aura:outbox:{tenant}"
+    await redis.delete(outbox)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with open_stream(client, EMAIL_PROMPT, headers=auth_headers("1", tenant)) as stream, pumped(stream) as pump:
+            hitl = await pump.until("hitl")
+            sid, rid = sid_of(hitl), hitl.body["requestId"]
+            assert (await pump.next()).type == "hitl_request"
+            hub = server.runtime.hub
+            unconfirmed = hub.unconfirmed_wakeups
+            assert await redis.publish(f"hitl:channel:{sid}", approval_json(rid)) >= 1
+            await wait_until(lambda: hub.unconfirmed_wakeups > unconfirmed, 5, "the record to be read")
+            await pump.assert_quiet(0.3)
+            assert await redis.llen(outbox) == 0
+
+            if approver == "main_service":
+                await main_service.decide(redis, rid, True)
+            else:
+                response = await client.post(f"/aura/hitl/approve/{rid}", json={"userId": "1"},
+                                              headers=approver_headers("1", tenant))
+                assert response.status_code == 200, response.text
+            rest = await pump.rest()
+            assert_ended_done(rest)
+            assert [f.body["status"] for f in rest if f.type == "tool_execution"] == ["executing", "completed"]
+
+            # Duplicates after the end (CONTRACT §4.4) change nothing, and a second approval is a 409.
+            await redis.publish(f"hitl:channel:{sid}", approval_json(rid))
+            again = await client.post(f"/aura/hitl/approve/{rid}", json={"userId": "1"},
+                                      headers=approver_headers("1", tenant))
+            assert again.status_code == 409, again.text
+    assert await redis.llen(outbox) == 1
 
 
 # -- 8. nobody decides ------------------------------------------------------------------------
