@@ -21,12 +21,16 @@ envelope (CONTRACT §2.6; E1001, as §2.7 has no code for 408, 431 or 503):
   behind the responses before it). Else the request is cut: 408 if its response has not begun,
   and the application sees a disconnect.
 - **Connections.** A connection made while ``max_connections`` are open is answered 503 with
-  ``Retry-After: 1`` at once, without reading its request.
+  ``Retry-After: 1`` at once, without parsing its request. It counts among the open ones until
+  it is closed, at most ``LINGER_SECONDS`` later. (Not uvicorn's ``limit_concurrency``, which
+  answers plain text.)
 
 Every refusal closes the connection the way a server must when the client may still be
 sending: the answer, then a half-close (FIN), then whatever still arrives is read and dropped
 (never parsed, never buffered) for at most ``LINGER_SECONDS``, then the socket is closed. So the
-client reads the answer instead of a reset.
+client reads the answer instead of a reset. A refusal that comes while earlier pipelined requests
+are still being answered (a head too large, an unparsable one) lets those answers finish and
+closes after the last; a request whose body is cut after its response began is simply closed.
 
 The limits are per request and per connection, O(1) per chunk: a deadline per connection, moved
 only when the connection goes from waiting for a head to waiting for a body or back, at most one
