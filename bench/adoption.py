@@ -240,7 +240,7 @@ def awaiting_of(health: Any) -> int | None:
 
 
 async def awaiting(server: ServerProc, timeout: float = 5.0) -> int | None:
-    return awaiting_of(await http_json("127.0.0.1", server.port, server.health_path, timeout))
+    return awaiting_of(await http_json("127.0.0.1", server.port, server.health_path, timeout, server.health_headers))
 
 
 # -- opening ----------------------------------------------------------------------------------

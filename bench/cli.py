@@ -157,6 +157,7 @@ async def start_aura(
         AURA_MAX_KEPT_SESSIONS_PER_USER="1000000",
         AURA_MAX_STREAMS_PER_USER="100000",
         AURA_MAX_STREAMS_PER_TENANT="1000000",
+        AURA_HTTP_MAX_CONNECTIONS="100000",  # the memory scenario holds 10,000 streams on one process
     )
     env.update(settings or {})
     env.update(aura_env or {})
@@ -165,7 +166,8 @@ async def start_aura(
     if aura_source is not None:
         cwd = aura_source.resolve()
         env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(ROOT)])  # its aura, our bench
-    server = ServerProc(procs, name, argv, env, port, "/aura/health", cwd)
+    server = ServerProc(procs, name, argv, env, port, "/aura/health", cwd,
+                        health_headers=(("Authorization", f"Bearer {make_token()}"), ("X-Tenant-ID", "1")))
     await server.ready()
     return server
 
@@ -231,7 +233,8 @@ async def run(
             for target in targets:  # what the runs left behind (retained sessions, heap growth)
                 results.setdefault("endOfRun", {})[target.name] = {
                     "rssKib": target.server.rss_kib(),
-                    "health": await http_json("127.0.0.1", target.server.port, target.server.health_path),
+                    "health": await http_json("127.0.0.1", target.server.port, target.server.health_path,
+                                              headers=target.server.health_headers),
                 }
         except Exception as exc:
             broken("latency/throughput set-up", exc)

@@ -229,13 +229,16 @@ async def http_status(host: str, port: int, path: str, timeout: float = 2.0) -> 
         return 0
 
 
-async def http_json(host: str, port: int, path: str, timeout: float = 5.0) -> Any:
+async def http_json(
+    host: str, port: int, path: str, timeout: float = 5.0, headers: Sequence[tuple[str, str]] = ()
+) -> Any:
     """The JSON body of ``GET path`` (None on any failure): for the end-of-run health snapshot."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
             try:
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}Connection: close\r\n\r\n".encode())
                 raw = await reader.read()
             finally:
                 writer.close()
@@ -267,10 +270,12 @@ class ServerProc:
         port: int,
         health_path: str,
         cwd: Path | None = None,
+        health_headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.name = name
         self.port = port
         self.health_path = health_path
+        self.health_headers = tuple(health_headers)  # Aura shows its session counts only to a valid token
         self.child = procs.spawn(name, argv, env, cwd)
 
     @property
