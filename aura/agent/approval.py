@@ -90,10 +90,13 @@ class ApprovalGate:
             await fire(self._writer, session, Trigger.APPROVE, request_id=request_id)
         return verdict
 
-    async def withdraw(self, request_id: str, reason: str) -> None:
-        """Mark a pending request rejected (a cancel), so a late approval gets 409; failures are logged."""
+    async def withdraw(self, session_id: str, request_id: str, reason: str) -> None:
+        """Mark ``session_id``'s pending request rejected (a cancel), so a late approval gets 409; only a
+        record of that session is touched. Failures are logged."""
         try:
-            await bounded(self._store.withdraw(request_id, reason), self._redis_timeout, "withdraw request")
+            await bounded(
+                self._store.withdraw(request_id, reason, session_id=session_id), self._redis_timeout, "withdraw request"
+            )
         except StoreUnavailable as exc:
             log.warning("could not withdraw %s: %s", request_id, exc)
 

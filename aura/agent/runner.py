@@ -286,7 +286,7 @@ class AgentRunner:
     ) -> None:
         pending = session.pending_request_id
         if trigger is Trigger.CANCEL and pending is not None:
-            await self._gate.withdraw(pending, "cancelled")
+            await self._gate.withdraw(session.id, pending, "cancelled")
         if not await session.model.fire(trigger, request_id=request_id, detail=message):
             return  # already final: one error per session
         reason = session.model.abort_reason

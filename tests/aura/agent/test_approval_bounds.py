@@ -149,19 +149,27 @@ async def test_a_hung_withdraw_at_the_deadline_fails_the_wait_after_the_redis_ti
 
 async def test_a_cancels_withdraw_gives_up_after_the_redis_timeout_without_raising(parts: Harness) -> None:
     approvals(parts).hang_withdraw = True
-    await bounded(parts.gate.withdraw(new_request_id(), "cancelled"), 1.0)
+    await bounded(parts.gate.withdraw("sess_x", new_request_id(), "cancelled"), 1.0)
 
 
 async def test_a_cancels_withdraw_that_redis_refuses_is_only_logged(parts: Harness) -> None:
     approvals(parts).fail_withdraw = RedisConnectionError("refused")
-    await bounded(parts.gate.withdraw(new_request_id(), "cancelled"), 1.0)
+    await bounded(parts.gate.withdraw("sess_x", new_request_id(), "cancelled"), 1.0)
 
 
 async def test_a_cancels_withdraw_marks_the_request_rejected_with_the_reason(parts: Harness) -> None:
     request_id = new_request_id()
     await parts.approvals.create_request({"requestId": request_id, "sessionId": "sess_x", "status": "pending"})
-    await bounded(parts.gate.withdraw(request_id, "cancelled"))
+    await bounded(parts.gate.withdraw("sess_x", request_id, "cancelled"))
     assert parts.approvals.withdrawn == {request_id: "cancelled"}
+
+
+async def test_a_cancels_withdraw_leaves_another_sessions_request_alone(parts: Harness) -> None:
+    request_id = new_request_id()
+    await parts.approvals.create_request({"requestId": request_id, "sessionId": "sess_other", "status": "pending"})
+    await bounded(parts.gate.withdraw("sess_x", request_id, "cancelled"))
+    assert parts.approvals.requests[request_id]["status"] == "pending"
+    assert parts.approvals.withdrawn == {}
 
 
 # -- what a resumed wait re-reads --------------------------------------------------------------------------
