@@ -107,7 +107,7 @@ class SessionQuotas:
         limits = self._limits
         now = _now_ms()
         lapse = now + int(limits.live_ttl_seconds * 1000)
-        user_keys = [keys.user_live(owner.tenant_id, owner.user_id), keys.user_kept(owner.tenant_id, owner.user_id)]
+        user_keys = _user_keys(owner)
         answer = await bounded(
             _ADMIT_USER.run(
                 self._redis, user_keys, [now, session_id, lapse, limits.live_per_user, limits.kept_per_user]
@@ -159,7 +159,7 @@ class SessionQuotas:
     async def _release(self, owner: Principal, session_id: str, *, keep: bool, operation: str) -> None:
         now = _now_ms()
         kept_lapse = str(now + int(self._limits.finished_ttl_seconds * 1000)) if keep else ""
-        user_keys = [keys.user_live(owner.tenant_id, owner.user_id), keys.user_kept(owner.tenant_id, owner.user_id)]
+        user_keys = _user_keys(owner)
         try:
             await bounded(
                 _FINISH_USER.run(self._redis, user_keys, [session_id, kept_lapse, now]), self._timeout, operation
@@ -169,6 +169,11 @@ class SessionQuotas:
             )
         except StoreUnavailable as exc:
             log.warning("session %s: its quota entries lapse by themselves: %s", session_id, exc)
+
+
+def _user_keys(owner: Principal) -> list[str]:
+    quota_owner = keys.quota_owner(owner.tenant_id, owner.user_id)
+    return [keys.user_live(quota_owner), keys.user_kept(quota_owner)]
 
 
 def _now_ms() -> int:

@@ -48,19 +48,15 @@ def channel_session(prefix: str, channel: str) -> str:
 
 # -- quotas (docs/SECURITY.md, limits) ---------------------------------------------------
 # ZSETs of session ids scored by when their entry lapses (epoch ms). A user's two sets share the
-# hash tag ``{u:<tenant>/<user>}`` so one script checks both; a tenant's set has its own slot.
+# hash tag ``{u:<owner>}`` (``quota_owner``) so one script checks both; a tenant's set has its own slot.
+user_live: Final[KeyOf] = "aura:quota:{{u:{}}}:live".format  # a user's live sessions
+user_kept: Final[KeyOf] = "aura:quota:{{u:{}}}:kept".format  # a user's sessions Redis still holds
+tenant_live: Final[KeyOf] = "aura:quota:{{t:{}}}:live".format  # a tenant's live sessions
 
 
-def user_live(tenant_id: str, user_id: str) -> str:
-    return f"aura:quota:{{u:{tenant_id}/{user_id}}}:live"
-
-
-def user_kept(tenant_id: str, user_id: str) -> str:
-    return f"aura:quota:{{u:{tenant_id}/{user_id}}}:kept"
-
-
-def tenant_live(tenant_id: str) -> str:
-    return f"aura:quota:{{t:{tenant_id}}}:live"
+def quota_owner(tenant_id: str, user_id: str) -> str:
+    """The id of a user's quota keys: ``<tenantId>/<userId>``."""
+    return f"{tenant_id}/{user_id}"
 
 
 # -- the built-in tools' data ------------------------------------------------------------

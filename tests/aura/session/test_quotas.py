@@ -28,6 +28,14 @@ def someone(tenant: str | None = None) -> Principal:
     return Principal(user_id="u1", tenant_id=tenant or f"t-{uuid.uuid4().hex[:8]}")
 
 
+def live_of(owner: Principal) -> str:
+    return keys.user_live(keys.quota_owner(owner.tenant_id, owner.user_id))
+
+
+def kept_of(owner: Principal) -> str:
+    return keys.user_kept(keys.quota_owner(owner.tenant_id, owner.user_id))
+
+
 async def refusal(q: SessionQuotas, owner: Principal, session_id: str) -> TooManyRequests:
     with pytest.raises(TooManyRequests) as caught:
         await q.admit(owner, session_id)
@@ -44,14 +52,14 @@ async def test_a_user_at_the_live_limit_is_refused_until_a_session_finishes(redi
     assert refused.headers == {"Retry-After": str(LIVE_RETRY_AFTER_SECONDS)}
     await q.finish(owner, "s1")
     await q.admit(owner, "s3")
-    assert await redis.zcard(keys.user_live(owner.tenant_id, owner.user_id)) == 2
+    assert await redis.zcard(live_of(owner)) == 2
 
 
 async def test_admitting_the_same_session_twice_counts_it_once(redis: Redis) -> None:
     q, owner = quotas(redis, live=1), someone()
     await q.admit(owner, "s1")
     await q.admit(owner, "s1")  # a retried admission after a lost reply
-    assert await redis.zcard(keys.user_live(owner.tenant_id, owner.user_id)) == 1
+    assert await redis.zcard(live_of(owner)) == 1
 
 
 async def test_another_user_of_the_tenant_is_refused_at_the_tenant_limit_and_nothing_is_counted(redis: Redis) -> None:
@@ -64,8 +72,8 @@ async def test_another_user_of_the_tenant_is_refused_at_the_tenant_limit_and_not
     refused = await refusal(q, bob, "b2")
     assert refused.limit == "AURA_MAX_LIVE_SESSIONS_PER_TENANT"
     # the user's own entries for the refused session were taken back
-    assert await redis.zrange(keys.user_live(bob.tenant_id, bob.user_id), 0, -1) == ["b1"]
-    assert await redis.zrange(keys.user_kept(bob.tenant_id, bob.user_id), 0, -1) == ["b1"]
+    assert await redis.zrange(live_of(bob), 0, -1) == ["b1"]
+    assert await redis.zrange(kept_of(bob), 0, -1) == ["b1"]
     other_tenant = someone()
     await q.admit(other_tenant, "c1")
 
@@ -75,7 +83,7 @@ async def test_finished_sessions_count_as_kept_until_their_ttl_and_retry_after_s
     for sid in ("s1", "s2", "s3"):
         await q.admit(owner, sid)
         await q.finish(owner, sid)
-    assert await redis.zcard(keys.user_live(owner.tenant_id, owner.user_id)) == 0
+    assert await redis.zcard(live_of(owner)) == 0
     refused = await refusal(q, owner, "s4")
     assert refused.limit == "AURA_MAX_KEPT_SESSIONS_PER_USER"
     assert 115 <= refused.retry_after_seconds <= 120  # when the oldest finished session leaves Redis
@@ -86,7 +94,7 @@ async def test_a_kept_entry_lapses_when_its_session_would_leave_redis(redis: Red
     q, owner = quotas(redis, live=10, tenant=10, kept=1, finished_ttl=600), someone()
     await q.admit(owner, "s1")
     await q.finish(owner, "s1")
-    kept = keys.user_kept(owner.tenant_id, owner.user_id)
+    kept = kept_of(owner)
     await redis.zadd(kept, {"s1": 1})  # as if its finished TTL had run out
     await q.admit(owner, "s2")
     assert await redis.zrange(kept, 0, -1) == ["s2"]
@@ -98,20 +106,20 @@ async def test_a_session_whose_creation_failed_is_forgotten_entirely(redis: Redi
     await q.admit(owner, "s1")
     await q.forget(owner, "s1")
     await q.admit(owner, "s2")
-    assert await redis.zrange(keys.user_kept(owner.tenant_id, owner.user_id), 0, -1) == ["s2"]
+    assert await redis.zrange(kept_of(owner), 0, -1) == ["s2"]
     assert await redis.zrange(keys.tenant_live(owner.tenant_id), 0, -1) == ["s2"]
 
 
 async def test_finishing_a_session_that_already_lapsed_does_not_count_it_again(redis: Redis) -> None:
     q, owner = quotas(redis), someone()
     await q.finish(owner, "never-admitted")
-    assert await redis.exists(keys.user_kept(owner.tenant_id, owner.user_id)) == 0
+    assert await redis.exists(kept_of(owner)) == 0
 
 
 async def test_every_quota_key_expires(redis: Redis) -> None:
     q, owner = quotas(redis), someone()
     await q.admit(owner, "s1")
-    for key in (keys.user_live(owner.tenant_id, owner.user_id), keys.user_kept(owner.tenant_id, owner.user_id),
+    for key in (live_of(owner), kept_of(owner),
                 keys.tenant_live(owner.tenant_id)):
         assert 0 < await redis.pttl(key) <= 3600 * 1000, key
 
@@ -120,4 +128,5 @@ def test_a_users_two_sets_share_one_hash_slot_for_redis_cluster() -> None:
     from redis.crc import key_slot
 
     for tenant, user in (("1", "7"), ("t}x", "u{y"), ("{", "}")):
-        assert key_slot(keys.user_live(tenant, user).encode()) == key_slot(keys.user_kept(tenant, user).encode())
+        owner = keys.quota_owner(tenant, user)
+        assert key_slot(keys.user_live(owner).encode()) == key_slot(keys.user_kept(owner).encode())
