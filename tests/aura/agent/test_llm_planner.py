@@ -155,6 +155,21 @@ async def test_dwp_500_is_a_failed_tool_execution_with_the_real_body(mocked: res
     assert final_state(frames)["reason"] == "failed"
 
 
+@pytest.mark.parametrize("task_id", ["..", ".", "../../auth/users/1"])
+async def test_a_model_chosen_path_value_cannot_reach_another_endpoint(
+    mocked: respx.MockRouter, llm_server: LiveServer, task_id: str
+) -> None:
+    """Issue 10 item 15: get_agent_task {"taskId": ".."} reached GET /api/main/agent with the user's token."""
+    mocked.post(LLM).mock(return_value=tool_call_stream("get_agent_task", json.dumps({"taskId": task_id})))
+    gateway = mocked.route(host="gateway.test").mock(return_value=httpx.Response(200, json={"status": "SUCCESS"}))
+    frames = await run_session(llm_server, "show that task")
+    assert not gateway.called  # no request at all, so no token went anywhere
+    failed = of_type(frames, "tool_execution")[-1].body
+    assert failed["status"] == "failed" and failed["error"].startswith("get_agent_task: taskId must not ")
+    assert of_type(frames, "error")[0].body["errorType"] == "ToolError"
+    assert final_state(frames)["reason"] == "failed"
+
+
 @pytest.mark.parametrize(
     ("name", "arguments", "error"),
     [
