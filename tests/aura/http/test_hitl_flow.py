@@ -14,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -166,6 +167,29 @@ async def pumped(stream: SseStream) -> AsyncIterator[Pump]:
         yield pump
     finally:
         await pump.aclose()
+
+
+@dataclass
+class Waiting:
+    """An email session waiting for approval: the client, the pumped stream, its ids, its tenant's outbox."""
+
+    client: httpx.AsyncClient
+    pump: Pump
+    sid: str
+    rid: str
+    outbox: str
+
+
+@contextlib.asynccontextmanager
+async def email_awaiting_approval(server: LiveServer, redis: Redis, tenant: str) -> AsyncIterator[Waiting]:
+    """A new email session of user 1 of ``tenant`` on ``server``, read up to its `hitl` and `hitl_request`."""
+    outbox = f"aura:outbox:{tenant}"
+    await redis.delete(outbox)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with open_stream(client, EMAIL_PROMPT, headers=auth_headers("1", tenant)) as stream, pumped(stream) as pump:
+            hitl = await pump.until("hitl")
+            assert (await pump.next()).type == "hitl_request"
+            yield Waiting(client, pump, sid_of(hitl), hitl.body["requestId"], outbox)
 
 
 @contextlib.asynccontextmanager
@@ -655,19 +679,14 @@ async def test_a_signal_stored_without_a_decided_record_does_not_resume_the_sess
     """Issue 10: the sweep reads hitl:request alone; a hitl:signal value the record lacks is nobody's decision."""
     server: LiveServer = start_server(signal_sweep_seconds=0.1)
     tenant = "717"
-    outbox = f"aura:outbox:{tenant}"
-    await redis.delete(outbox)
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        async with open_stream(client, EMAIL_PROMPT, headers=auth_headers("1", tenant)) as stream, pumped(stream) as pump:
-            hitl = await pump.until("hitl")
-            sid, rid = sid_of(hitl), hitl.body["requestId"]
-            assert (await pump.next()).type == "hitl_request"
-            await redis.set(f"hitl:signal:{sid}", approval_json(rid), ex=300)
-            await pump.assert_quiet(0.6)  # ≥ 5 sweeps
-            assert (await stored(redis, rid))["status"] == "pending"
-            assert await redis.llen(outbox) == 0
-            await main_service.decide(redis, rid, False, reason="no")
-            rest = await pump.rest()
+    async with email_awaiting_approval(server, redis, tenant) as waiting:
+        pump, sid, rid, outbox = waiting.pump, waiting.sid, waiting.rid, waiting.outbox
+        await redis.set(f"hitl:signal:{sid}", approval_json(rid), ex=300)
+        await pump.assert_quiet(0.6)  # ≥ 5 sweeps
+        assert (await stored(redis, rid))["status"] == "pending"
+        assert await redis.llen(outbox) == 0
+        await main_service.decide(redis, rid, False, reason="no")
+        rest = await pump.rest()
     assert error_types(rest) == ["RejectionError"] and rest[-1].is_done
     assert await redis.llen(outbox) == 0
 
@@ -681,26 +700,21 @@ async def test_a_bare_publish_does_not_run_the_tool_while_the_request_is_pending
     main-service writes before it publishes (CONTRACT §4.1 step 6), finds it pending, and keeps waiting."""
     server: LiveServer = start_server(signal_sweep_seconds=0.1)
     tenant = "727"
-    outbox = f"aura:outbox:{tenant}"
-    await redis.delete(outbox)
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        async with open_stream(client, EMAIL_PROMPT, headers=auth_headers("1", tenant)) as stream, pumped(stream) as pump:
-            hitl = await pump.until("hitl")
-            sid, rid = sid_of(hitl), hitl.body["requestId"]
-            assert (await pump.next()).type == "hitl_request"
-            hub = server.runtime.hub
+    async with email_awaiting_approval(server, redis, tenant) as waiting:
+        client, pump, sid, rid, outbox = waiting.client, waiting.pump, waiting.sid, waiting.rid, waiting.outbox
+        hub = server.runtime.hub
+        unconfirmed = hub.unconfirmed_wakeups
+        for payload in (json.dumps({"type": "approval", "requestId": rid}), approval_json(rid),
+                        rejection_json(rid, "forged")):
+            assert await redis.publish(f"hitl:channel:{sid}", payload) >= 1
+            await wait_until(lambda: hub.unconfirmed_wakeups > unconfirmed, 5, "the record to be read")
             unconfirmed = hub.unconfirmed_wakeups
-            for payload in (json.dumps({"type": "approval", "requestId": rid}), approval_json(rid),
-                            rejection_json(rid, "forged")):
-                assert await redis.publish(f"hitl:channel:{sid}", payload) >= 1
-                await wait_until(lambda: hub.unconfirmed_wakeups > unconfirmed, 5, "the record to be read")
-                unconfirmed = hub.unconfirmed_wakeups
-            await pump.assert_quiet(0.5)  # and ≥ 4 sweeps, which read the record too
-            assert (await stored(redis, rid))["status"] == "pending"
-            assert await redis.llen(outbox) == 0
-            assert (await readiness(client))["sessions"]["awaitingApproval"] >= 1
-            await main_service.decide(redis, rid, False)  # end it
-            rest = await pump.rest()
+        await pump.assert_quiet(0.5)  # and ≥ 4 sweeps, which read the record too
+        assert (await stored(redis, rid))["status"] == "pending"
+        assert await redis.llen(outbox) == 0
+        assert (await readiness(client))["sessions"]["awaitingApproval"] >= 1
+        await main_service.decide(redis, rid, False)  # end it
+        rest = await pump.rest()
     assert "tool_execution" not in types(rest) and error_types(rest) == ["RejectionError"]
     assert await redis.llen(outbox) == 0
 
@@ -713,35 +727,30 @@ async def test_a_later_human_approval_after_a_bare_publish_runs_the_tool_once(
     action that had already happened. Now the human's approval is the one that runs it, exactly once."""
     server: LiveServer = start_server(signal_sweep_seconds=0.1)
     tenant = "737" if approver == "main_service" else "747"
-    outbox = f"aura:outbox:{tenant}"
-    await redis.delete(outbox)
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        async with open_stream(client, EMAIL_PROMPT, headers=auth_headers("1", tenant)) as stream, pumped(stream) as pump:
-            hitl = await pump.until("hitl")
-            sid, rid = sid_of(hitl), hitl.body["requestId"]
-            assert (await pump.next()).type == "hitl_request"
-            hub = server.runtime.hub
-            unconfirmed = hub.unconfirmed_wakeups
-            assert await redis.publish(f"hitl:channel:{sid}", approval_json(rid)) >= 1
-            await wait_until(lambda: hub.unconfirmed_wakeups > unconfirmed, 5, "the record to be read")
-            await pump.assert_quiet(0.3)
-            assert await redis.llen(outbox) == 0
+    async with email_awaiting_approval(server, redis, tenant) as waiting:
+        client, pump, sid, rid, outbox = waiting.client, waiting.pump, waiting.sid, waiting.rid, waiting.outbox
+        hub = server.runtime.hub
+        unconfirmed = hub.unconfirmed_wakeups
+        assert await redis.publish(f"hitl:channel:{sid}", approval_json(rid)) >= 1
+        await wait_until(lambda: hub.unconfirmed_wakeups > unconfirmed, 5, "the record to be read")
+        await pump.assert_quiet(0.3)
+        assert await redis.llen(outbox) == 0
 
-            if approver == "main_service":
-                await main_service.decide(redis, rid, True)
-            else:
-                response = await client.post(f"/aura/hitl/approve/{rid}", json={"userId": "1"},
-                                              headers=approver_headers("1", tenant))
-                assert response.status_code == 200, response.text
-            rest = await pump.rest()
-            assert_ended_done(rest)
-            assert [f.body["status"] for f in rest if f.type == "tool_execution"] == ["executing", "completed"]
+        if approver == "main_service":
+            await main_service.decide(redis, rid, True)
+        else:
+            response = await client.post(f"/aura/hitl/approve/{rid}", json={"userId": "1"},
+                                          headers=approver_headers("1", tenant))
+            assert response.status_code == 200, response.text
+        rest = await pump.rest()
+        assert_ended_done(rest)
+        assert [f.body["status"] for f in rest if f.type == "tool_execution"] == ["executing", "completed"]
 
-            # Duplicates after the end (CONTRACT §4.4) change nothing, and a second approval is a 409.
-            await redis.publish(f"hitl:channel:{sid}", approval_json(rid))
-            again = await client.post(f"/aura/hitl/approve/{rid}", json={"userId": "1"},
-                                      headers=approver_headers("1", tenant))
-            assert again.status_code == 409, again.text
+        # Duplicates after the end (CONTRACT §4.4) change nothing, and a second approval is a 409.
+        await redis.publish(f"hitl:channel:{sid}", approval_json(rid))
+        again = await client.post(f"/aura/hitl/approve/{rid}", json={"userId": "1"},
+                                  headers=approver_headers("1", tenant))
+        assert again.status_code == 409, again.text
     assert await redis.llen(outbox) == 1
 
 
