@@ -7,7 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -28,8 +28,22 @@ async def close_pubsub(pubsub: PubSub) -> None:
 
 
 class RedisServer:
-    def __init__(self, *, persistent: bool = False) -> None:
+    """``extra_args`` go to redis-server after the suite's own (``--aclfile``, ``--cluster-enabled``, ...);
+    ``username``/``password`` are the ACL user that :meth:`start` and :meth:`client` log in as, for a
+    server whose default user is off."""
+
+    def __init__(
+        self,
+        *,
+        persistent: bool = False,
+        extra_args: Sequence[str] = (),
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.persistent = persistent  # AOF with fsync on every write: survives a restart
+        self.extra_args = tuple(extra_args)
+        self.username = username
+        self.password = password
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(binary).exists():
             raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
@@ -53,11 +67,12 @@ class RedisServer:
                 "--appendfsync", "always",
                 "--dir", self.dir,
                 "--notify-keyspace-events", "K$",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = redis.Redis(port=self.port, socket_timeout=1, username=self.username, password=self.password)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -76,4 +91,6 @@ class RedisServer:
         self.process = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+        return redis.Redis(
+            port=self.port, decode_responses=True, socket_timeout=5, username=self.username, password=self.password
+        )
