@@ -262,3 +262,12 @@ def test_the_acl_file_has_one_line_per_user_and_the_passwords_filled_in() -> Non
     assert [line.split()[1] for line in lines] == ["default", "aura", "main-service"]
     assert ">pa" in lines[1].split() and ">pm" in lines[2].split()
     assert acl_users(text)["aura"][2] == ">pa"
+
+
+def test_security_md_shows_exactly_the_acl_users_of_compose_yaml() -> None:
+    """docs/SECURITY.md ("Redis ACLs") documents the rules compose.yaml loads, with placeholder passwords."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "SECURITY.md").read_text(encoding="utf-8")
+    block = text.split("<!-- acl:start", 1)[1].split("<!-- acl:end -->", 1)[0]
+    shown = block.split("```\n", 2)[1]
+    placeholders = {"AURA_REDIS_PASSWORD": "<aura-password>", "MAIN_SERVICE_REDIS_PASSWORD": "<main-service-password>"}
+    assert shown.strip() == acl_file(placeholders).strip()
