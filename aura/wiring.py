@@ -69,16 +69,6 @@ def build(
     instance_id = f"aura-{uuid.uuid4().hex[:12]}"
     clients = redis if redis is not None else connect(settings)
     timeout = settings.redis_timeout_seconds
-    session_store = SessionStore(
-        clients.commands,
-        instance_id,
-        ttl_seconds=settings.session_ttl_seconds,
-        max_events=settings.session_max_events,
-        lease_seconds=settings.lease_seconds,
-        finished_ttl_seconds=settings.finished_session_ttl_seconds,
-    )
-    notifier, replay = Notifier(), ReplayCache()
-    writer = LogWriter(session_store, notifier, replay, redis_timeout_seconds=timeout)
     quotas = SessionQuotas(
         clients.commands,
         QuotaLimits(
@@ -90,6 +80,17 @@ def build(
         ),
         redis_timeout_seconds=timeout,
     )
+    session_store = SessionStore(
+        clients.commands,
+        instance_id,
+        ttl_seconds=settings.session_ttl_seconds,
+        max_events=settings.session_max_events,
+        lease_seconds=settings.lease_seconds,
+        finished_ttl_seconds=settings.finished_session_ttl_seconds,
+        quotas=quotas,
+    )
+    notifier, replay = Notifier(), ReplayCache()
+    writer = LogWriter(session_store, notifier, replay, redis_timeout_seconds=timeout)
     registry = SessionRegistry(new_session_machine(), writer, quotas, redis_timeout_seconds=timeout)
     hitl_store = HitlStore(clients.commands)
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.tool_timeout_seconds))

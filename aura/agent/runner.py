@@ -112,7 +112,6 @@ class AgentRunner:
         try:
             if not session.detached and session.model.is_final:
                 await self._writer.close(session)
-                await self._registry.finished(session)
         except LeaseLost as exc:
             log.warning("session %s: could not mark its log ended: %s", session.id, exc)
         except StoreUnavailable as exc:

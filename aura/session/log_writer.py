@@ -20,7 +20,7 @@ from typing import Final, Protocol
 
 from redis.exceptions import OutOfMemoryError, ReadOnlyError
 
-from aura.errors import LeaseLost, StoreUnavailable
+from aura.errors import AuraError, LeaseLost, StoreUnavailable
 from aura.ids import EventId
 from aura.session.events import AgentEvent, EventData, EventType, Payload
 from aura.session.notifier import Notifier
@@ -194,7 +194,8 @@ class LogWriter:
             if identity is not None:
                 fields = {**identity, **fields}
             frames = [(e.seq, e.frame.decode("ascii")) for e in events]
-            appends.append(Append(session.id, frames, fields, last, entry.end, identity is not None, dropped))
+            owner = session.owner if entry.end or identity is not None else None  # quotas count it then
+            appends.append(Append(session.id, frames, fields, last, entry.end, identity is not None, dropped, owner))
             versions.append(session.plan_version)
             taken.append(events)
         failures = await self._commit_with_retries(appends)
@@ -254,8 +255,9 @@ class LogWriter:
 
 
 def _as_aura_error(failure: Exception) -> Exception:
-    """LeaseLost and StoreUnavailable as they are; anything else Redis said for one call, mapped."""
-    if isinstance(failure, (LeaseLost, StoreUnavailable)):
+    """Aura's own (LeaseLost, StoreUnavailable, a quota's TooManyRequests) as they are; anything else
+    Redis said for one call, mapped."""
+    if isinstance(failure, AuraError):  # LeaseLost, StoreUnavailable, TooManyRequests (a quota)
         return failure
     error = StoreUnavailable("append", failure)
     error.__cause__ = failure

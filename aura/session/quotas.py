@@ -9,7 +9,9 @@ Three limits, each a sorted set of session ids scored by when the entry lapses (
 
 An entry lapses on its own when its session's keys would (the live TTL, then the finished TTL),
 so a session whose end was never counted (its process died, Redis blinked) frees its place by
-itself. Each script touches one user's or one tenant's keys only: Redis Cluster safe.
+itself. Every quota key of a tenant carries the tenant's hash tag, so one script checks and counts
+a session against all three limits at once, atomically, on Redis Cluster too (a tenant's quotas
+live on one node: a few small sorted sets).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from redis.asyncio import Redis
 
@@ -26,7 +28,7 @@ from aura.auth import Principal
 from aura.errors import StoreUnavailable, TooManyRequests
 from aura.storage import keys
 from aura.storage.calls import bounded
-from aura.storage.scripts import Script
+from aura.storage.scripts import Script, ScriptArg, ScriptCall, ScriptRun, run_scripts
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +36,30 @@ log = logging.getLogger(__name__)
 # will end is unknown, so a refused client is told to try again after this long.
 LIVE_RETRY_AFTER_SECONDS: Final = 10
 
-# KEYS: user live, user kept. ARGV: now ms, session id, live lapse ms, max live, max kept.
-# Answers 0 (admitted), or {1, ms until a place may free} (live full), or {2, ms} (kept full).
-_ADMIT_USER_LUA: Final = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+# KEYS: user live, user kept, tenant live (one slot: the tenant's hash tag).
+# ARGV: now ms, session id, live lapse ms, max live per user, max kept per user, max live per tenant.
+# Answers 0 (counted, or already counted), or {limit, ms until a place may free} with limit 1 (the
+# user's live sessions), 2 (the user's kept ones) or 3 (the tenant's live ones); then nothing is counted.
+_ADMIT_LUA: Final = """
+for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[1]) end
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return {1, 0} end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   return {2, tonumber(first[2]) - tonumber(ARGV[1])}
 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-redis.call('PEXPIREAT', KEYS[2], ARGV[3])
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[6]) then return {3, 0} end
+for i = 1, 3 do
+  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[2])
+  redis.call('PEXPIREAT', KEYS[i], ARGV[3])  -- the newest entry lapses last
+end
 return 0
 """
-# KEYS: tenant live. ARGV: now ms, session id, live lapse ms, max live. Answers 1 (admitted) or 0.
-_ADMIT_TENANT_LUA: Final = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) - tonumber(ARGV[1]) then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
-return 1
-"""
-# KEYS: user live, user kept. ARGV: session id, kept lapse ms ('': forget it entirely), now ms.
-# The kept entry is only moved, never added: a session already lapsed is not counted again.
-_FINISH_USER_LUA: Final = """
+# KEYS: as above. ARGV: session id, kept lapse ms ('': forget it entirely), now ms.
+# No longer live; the kept entry is only moved, never added: a session already lapsed is not counted again.
+_RELEASE_LUA: Final = """
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 if ARGV[2] == '' then
   redis.call('ZREM', KEYS[2], ARGV[1])
 elseif redis.call('ZSCORE', KEYS[2], ARGV[1]) then
@@ -71,18 +68,17 @@ elseif redis.call('ZSCORE', KEYS[2], ARGV[1]) then
 end
 return 1
 """
-_ADMIT_USER: Final = Script(_ADMIT_USER_LUA)
-_ADMIT_TENANT: Final = Script(_ADMIT_TENANT_LUA)
-_FINISH_USER: Final = Script(_FINISH_USER_LUA)
-_ZREM: Final = Script("return redis.call('ZREM', KEYS[1], ARGV[1])")
+_ADMIT: Final = Script(_ADMIT_LUA)
+_RELEASE: Final = Script(_RELEASE_LUA)
+_LIMITS: Final = {
+    1: ("AURA_MAX_LIVE_SESSIONS_PER_USER", "Too many live sessions: at most {} per user"),
+    2: ("AURA_MAX_KEPT_SESSIONS_PER_USER", "Too many recent sessions: at most {} per user are kept"),
+    3: ("AURA_MAX_LIVE_SESSIONS_PER_TENANT", "Too many live sessions: at most {} per tenant"),
+}
 
 
 class Quotas(Protocol):
-    """What the registry counts sessions with: :class:`SessionQuotas`, or a test's stand-in."""
-
-    async def admit(self, owner: Principal, session_id: str) -> None: ...
-
-    async def finish(self, owner: Principal, session_id: str) -> None: ...
+    """What the registry uncounts a failed creation with: :class:`SessionQuotas`, or a test's stand-in."""
 
     async def forget(self, owner: Principal, session_id: str) -> None: ...
 
@@ -97,59 +93,63 @@ class QuotaLimits:
 
 
 class SessionQuotas:
+    """The quota scripts of one session, to be run where its creation and its end are committed.
+
+    The session store runs :meth:`admission` in the round trip that lists new sessions as its
+    instance's and :meth:`release` in the one that takes ended sessions out, so quotas add one
+    script call at each end of a session but no round trip (four round trips of their own cost a
+    third of a plain session's CPU, docs/BENCHMARKS.md). :meth:`admit`, :meth:`finish` and
+    :meth:`forget` do the same on their own.
+    """
+
     def __init__(self, redis: Redis, limits: QuotaLimits, *, redis_timeout_seconds: float) -> None:
         self._redis = redis
         self._limits = limits
         self._timeout = redis_timeout_seconds
 
-    async def admit(self, owner: Principal, session_id: str) -> None:
-        """Count a new session for its owner and tenant, or raise TooManyRequests (nothing counted)."""
+    # -- the pieces of a pipeline ---------------------------------------------------------
+    def admission(self, owner: Principal, session_id: str) -> ScriptRun:
+        """Count a new session against its owner's and its tenant's limits; :meth:`verdict` reads the answer."""
         limits = self._limits
         now = _now_ms()
         lapse = now + int(limits.live_ttl_seconds * 1000)
-        user_keys = _user_keys(owner)
-        answer = await bounded(
-            _ADMIT_USER.run(
-                self._redis, user_keys, [now, session_id, lapse, limits.live_per_user, limits.kept_per_user]
-            ),
-            self._timeout,
-            "admit session",
-        )
-        if isinstance(answer, list):
-            kind, wait_ms = int(answer[0]), int(answer[1])
-            if kind == 1:
-                raise TooManyRequests(
-                    f"Too many live sessions: at most {limits.live_per_user} per user",
-                    limit="AURA_MAX_LIVE_SESSIONS_PER_USER",
-                    retry_after_seconds=LIVE_RETRY_AFTER_SECONDS,
-                )
-            raise TooManyRequests(
-                f"Too many recent sessions: at most {limits.kept_per_user} per user are kept",
-                limit="AURA_MAX_KEPT_SESSIONS_PER_USER",
-                retry_after_seconds=math.ceil(max(wait_ms, 0) / 1000),
-            )
-        try:
-            admitted = await bounded(
-                _ADMIT_TENANT.run(
-                    self._redis, [keys.tenant_live(owner.tenant_id)], [now, session_id, lapse, limits.live_per_tenant]
-                ),
-                self._timeout,
-                "admit session",
-            )
-        except BaseException:
-            await self.forget(owner, session_id)
-            raise
-        if not admitted:
-            await self.forget(owner, session_id)
-            raise TooManyRequests(
-                f"Too many live sessions: at most {limits.live_per_tenant} per tenant",
-                limit="AURA_MAX_LIVE_SESSIONS_PER_TENANT",
-                retry_after_seconds=LIVE_RETRY_AFTER_SECONDS,
-            )
+        args: list[ScriptArg] = [now, session_id, lapse, limits.live_per_user, limits.kept_per_user, limits.live_per_tenant]
+        return ScriptRun(_ADMIT, ScriptCall(_keys(owner), args))
+
+    def verdict(self, answer: Any) -> Exception | None:
+        """None when the session was counted; else why not (nothing was counted): TooManyRequests at a
+        limit, or StoreUnavailable for an error Redis gave."""
+        if isinstance(answer, Exception):
+            return StoreUnavailable("admit session", answer)
+        if not isinstance(answer, list):
+            return None
+        kind, wait_ms = int(answer[0]), int(answer[1])
+        setting, message = _LIMITS[kind]
+        limits = self._limits
+        limit = {1: limits.live_per_user, 2: limits.kept_per_user, 3: limits.live_per_tenant}[kind]
+        # A kept session leaves when Redis drops its keys, which the answer says; a live one's end is unknown.
+        retry_after = math.ceil(max(wait_ms, 0) / 1000) if kind == 2 else LIVE_RETRY_AFTER_SECONDS
+        return TooManyRequests(message.format(limit), limit=setting, retry_after_seconds=retry_after)
+
+    def release(self, owner: Principal, session_id: str, *, keep: bool) -> ScriptRun:
+        """The session is no longer live: ``keep`` it counted until Redis drops its keys (it ended), or
+        not at all (it was never stored). Idempotent; an entry never released lapses by itself."""
+        now = _now_ms()
+        kept_lapse = str(now + int(self._limits.finished_ttl_seconds * 1000)) if keep else ""
+        args: list[ScriptArg] = [session_id, kept_lapse, now]
+        return ScriptRun(_RELEASE, ScriptCall(_keys(owner), args))
+
+    # -- on their own ---------------------------------------------------------------------
+    async def admit(self, owner: Principal, session_id: str) -> None:
+        """Count a new session for its owner and tenant, or raise TooManyRequests (nothing counted)."""
+        [answer] = await bounded(run_scripts(self._redis, [self.admission(owner, session_id)]), self._timeout,
+                                 "admit session")
+        refusal = self.verdict(answer)
+        if refusal is not None:
+            raise refusal
 
     async def finish(self, owner: Principal, session_id: str) -> None:
-        """The session ended: no longer live; kept until Redis drops its keys. Best effort: an entry
-        not updated lapses by itself."""
+        """The session ended: no longer live; kept until Redis drops its keys (best effort)."""
         await self._release(owner, session_id, keep=True, operation="finish session")
 
     async def forget(self, owner: Principal, session_id: str) -> None:
@@ -157,23 +157,16 @@ class SessionQuotas:
         await self._release(owner, session_id, keep=False, operation="forget session")
 
     async def _release(self, owner: Principal, session_id: str, *, keep: bool, operation: str) -> None:
-        now = _now_ms()
-        kept_lapse = str(now + int(self._limits.finished_ttl_seconds * 1000)) if keep else ""
-        user_keys = _user_keys(owner)
         try:
-            await bounded(
-                _FINISH_USER.run(self._redis, user_keys, [session_id, kept_lapse, now]), self._timeout, operation
-            )
-            await bounded(
-                _ZREM.run(self._redis, [keys.tenant_live(owner.tenant_id)], [session_id]), self._timeout, operation
-            )
+            await bounded(run_scripts(self._redis, [self.release(owner, session_id, keep=keep)]), self._timeout,
+                          operation)
         except StoreUnavailable as exc:
             log.warning("session %s: its quota entries lapse by themselves: %s", session_id, exc)
 
 
-def _user_keys(owner: Principal) -> list[str]:
-    quota_owner = keys.quota_owner(owner.tenant_id, owner.user_id)
-    return [keys.user_live(quota_owner), keys.user_kept(quota_owner)]
+def _keys(owner: Principal) -> list[str]:
+    return [keys.user_live(owner.tenant_id, owner.user_id), keys.user_kept(owner.tenant_id, owner.user_id),
+            keys.tenant_live(owner.tenant_id)]
 
 
 def _now_ms() -> int:

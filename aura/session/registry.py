@@ -5,6 +5,7 @@ from __future__ import annotations
 from statemachines import SessionMachine, State
 
 from aura.auth import Principal
+from aura.errors import TooManyRequests
 from aura.ids import new_session_id
 from aura.session.log_writer import LogWriter
 from aura.session.quotas import Quotas
@@ -23,22 +24,21 @@ class SessionRegistry:
         self._sessions: dict[str, Session] = {}
 
     async def create(self, owner: Principal, request: SessionRequest) -> Session:
-        """A new session in `planning`, counted against its owner's quotas and stored with its lease
-        (TooManyRequests at a limit, StoreUnavailable if Redis is away)."""
+        """A new session in `planning`, stored with its lease and counted against its owner's quotas in
+        the same commit (TooManyRequests at a limit, StoreUnavailable if Redis is away)."""
         session = Session(new_session_id(), owner, request)
-        await self._quotas.admit(owner, session.id)
         self._track(session, None)  # local first: the adoption scan must never see it in Redis as nobody's
         try:
             await self._writer.create(session, encode_identity(session.snapshot(0)), timeout=self._timeout)
+        except TooManyRequests:
+            self.drop(session)  # the commit counted nothing for it
+            raise
         except BaseException:
             self.drop(session)
+            # A reply lost after Redis counted it: uncount it now rather than when its entries lapse.
             await self._quotas.forget(owner, session.id)
             raise
         return session
-
-    async def finished(self, session: Session) -> None:
-        """The session's end is in Redis: it no longer counts as live (best effort; see quotas)."""
-        await self._quotas.finish(session.owner, session.id)
 
     def adopt(self, snapshot: Snapshot) -> Session:
         """Drive a session restored from its snapshot (the lease is already ours)."""

@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.client import Pipeline
 
-from aura.errors import LeaseLost
+from aura.auth import Principal
+from aura.errors import LeaseLost, StoreUnavailable, TooManyRequests
+from aura.session.quotas import SessionQuotas
 from aura.session.snapshot import F, Fields, Snapshot, decode
 from aura.storage import keys
 from aura.storage.calls import REDIS_FAILURES
-from aura.storage.scripts import Script, ScriptCall
+from aura.storage.scripts import Script, ScriptCall, ScriptRun, run_scripts
 
 # KEYS: lease, log, snapshot, followers (one session's, so one slot: the hash tag {sid}).
 # ARGV: instance, ttl, maxlen, mode, channel, last seq, finished ttl, d, d x field to delete,
@@ -133,6 +134,7 @@ class Append:
     end: bool = False
     create: bool = False  # a new session: take its lease and list it as live in the same call
     dropped: Sequence[str] = ()  # with ``end``: snapshot fields deleted in the same call
+    owner: Principal | None = None  # with ``create`` or ``end``: whose quotas count the session
 
     @property
     def mode(self) -> str:
@@ -155,8 +157,10 @@ class SessionStore:
         max_events: int,
         lease_seconds: float,
         finished_ttl_seconds: int = 600,
+        quotas: SessionQuotas | None = None,
     ) -> None:
         self._redis = redis
+        self._quotas = quotas  # None: sessions are not counted (tests of the store alone)
         self.instance_id = instance_id
         self._ttl = ttl_seconds
         # A finished session is only replayed and looked at: its log and snapshot go sooner than a live one's.
@@ -196,21 +200,58 @@ class SessionStore:
         """
         if not appends:
             return []
-        created = [a.session_id for a in appends if a.create]
+        outcomes: list[Exception | None] = [None] * len(appends)
+        created = [i for i, a in enumerate(appends) if a.create]
         if created:
-            await self.claim(created)
-        answers = await _APPEND.run_all(self._redis, [self._append_call(a) for a in appends])
-        outcomes: list[Exception | None] = [
-            answer if isinstance(answer, Exception) else None if answer else LeaseLost(append.session_id)
-            for append, answer in zip(appends, answers, strict=True)
-        ]
-        ended = [a.session_id for a, outcome in zip(appends, outcomes, strict=True) if a.end and outcome is None]
-        if ended:
-            try:
-                await self.disown(self.instance_id, ended)
-            except REDIS_FAILURES as exc:  # the end is written; the entry left behind is cleared by adoption
-                log.info("could not take %d ended session(s) out of the instance set: %s", len(ended), exc)
+            for i, refusal in zip(created, await self._claim_new([appends[i] for i in created]), strict=True):
+                outcomes[i] = refusal
+        written = [i for i in range(len(appends)) if outcomes[i] is None]
+        answers = await _APPEND.run_all(self._redis, [self._append_call(appends[i]) for i in written]) if written else []
+        for i, answer in zip(written, answers, strict=True):
+            lost = LeaseLost(appends[i].session_id)
+            outcomes[i] = answer if isinstance(answer, Exception) else None if answer else lost
+        await self._let_go(appends, outcomes)
         return outcomes
+
+    async def _claim_new(self, created: Sequence[Append]) -> list[Exception | None]:
+        """List new sessions as this instance's and count them against their owners' quotas, in one
+        round trip; per session, None or why it may not be created (TooManyRequests, or StoreUnavailable
+        for an error Redis gave its admission: either way nothing was counted)."""
+        ids = [a.session_id for a in created]
+        commands = [("SADD", self._sessions_key, *ids), ("EXPIRE", self._sessions_key, self._ttl),
+                    ("SADD", keys.INSTANCES, self.instance_id)]  # findable even if it dies before its first heartbeat
+        counted: list[tuple[Principal, str]] = []
+        if self._quotas is not None:
+            counted = [(a.owner, a.session_id) for a in created if a.owner is not None]
+        quotas = self._quotas
+        runs = [quotas.admission(owner, sid) for owner, sid in counted] if quotas is not None else []
+        answers = await run_scripts(self._redis, runs, commands)
+        verdicts: dict[str, Exception | None] = {}
+        if quotas is not None:
+            verdicts = {sid: quotas.verdict(answer) for (_, sid), answer in zip(counted, answers, strict=True)}
+        return [verdicts.get(sid) for sid in ids]
+
+    async def _let_go(self, appends: Sequence[Append], outcomes: Sequence[Exception | None]) -> None:
+        """Ended sessions, and new ones that were not created, leave this instance's set; their quotas
+        let go of them (an ended one stays counted as kept). One round trip, best effort: the end is
+        written, and what is left behind is cleared by adoption or lapses."""
+        gone: list[str] = []
+        runs: list[ScriptRun] = []
+        for append, outcome in zip(appends, outcomes, strict=True):
+            ended = append.end and outcome is None
+            if not (ended or (append.create and outcome is not None)):
+                continue
+            gone.append(append.session_id)
+            # A creation a quota refused counted nothing; one that failed after its admission did.
+            counted = ended or not isinstance(outcome, (TooManyRequests, StoreUnavailable))
+            if self._quotas is not None and append.owner is not None and counted:
+                runs.append(self._quotas.release(append.owner, append.session_id, keep=ended))
+        if not gone:
+            return
+        try:
+            await run_scripts(self._redis, runs, [("SREM", self._sessions_key, *gone)])
+        except REDIS_FAILURES as exc:
+            log.info("could not take %d session(s) out of the instance set: %s", len(gone), exc)
 
     def _append_call(self, append: Append) -> ScriptCall:
         sid = append.session_id

@@ -47,16 +47,11 @@ def channel_session(prefix: str, channel: str) -> str:
 
 
 # -- quotas (docs/SECURITY.md, limits) ---------------------------------------------------
-# ZSETs of session ids scored by when their entry lapses (epoch ms). A user's two sets share the
-# hash tag ``{u:<owner>}`` (``quota_owner``) so one script checks both; a tenant's set has its own slot.
-user_live: Final[KeyOf] = "aura:quota:{{u:{}}}:live".format  # a user's live sessions
-user_kept: Final[KeyOf] = "aura:quota:{{u:{}}}:kept".format  # a user's sessions Redis still holds
+# ZSETs of session ids scored by when their entry lapses (epoch ms). Every quota key of a tenant
+# carries the tenant's hash tag ``{t:<tenantId>}``, so one script checks all of a session's limits.
 tenant_live: Final[KeyOf] = "aura:quota:{{t:{}}}:live".format  # a tenant's live sessions
-
-
-def quota_owner(tenant_id: str, user_id: str) -> str:
-    """The id of a user's quota keys: ``<tenantId>/<userId>``."""
-    return f"{tenant_id}/{user_id}"
+user_live: Final[Callable[[str, str], str]] = "aura:quota:{{t:{}}}:user:{}:live".format  # a user's live sessions
+user_kept: Final[Callable[[str, str], str]] = "aura:quota:{{t:{}}}:user:{}:kept".format  # ... Redis still holds
 
 
 # -- the built-in tools' data ------------------------------------------------------------

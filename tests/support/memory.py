@@ -113,17 +113,10 @@ class MemoryApprovals:
 
 @dataclass
 class CountingQuotas:
-    """The registry's quotas for unit harnesses without Redis: no limit, but it records what it was told."""
+    """The registry's quotas in unit harnesses without Redis (whose store counts nothing): it records
+    the sessions whose failed creation it was asked to uncount."""
 
-    live: set[str] = field(default_factory=set)
-    finished: list[str] = field(default_factory=list)
-
-    async def admit(self, owner: Principal, session_id: str) -> None:
-        self.live.add(session_id)
-
-    async def finish(self, owner: Principal, session_id: str) -> None:
-        self.live.discard(session_id)
-        self.finished.append(session_id)
+    forgotten: list[str] = field(default_factory=list)
 
     async def forget(self, owner: Principal, session_id: str) -> None:
-        self.live.discard(session_id)
+        self.forgotten.append(session_id)

@@ -62,7 +62,7 @@ async def test_a_user_at_the_live_session_limit_gets_429_with_retry_after_and_no
             refused = await post_stream(client, alice)
             assert_limited(refused, "Too many live sessions: at most 2 per user", LIVE_RETRY_AFTER_SECONDS)
             # the refused request started no session
-            assert await redis.zcard(keys.user_live(keys.quota_owner("1", alice))) == 2
+            assert await redis.zcard(keys.user_live("1", alice)) == 2
             async with waiting_session(client, bob):  # another user of the tenant is not affected
                 pass
             cancelled = await client.post(f"/aura/sessions/{first}/cancel", headers=auth_headers(alice))
@@ -124,7 +124,7 @@ async def test_a_user_at_the_open_stream_limit_gets_429_and_a_closed_stream_free
                 follow = await client.get(f"/aura/sessions/{first}/events", headers=auth_headers(user))
                 assert_limited(follow, "Too many open streams: at most 2 per user", 5)
                 # the refused stream created no session
-                assert await redis.zcard(keys.user_live(keys.quota_owner("1", user))) == 2
+                assert await redis.zcard(keys.user_live("1", user)) == 2
         # both streams closed: the client's disconnect gives their places back
 
         async def following() -> bool:

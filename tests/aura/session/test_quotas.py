@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -9,7 +10,9 @@ from redis.asyncio import Redis
 
 from aura.auth import Principal
 from aura.errors import TooManyRequests
+from aura.ids import new_session_id
 from aura.session.quotas import LIVE_RETRY_AFTER_SECONDS, QuotaLimits, SessionQuotas
+from aura.session.store import Append, SessionStore
 from aura.storage import keys
 
 pytestmark = pytest.mark.anyio
@@ -29,11 +32,11 @@ def someone(tenant: str | None = None) -> Principal:
 
 
 def live_of(owner: Principal) -> str:
-    return keys.user_live(keys.quota_owner(owner.tenant_id, owner.user_id))
+    return keys.user_live(owner.tenant_id, owner.user_id)
 
 
 def kept_of(owner: Principal) -> str:
-    return keys.user_kept(keys.quota_owner(owner.tenant_id, owner.user_id))
+    return keys.user_kept(owner.tenant_id, owner.user_id)
 
 
 async def refusal(q: SessionQuotas, owner: Principal, session_id: str) -> TooManyRequests:
@@ -124,9 +127,57 @@ async def test_every_quota_key_expires(redis: Redis) -> None:
         assert 0 < await redis.pttl(key) <= 3600 * 1000, key
 
 
-def test_a_users_two_sets_share_one_hash_slot_for_redis_cluster() -> None:
+def test_a_tenants_quota_keys_share_one_hash_slot_for_redis_cluster() -> None:
     from redis.crc import key_slot
 
     for tenant, user in (("1", "7"), ("t}x", "u{y"), ("{", "}")):
-        owner = keys.quota_owner(tenant, user)
-        assert key_slot(keys.user_live(owner).encode()) == key_slot(keys.user_kept(owner).encode())
+        slots = {key_slot(key.encode()) for key in (keys.user_live(tenant, user), keys.user_kept(tenant, user),
+                                                      keys.tenant_live(tenant))}
+        assert len(slots) == 1
+
+
+# -- counted where sessions are committed (the store) ------------------------------------------------
+def counting_store(redis: Redis, q: SessionQuotas) -> SessionStore:
+    return SessionStore(redis, f"quota-{uuid.uuid4().hex[:8]}", ttl_seconds=3600, max_events=1000, lease_seconds=30,
+                        finished_ttl_seconds=600, quotas=q)
+
+
+def create(owner: Principal) -> Append:
+    return Append(new_session_id(), (), {"seq": "0", "state": "planning"}, 0, create=True, owner=owner)
+
+
+async def test_a_creation_refused_by_a_quota_writes_nothing_and_leaves_no_instance_entry(redis: Redis) -> None:
+    q, owner = quotas(redis, live=1), someone()
+    store = counting_store(redis, q)
+    first, second = create(owner), create(owner)
+    assert await store.commit([first]) == [None]
+    [refused] = await store.commit([second])
+    assert isinstance(refused, TooManyRequests) and refused.limit == "AURA_MAX_LIVE_SESSIONS_PER_USER"
+    sid = second.session_id
+    assert await redis.exists(keys.snapshot(sid), keys.lease(sid), keys.events(sid)) == 0
+    assert await redis.smembers(keys.instance_sessions(store.instance_id)) == {first.session_id}
+    assert await redis.zrange(live_of(owner), 0, -1) == [first.session_id]
+    assert await redis.zrange(kept_of(owner), 0, -1) == [first.session_id]
+    assert await redis.zrange(keys.tenant_live(owner.tenant_id), 0, -1) == [first.session_id]
+
+
+async def test_one_commit_admits_some_sessions_and_refuses_others(redis: Redis) -> None:
+    q, owner = quotas(redis, live=2, tenant=10), someone()
+    store = counting_store(redis, q)
+    appends = [create(owner) for _ in range(3)]
+    outcomes = await store.commit(appends)
+    assert outcomes[:2] == [None, None] and isinstance(outcomes[2], TooManyRequests)
+    assert await redis.zcard(keys.tenant_live(owner.tenant_id)) == 2  # the refused one was uncounted
+
+
+async def test_a_session_whose_end_is_committed_is_live_no_more_but_kept_until_its_keys_go(redis: Redis) -> None:
+    q, owner = quotas(redis, live=1, finished_ttl=600), someone()
+    store = counting_store(redis, q)
+    first = create(owner)
+    assert await store.commit([first]) == [None]
+    end = Append(first.session_id, (), {"seq": "0", "state": "done"}, 0, end=True, owner=owner)
+    assert await store.commit([end]) == [None]
+    assert await redis.zcard(live_of(owner)) == 0 and await redis.zcard(keys.tenant_live(owner.tenant_id)) == 0
+    lapse = await redis.zscore(kept_of(owner), first.session_id)
+    assert lapse is not None and abs(lapse / 1000 - (time.time() + 600)) < 5
+    assert await store.commit([create(owner)]) == [None]  # its live place is free again

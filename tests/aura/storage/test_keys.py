@@ -25,7 +25,8 @@ def documented() -> set[str]:
 
 def in_the_module() -> set[str]:
     # Each key is the ``format`` of its template string.
-    templates = {value("ID") for value in vars(keys).values() if getattr(value, "__name__", "") == "format"}
+    formats = [value for value in vars(keys).values() if getattr(value, "__name__", "") == "format"]
+    templates = {value(*["ID"] * value.__self__.count("{}")) for value in formats}
     return templates | {keys.INSTANCES}
 
 
