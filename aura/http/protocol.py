@@ -105,6 +105,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     limits: ClassVar[HttpLimits]
     _limit_warning: ClassVar[_LimitWarning]
+    # Slots, not the instance dict that uvicorn's attributes fill: eight more keys there made it grow
+    # to its next size, 0.8 KiB per connection, about 1.8 KiB per waiting session (tracemalloc).
+    __slots__ = ("_head_budget", "_heads_completed", "_head_started", "_refused", "_deadline_kind",
+                 "_deadline_at", "_timer", "_timer_at")
 
     def __init__(
         self,
