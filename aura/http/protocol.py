@@ -11,6 +11,11 @@ envelope (CONTRACT §2.6; E1001, as §2.7 has no code for 408, 431 or 503):
   crosses the limit. (A head that begins inside the chunk that ended the request before it, a
   pipelined one, is counted from the next chunk on: it may pass the limit by that chunk, at
   most the transport's read size.)
+- **Body size.** What follows a head, its body with any chunked framing and trailer fields, may
+  not pass the app's body limit (``MAX_BODY_BYTES``) plus ``max_header_bytes``: past it the
+  request is answered 413 (E4000, as the app's own 413). Without it, trailer fields after a
+  chunked body (header fields, which httptools buffers whole) were bounded by nothing but the
+  body read time.
 - **Head read time.** A head must be complete ``header_timeout_seconds`` after the connection
   was made, or after the end of the previous response (the end of the previous request, if that
   came later): else 408. A connection on which nothing of a new request arrived is closed without
@@ -51,6 +56,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from aura.config import Settings
+from aura.http.body import MAX_BODY_BYTES
 from aura.http.envelope import GATEWAY_REQUEST_HEADER, TRACE_HEADER, envelope, envelope_response
 
 if TYPE_CHECKING:
@@ -107,7 +113,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     _limit_warning: ClassVar[_LimitWarning]
     # Slots, not the instance dict that uvicorn's attributes fill: eight more keys there made it grow
     # to its next size, 0.8 KiB per connection, about 1.8 KiB per waiting session (tracemalloc).
-    __slots__ = ("_head_budget", "_heads_completed", "_head_started", "_refused", "_deadline_kind",
+    __slots__ = ("_head_budget", "_body_budget", "_phases", "_head_started", "_refused", "_deadline_kind",
                  "_deadline_at", "_timer", "_timer_at")
 
     def __init__(
@@ -120,7 +126,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         # Not None while the parser waits for, or reads, a request head: the bytes it may still take.
         self._head_budget: int | None = self.limits.max_header_bytes
-        self._heads_completed = 0
+        # Not None while the parser reads a request body: the bytes it may still take, framing and
+        # chunked trailers included (trailer fields are header fields that httptools buffers whole).
+        self._body_budget: int | None = None
+        self._phases = 0  # heads and messages completed: a budget's phase ended within it
         self._head_started = False  # a byte of the head being waited for arrived
         self._refused = False  # answered and half-closed: input is dropped until the socket closes
         # The deadline the connection is under ("head", "body" or "linger") and when it passes. The one
@@ -149,25 +158,44 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering: read and dropped, never parsed
-        while self._head_budget is not None and len(data) > self._head_budget:
-            # This chunk would take the head past the limit: feed only what the limit allows.
-            allowed = self._head_budget
-            completed = self._heads_completed
-            self._head_budget = 0
-            if allowed:
-                super().data_received(data[:allowed])
+        while True:
+            in_head = self._head_budget is not None
+            budget = self._head_budget if in_head else self._body_budget
+            if budget is None or len(data) <= budget:
+                break
+            # This chunk would take the head (or the body) past its limit: feed only what the limit allows.
+            phases = self._phases
+            if in_head:
+                self._head_budget = 0
+            else:
+                self._body_budget = 0
+            if budget:
+                super().data_received(data[:budget])
             if self._refused or self.transport.is_closing():
                 return
-            if self._heads_completed == completed:
-                log.info("refused a request head over %d bytes from %s", self.limits.max_header_bytes,
-                         _peer(self.client))
-                self._refuse(431, f"Request header fields exceed {self.limits.max_header_bytes} bytes")
+            if self._phases == phases:
+                if in_head:
+                    log.info("refused a request head over %d bytes from %s", self.limits.max_header_bytes,
+                             _peer(self.client))
+                    self._refuse(431, f"Request header fields exceed {self.limits.max_header_bytes} bytes")
+                else:
+                    log.info("refused a request body over %d bytes from %s", self._max_body, _peer(self.client))
+                    self._refuse(413, f"Request body exceeds {MAX_BODY_BYTES} bytes", error_code="E4000")
                 return
-            data = data[allowed:]  # the head ended within the limit; the rest is a body or another request
+            data = data[budget:]  # that phase ended within its limit; the rest belongs to the next one
+        # Before feeding: the parser resets the budgets when a head or a request ends.
         if self._head_budget is not None:
-            self._head_budget -= len(data)  # before feeding: the parser resets it when a request ends
+            self._head_budget -= len(data)
+        elif self._body_budget is not None:
+            self._body_budget -= len(data)
         super().data_received(data)
         self._update_deadline()
+
+    @property
+    def _max_body(self) -> int:
+        """What a request may send after its head: the app's body limit, plus its chunked framing and
+        trailer fields (a head's worth)."""
+        return MAX_BODY_BYTES + self.limits.max_header_bytes
 
     # -- parser callbacks (httptools calls them from inside feed_data) ------------------------
     def on_message_begin(self) -> None:
@@ -176,12 +204,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_budget = None
-        self._heads_completed += 1
+        self._body_budget = self._max_body
+        self._phases += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._head_budget = self.limits.max_header_bytes
+        self._body_budget = None
+        self._phases += 1
         self._head_started = False
 
     # -- uvicorn's hooks ------------------------------------------------------------------------
@@ -257,7 +288,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, "Request body not received in time")
 
     # -- refusing ---------------------------------------------------------------------------------
-    def _refuse(self, status: int, message: str, extra_headers: bytes = b"") -> None:
+    def _refuse(self, status: int, message: str, extra_headers: bytes = b"", *, error_code: str = ERROR_CODE) -> None:
         """Answer ``status`` with the error envelope and close; read no more of the request."""
         self._refused = True
         self._deadline_kind = None
@@ -278,7 +309,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # Between requests, with answers still owed: give them, then close after the last one.
             cycle.keep_alive = False
             return
-        self.transport.write(_error_response(status, message, self.server_state.default_headers, trace,
+        self.transport.write(_error_response(status, message, error_code, self.server_state.default_headers, trace,
                                              extra_headers))
         if not self.transport.can_write_eof():
             self.transport.close()  # TLS: no half-close; close() still sends what is buffered
@@ -288,13 +319,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._set_deadline("linger", LINGER_SECONDS)
 
 
-def _error_response(status: int, message: str, default_headers: list[tuple[bytes, bytes]],
+def _error_response(status: int, message: str, error_code: str, default_headers: list[tuple[bytes, bytes]],
                     request_headers: list[tuple[bytes, bytes]], extra_headers: bytes) -> bytes:
     request = {name: value for name, value in request_headers if name in (_TRACE_HEADER, _GATEWAY_REQUEST_HEADER)}
     body = bytes(envelope_response(status, envelope(
         success=False,
         message=message,
-        error_code=ERROR_CODE,
+        error_code=error_code,
         trace_id=request.get(_TRACE_HEADER, b"").decode("latin-1") or None,
         gateway_request_id=request.get(_GATEWAY_REQUEST_HEADER, b"").decode("latin-1") or None,
     )).body)
