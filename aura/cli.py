@@ -83,15 +83,22 @@ def _diagrams(*, check: bool) -> int:
     return 0
 
 
-def _serve(settings: Settings) -> int:
-    from aura.server import build_server  # uvicorn is only needed here
-
-    # Every record, uvicorn's too (build_server leaves its logging unconfigured): one format, on stderr.
+def configure_logging(settings: Settings) -> None:
+    """Every record, uvicorn's too (build_server leaves its logging unconfigured): one format, on stderr."""
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     # transitions logs every callback at INFO, and each binding model_override skips at WARNING.
     logging.getLogger("transitions").setLevel(logging.ERROR)
+    # httpx logs each outbound request's whole URL at INFO, and a query there may carry what a user
+    # or the model wrote (an AgentTask's errorMessage, a tool's parameters): its warnings only.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _serve(settings: Settings) -> int:
+    from aura.server import build_server  # uvicorn is only needed here
+
+    configure_logging(settings)
     server = build_server(settings)  # validates tool declarations before anything listens
     server.run()
     return 0

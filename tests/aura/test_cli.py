@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jose import jwt
 
+from aura.config import Settings
 from tests.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,3 +49,14 @@ def test_serve_refuses_a_hitl_timeout_at_the_gateway_limit() -> None:
 def test_diagrams_check_passes_on_the_committed_file() -> None:
     result = run("diagrams", "--check")
     assert result.returncode == 0, result.stderr
+
+
+def test_outbound_request_urls_are_not_logged_at_info() -> None:
+    """An AgentTask's ?errorMessage= or a tool's query values reached the log through httpx's INFO line."""
+    import logging
+
+    from aura.cli import configure_logging
+
+    configure_logging(Settings(jwt_secret=SECRET, log_level="info"))
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
