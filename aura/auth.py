@@ -165,14 +165,22 @@ class TokenVerifier:
     def principal(self, token: str) -> Principal:
         return self.check(token).principal
 
-    def delegate(self, grant: Grant, *, lifetime_seconds: int, now: float | None = None) -> str:
+    def delegate(
+        self, grant: Grant, *, lifetime_seconds: int, now: float | None = None, owner: Principal | None = None
+    ) -> str:
         """A fresh token for one call as the user: the delegated claims, ``azp: aura``, ``iat`` now, and
         ``exp`` ``lifetime_seconds`` from now but never after the user's own token's.
 
         TokenExpired once the user's token has expired: DWP would answer 401 to it (CONTRACT §2.4), so
-        no token is made. A :class:`StoredToken` must verify first (TokenExpired, TokenInvalid).
+        no token is made. A :class:`StoredToken` must verify first (TokenExpired, TokenInvalid). With
+        ``owner`` (the session's), TokenInvalid unless the claims name that user of that tenant: a
+        snapshot edited in Redis must not mint tokens for somebody else.
         """
         delegation = self.check(grant.token).delegation if isinstance(grant, StoredToken) else grant
+        if owner is not None:
+            named = Principal(user_id=_claim_text(delegation.claims, "sub"), tenant_id=_tenant_claim(delegation.claims))
+            if named != owner:
+                raise TokenInvalid("Invalid token: the delegation names another user than the session's owner")
         issued = math.floor(time.time() if now is None else now)
         if delegation.expires_at <= issued:
             raise TokenExpired("Token expired")
@@ -278,25 +286,21 @@ class Delegator:
         self._verifier = verifier
         self._lifetime = lifetime_seconds
 
-    def authorization(self, grant: Grant) -> str:
-        """``Bearer <a token minted now>``; TokenExpired / TokenInvalid when none may be made."""
-        return f"Bearer {self._verifier.delegate(grant, lifetime_seconds=self._lifetime)}"
+    def authorization(self, grant: Grant, owner: Principal) -> str:
+        """``Bearer <a token minted now>`` as ``owner``, the session's; TokenExpired / TokenInvalid when
+        none may be made (the claims name somebody else, or the user's token expired)."""
+        return f"Bearer {self._verifier.delegate(grant, lifetime_seconds=self._lifetime, owner=owner)}"
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated caller of the stream and session API, and the token it came with.
+    """An authenticated caller of the stream and session API, and what a session of theirs may keep.
 
-    The token is for this request only; a session keeps ``delegation``, never the token.
+    Not the token: a session keeps ``delegation`` (DECISIONS #24), so nothing downstream can store it.
     """
 
     principal: Principal
-    token: str
     delegation: Delegation
-
-    @property
-    def authorization(self) -> str:
-        return f"Bearer {self.token}"
 
 
 class Authenticator:
@@ -315,7 +319,7 @@ class Authenticator:
             raise Unauthorized("Authorization header is required")
         verified = self._verifier.check(token)
         check_principal(verified.principal, headers, tenant)
-        return Caller(verified.principal, token, verified.delegation)
+        return Caller(verified.principal, verified.delegation)
 
     def approver(self, headers: Mapping[str, str]) -> tuple[Principal, int]:
         return authenticate_approver(self._verifier, headers)

@@ -57,7 +57,7 @@ class ToolEnvironment:
             session.id,
             self.redis,
             # minted per call, not here: a call made after a long approval wait gets a fresh token
-            credentials=(functools.partial(self.delegator.authorization, grant)
+            credentials=(functools.partial(self.delegator.authorization, grant, session.owner)
                          if self.delegator is not None and grant is not None else None),
             agent_id=session.request.agent_id,
             http=self.http,

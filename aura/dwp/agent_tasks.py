@@ -155,7 +155,7 @@ class AgentTaskReporter:
         return outbound_headers(
             tenant_id=session.owner.tenant_id,
             user_id=session.owner.user_id,
-            authorization=self._delegator.authorization(grant) if self._delegator and grant else None,
+            authorization=self._delegator.authorization(grant, session.owner) if self._delegator and grant else None,
             agent_id=request.agent_id,
         )
 

@@ -116,9 +116,20 @@ def test_a_token_minted_from_a_token_is_minted_again_with_the_same_claims() -> N
 def test_the_delegator_mints_with_the_configured_lifetime_as_a_bearer_header() -> None:
     delegation = Delegation({"sub": "7", "tenant_id": "3"}, int(time.time()) + 3600)
     before = int(time.time())
-    claims = delegated_claims(Delegator(TokenVerifier(SECRET), lifetime_seconds=45).authorization(delegation))
+    delegator = Delegator(TokenVerifier(SECRET), lifetime_seconds=45)
+    claims = delegated_claims(delegator.authorization(delegation, Principal(user_id="7", tenant_id="3")))
     assert before <= claims["iat"] <= int(time.time())
     assert claims["exp"] == claims["iat"] + 45
+
+
+@pytest.mark.parametrize("owner", [Principal(user_id="8", tenant_id="3"), Principal(user_id="7", tenant_id="4")])
+def test_a_delegation_naming_another_user_than_the_sessions_owner_mints_nothing(owner: Principal) -> None:
+    """A snapshot edited in Redis (its delegation swapped for another user's claims) must not make Aura
+    mint tokens as that user for the session's owner's calls."""
+    delegation = Delegation({"sub": "7", "tenant_id": "3"}, int(time.time()) + 3600)
+    delegator = Delegator(TokenVerifier(SECRET), lifetime_seconds=45)
+    with pytest.raises(TokenInvalid, match="names another user than the session's owner"):
+        delegator.authorization(delegation, owner)
 
 
 def test_each_mint_is_a_new_token() -> None:

@@ -40,12 +40,12 @@ def fails(error: type[ApiError], message: str, call: Callable[[], object]) -> No
 
 
 # -- Authenticator.caller (the stream and the session API) ------------------------------------------
-def test_a_caller_is_the_tokens_principal_with_its_token(authenticator: Authenticator) -> None:
+def test_a_caller_is_the_tokens_principal_and_does_not_carry_the_token(authenticator: Authenticator) -> None:
     token = token_for()
     caller = authenticator.caller(headers(token))
     assert caller is not None
-    assert caller == Caller(Principal(user_id="7", tenant_id="3"), token, caller.delegation)
-    assert caller.authorization == f"Bearer {token}"
+    assert caller == Caller(Principal(user_id="7", tenant_id="3"), caller.delegation)
+    assert token not in repr(caller)
 
 
 def test_a_caller_brings_the_claims_a_session_may_delegate_but_not_its_token(authenticator: Authenticator) -> None:
