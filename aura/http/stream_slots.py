@@ -57,9 +57,6 @@ class StreamSlots:
         self._tenants[owner.tenant_id] += 1
         return StreamSlot(self, owner)
 
-    def open_streams(self, owner: Principal) -> int:
-        return self._users[(owner.tenant_id, owner.user_id)]
-
     def _give_back(self, owner: Principal) -> None:
         user = (owner.tenant_id, owner.user_id)
         self._users[user] -= 1

@@ -86,10 +86,12 @@ class LogWriter:
         self._replay.track(session.id, session.resumed_at_seq)
 
     async def create(self, session: Session, identity: Fields, *, timeout: float) -> None:
-        """Store a new session (lease, snapshot, live set) in the next round, and wait for it.
+        """Store a new session (lease, snapshot, its instance's set, its quotas) in the next round, and
+        wait for it.
 
-        Creations share the round trip of every other session's events. A creation is
-        never retried: the caller is told at once (StoreUnavailable) that Redis is away.
+        Creations share the round trip of every other session's events. A creation is never
+        retried: the caller is told at once that Redis is away (StoreUnavailable) or that a quota
+        refused it (TooManyRequests).
         """
         self.open(session)
         entry = self._logs[session.id]

@@ -98,8 +98,7 @@ class SessionQuotas:
     The session store runs :meth:`admission` in the round trip that lists new sessions as its
     instance's and :meth:`release` in the one that takes ended sessions out, so quotas add one
     script call at each end of a session but no round trip (four round trips of their own cost a
-    third of a plain session's CPU, docs/BENCHMARKS.md). :meth:`admit`, :meth:`finish` and
-    :meth:`forget` do the same on their own.
+    third of a plain session's CPU, docs/BENCHMARKS.md).
     """
 
     def __init__(self, redis: Redis, limits: QuotaLimits, *, redis_timeout_seconds: float) -> None:
@@ -120,7 +119,9 @@ class SessionQuotas:
         """None when the session was counted; else why not (nothing was counted): TooManyRequests at a
         limit, or StoreUnavailable for an error Redis gave."""
         if isinstance(answer, Exception):
-            return StoreUnavailable("admit session", answer)
+            error = StoreUnavailable("admit session", answer)
+            error.__cause__ = answer  # as aura.storage.calls maps it: the reply stays the cause
+            return error
         if not isinstance(answer, list):
             return None
         kind, wait_ms = int(answer[0]), int(answer[1])
@@ -139,27 +140,13 @@ class SessionQuotas:
         args: list[ScriptArg] = [session_id, kept_lapse, now]
         return ScriptRun(_RELEASE, ScriptCall(_keys(owner), args))
 
-    # -- on their own ---------------------------------------------------------------------
-    async def admit(self, owner: Principal, session_id: str) -> None:
-        """Count a new session for its owner and tenant, or raise TooManyRequests (nothing counted)."""
-        [answer] = await bounded(run_scripts(self._redis, [self.admission(owner, session_id)]), self._timeout,
-                                 "admit session")
-        refusal = self.verdict(answer)
-        if refusal is not None:
-            raise refusal
-
-    async def finish(self, owner: Principal, session_id: str) -> None:
-        """The session ended: no longer live; kept until Redis drops its keys (best effort)."""
-        await self._release(owner, session_id, keep=True, operation="finish session")
-
+    # -- on its own -------------------------------------------------------------------------
     async def forget(self, owner: Principal, session_id: str) -> None:
-        """The session was never stored (its creation failed or was refused): uncount it entirely."""
-        await self._release(owner, session_id, keep=False, operation="forget session")
-
-    async def _release(self, owner: Principal, session_id: str, *, keep: bool, operation: str) -> None:
+        """A creation failed after Redis may have counted it (a lost reply): uncount it now, rather than
+        when its entries lapse an hour later. Best effort."""
         try:
-            await bounded(run_scripts(self._redis, [self.release(owner, session_id, keep=keep)]), self._timeout,
-                          operation)
+            await bounded(run_scripts(self._redis, [self.release(owner, session_id, keep=False)]), self._timeout,
+                          "forget session")
         except StoreUnavailable as exc:
             log.warning("session %s: its quota entries lapse by themselves: %s", session_id, exc)
 

@@ -9,9 +9,10 @@ its lease. Every append is fenced by the lease: a replica that lost a session
 cannot write to it.
 
 Cluster-safe by construction: every script touches the keys of one session
-only (one hash tag, one slot), every read of many sessions is a pipeline of
-single-key commands (which a cluster client splits by slot), and nothing is
-published inside a transaction.
+only (one hash tag, one slot), or, for a session's quotas, those of its tenant
+(``{t:<tenantId>}``, aura.session.quotas); every read of many sessions is a
+pipeline of single-key commands (which a cluster client splits by slot), and
+nothing is published inside a transaction.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from aura.errors import TooManyRequests
 from aura.ids import new_session_id
 from aura.session.quotas import LIVE_RETRY_AFTER_SECONDS, QuotaLimits, SessionQuotas
 from aura.session.store import Append, SessionStore
+from aura.storage.scripts import run_scripts
 from aura.storage import keys
 
 pytestmark = pytest.mark.anyio
@@ -39,29 +40,42 @@ def kept_of(owner: Principal) -> str:
     return keys.user_kept(owner.tenant_id, owner.user_id)
 
 
-async def refusal(q: SessionQuotas, owner: Principal, session_id: str) -> TooManyRequests:
+async def admit(redis: Redis, q: SessionQuotas, owner: Principal, session_id: str) -> None:
+    """The admission as the store runs it, on its own: counted, or the refusal raised."""
+    [answer] = await run_scripts(redis, [q.admission(owner, session_id)])
+    refused = q.verdict(answer)
+    if refused is not None:
+        raise refused
+
+
+async def finish(redis: Redis, q: SessionQuotas, owner: Principal, session_id: str) -> None:
+    """The release of an ended session as the store runs it."""
+    await run_scripts(redis, [q.release(owner, session_id, keep=True)])
+
+
+async def refusal(redis: Redis, q: SessionQuotas, owner: Principal, session_id: str) -> TooManyRequests:
     with pytest.raises(TooManyRequests) as caught:
-        await q.admit(owner, session_id)
+        await admit(redis, q, owner, session_id)
     return caught.value
 
 
 async def test_a_user_at_the_live_limit_is_refused_until_a_session_finishes(redis: Redis) -> None:
     q, owner = quotas(redis), someone()
-    await q.admit(owner, "s1")
-    await q.admit(owner, "s2")
-    refused = await refusal(q, owner, "s3")
+    await admit(redis, q, owner, "s1")
+    await admit(redis, q, owner, "s2")
+    refused = await refusal(redis, q, owner, "s3")
     assert (refused.limit, refused.retry_after_seconds) == ("AURA_MAX_LIVE_SESSIONS_PER_USER", LIVE_RETRY_AFTER_SECONDS)
     assert refused.status == 429 and refused.error_code == "E1005"
     assert refused.headers == {"Retry-After": str(LIVE_RETRY_AFTER_SECONDS)}
-    await q.finish(owner, "s1")
-    await q.admit(owner, "s3")
+    await finish(redis, q, owner, "s1")
+    await admit(redis, q, owner, "s3")
     assert await redis.zcard(live_of(owner)) == 2
 
 
 async def test_admitting_the_same_session_twice_counts_it_once(redis: Redis) -> None:
     q, owner = quotas(redis, live=1), someone()
-    await q.admit(owner, "s1")
-    await q.admit(owner, "s1")  # a retried admission after a lost reply
+    await admit(redis, q, owner, "s1")
+    await admit(redis, q, owner, "s1")  # a retried admission after a lost reply
     assert await redis.zcard(live_of(owner)) == 1
 
 
@@ -69,25 +83,25 @@ async def test_another_user_of_the_tenant_is_refused_at_the_tenant_limit_and_not
     q = quotas(redis, live=2, tenant=3)
     alice = someone()
     bob = Principal(user_id="u2", tenant_id=alice.tenant_id)
-    await q.admit(alice, "a1")
-    await q.admit(alice, "a2")
-    await q.admit(bob, "b1")
-    refused = await refusal(q, bob, "b2")
+    await admit(redis, q, alice, "a1")
+    await admit(redis, q, alice, "a2")
+    await admit(redis, q, bob, "b1")
+    refused = await refusal(redis, q, bob, "b2")
     assert refused.limit == "AURA_MAX_LIVE_SESSIONS_PER_TENANT"
     # the user's own entries for the refused session were taken back
     assert await redis.zrange(live_of(bob), 0, -1) == ["b1"]
     assert await redis.zrange(kept_of(bob), 0, -1) == ["b1"]
     other_tenant = someone()
-    await q.admit(other_tenant, "c1")
+    await admit(redis, q, other_tenant, "c1")
 
 
 async def test_finished_sessions_count_as_kept_until_their_ttl_and_retry_after_says_when(redis: Redis) -> None:
     q, owner = quotas(redis, live=10, tenant=10, kept=3, finished_ttl=120), someone()
     for sid in ("s1", "s2", "s3"):
-        await q.admit(owner, sid)
-        await q.finish(owner, sid)
+        await admit(redis, q, owner, sid)
+        await finish(redis, q, owner, sid)
     assert await redis.zcard(live_of(owner)) == 0
-    refused = await refusal(q, owner, "s4")
+    refused = await refusal(redis, q, owner, "s4")
     assert refused.limit == "AURA_MAX_KEPT_SESSIONS_PER_USER"
     assert 115 <= refused.retry_after_seconds <= 120  # when the oldest finished session leaves Redis
     assert int(refused.headers["Retry-After"]) == refused.retry_after_seconds
@@ -95,33 +109,33 @@ async def test_finished_sessions_count_as_kept_until_their_ttl_and_retry_after_s
 
 async def test_a_kept_entry_lapses_when_its_session_would_leave_redis(redis: Redis) -> None:
     q, owner = quotas(redis, live=10, tenant=10, kept=1, finished_ttl=600), someone()
-    await q.admit(owner, "s1")
-    await q.finish(owner, "s1")
+    await admit(redis, q, owner, "s1")
+    await finish(redis, q, owner, "s1")
     kept = kept_of(owner)
     await redis.zadd(kept, {"s1": 1})  # as if its finished TTL had run out
-    await q.admit(owner, "s2")
+    await admit(redis, q, owner, "s2")
     assert await redis.zrange(kept, 0, -1) == ["s2"]
     assert 0 < await redis.pttl(kept) <= 3600 * 1000
 
 
 async def test_a_session_whose_creation_failed_is_forgotten_entirely(redis: Redis) -> None:
     q, owner = quotas(redis, live=1, kept=1), someone()
-    await q.admit(owner, "s1")
+    await admit(redis, q, owner, "s1")
     await q.forget(owner, "s1")
-    await q.admit(owner, "s2")
+    await admit(redis, q, owner, "s2")
     assert await redis.zrange(kept_of(owner), 0, -1) == ["s2"]
     assert await redis.zrange(keys.tenant_live(owner.tenant_id), 0, -1) == ["s2"]
 
 
 async def test_finishing_a_session_that_already_lapsed_does_not_count_it_again(redis: Redis) -> None:
     q, owner = quotas(redis), someone()
-    await q.finish(owner, "never-admitted")
+    await finish(redis, q, owner, "never-admitted")
     assert await redis.exists(kept_of(owner)) == 0
 
 
 async def test_every_quota_key_expires(redis: Redis) -> None:
     q, owner = quotas(redis), someone()
-    await q.admit(owner, "s1")
+    await admit(redis, q, owner, "s1")
     for key in (live_of(owner), kept_of(owner),
                 keys.tenant_live(owner.tenant_id)):
         assert 0 < await redis.pttl(key) <= 3600 * 1000, key
