@@ -221,15 +221,13 @@ class SessionStore:
         ids = [a.session_id for a in created]
         commands = [("SADD", self._sessions_key, *ids), ("EXPIRE", self._sessions_key, self._ttl),
                     ("SADD", keys.INSTANCES, self.instance_id)]  # findable even if it dies before its first heartbeat
-        counted: list[tuple[Principal, str]] = []
-        if self._quotas is not None:
-            counted = [(a.owner, a.session_id) for a in created if a.owner is not None]
         quotas = self._quotas
-        runs = [quotas.admission(owner, sid) for owner, sid in counted] if quotas is not None else []
-        answers = await run_scripts(self._redis, runs, commands)
-        verdicts: dict[str, Exception | None] = {}
-        if quotas is not None:
-            verdicts = {sid: quotas.verdict(answer) for (_, sid), answer in zip(counted, answers, strict=True)}
+        if quotas is None:
+            await run_scripts(self._redis, [], commands)
+            return [None] * len(created)
+        counted = [(a.owner, a.session_id) for a in created if a.owner is not None]
+        answers = await run_scripts(self._redis, [quotas.admission(owner, sid) for owner, sid in counted], commands)
+        verdicts = {sid: quotas.verdict(answer) for (_, sid), answer in zip(counted, answers, strict=True)}
         return [verdicts.get(sid) for sid in ids]
 
     async def _let_go(self, appends: Sequence[Append], outcomes: Sequence[Exception | None]) -> None:
