@@ -113,8 +113,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     _limit_warning: ClassVar[_LimitWarning]
     # Slots, not the instance dict that uvicorn's attributes fill: eight more keys there made it grow
     # to its next size, 0.8 KiB per connection, about 1.8 KiB per waiting session (tracemalloc).
-    __slots__ = ("_head_budget", "_body_budget", "_phases", "_head_started", "_refused", "_deadline_kind",
-                 "_deadline_at", "_timer", "_timer_at")
+    __slots__ = ("_head_budget", "_body_budget", "_phases", "_head_started", "_refused", "_linger_after_response",
+                 "_deadline_kind", "_deadline_at", "_timer", "_timer_at")
 
     def __init__(
         self,
@@ -132,6 +132,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._phases = 0  # heads and messages completed: a budget's phase ended within it
         self._head_started = False  # a byte of the head being waited for arrived
         self._refused = False  # answered and half-closed: input is dropped until the socket closes
+        self._linger_after_response = False  # refused while answering: half-close once the answer is out
         # The deadline the connection is under ("head", "body" or "linger") and when it passes. The one
         # timer is not moved with it: when it fires early it sleeps again until the deadline (below).
         self._deadline_kind: str | None = None
@@ -218,6 +219,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # -- uvicorn's hooks ------------------------------------------------------------------------
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._linger_after_response and not self.transport.is_closing():
+            self._linger_after_response = False
+            self._linger()
+            return
         self._update_deadline()
 
     def send_400_response(self, msg: str) -> None:
@@ -298,8 +303,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         trace: list[tuple[bytes, bytes]] = []
         if self._head_budget is None and cycle is not None:  # inside the body of cycle's request
-            if cycle.response_started or self.pipeline:
-                self.transport.close()  # its answer is under way or is not its turn: nothing can be said
+            if cycle.response_complete and not self.pipeline:
+                # Already answered (the app's own 413, say): no second answer, and no close under the
+                # client's feet either, which would reset the connection before it read the first.
+                self._linger()
+                return
+            if cycle.response_started and not self.pipeline:
+                self._linger_after_response = True  # its answer is under way: let it end, then half-close
+                return
+            if self.pipeline:
+                self.transport.close()  # not its turn to be answered: nothing can be said
                 return
             cycle.disconnected = True  # the application sees a disconnect; what it sends now is dropped
             cycle.waiting_for_100_continue = False
@@ -311,6 +324,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self.transport.write(_error_response(status, message, error_code, self.server_state.default_headers, trace,
                                              extra_headers))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close after what was written, then read and drop the client's input for a while."""
         if not self.transport.can_write_eof():
             self.transport.close()  # TLS: no half-close; close() still sends what is buffered
             return
