@@ -31,6 +31,8 @@ async def orphan(redis: Redis, prompt: str) -> tuple[Session, Driver]:
 
 
 async def abandon(redis: Redis, driver: Driver, session: Session) -> None:
+    """The orphan's driver goes away. Start the adopting server only after this: a round between the
+    orphan's creation and here would take the lease that this deletes, and nobody would drive it."""
     await driver.writer.sync(session)
     await redis.delete(keys.lease(session.id))
 
@@ -47,11 +49,11 @@ async def test_a_driver_that_died_mid_planning_is_replanned_not_failed(
     start_server: Callable[..., LiveServer], private_redis_server: RedisServer, private_redis: Redis
 ) -> None:
     """Regression: a session adopted in `planning` with a stored plan fired request_approval from planning."""
-    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     session, d = await orphan(private_redis, "Summarize today's open tasks")
     session.set_plan(await RuleBasedPlanner().plan("Summarize today's open tasks", {}))
     d.writer.emit(session, EventType.THOUGHT, {"content": "half a plan", "thoughtType": "planning"})
     await abandon(private_redis, d, session)
+    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     frames = await final_log(server, session.id)
     states = [f.body["to"] for f in frames if f.type == "state"]
     assert states == ["executing", "done"], [f.type for f in frames]
@@ -61,7 +63,6 @@ async def test_a_driver_that_died_mid_planning_is_replanned_not_failed(
 async def test_a_tool_that_was_running_when_the_driver_died_is_reported_not_rerun(
     start_server: Callable[..., LiveServer], private_redis_server: RedisServer, private_redis: Redis
 ) -> None:
-    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     tenant_outbox = "aura:outbox:1"
     before = await private_redis.llen(tenant_outbox)
     session, d = await orphan(private_redis, "Send an email to kim@example.com saying hi")
@@ -73,6 +74,7 @@ async def test_a_tool_that_was_running_when_the_driver_died_is_reported_not_reru
     session.begin_tool(session.plan.steps[1])
     d.writer.emit(session, *events.tool_execution(session.plan.steps[1], "executing"))
     await abandon(private_redis, d, session)
+    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     started = time.monotonic()
     frames = await final_log(server, session.id)
     assert time.monotonic() - started < 15
@@ -89,9 +91,9 @@ async def test_an_unreadable_snapshot_does_not_block_adopting_the_others(
     broken = "sess_broken000000000000000000"
     await private_redis.hset(keys.snapshot(broken), mapping={"sessionId": "x", "state": "bogus"})
     await private_redis.sadd(keys.instance_sessions("dead-instance"), broken)
-    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     session, d = await orphan(private_redis, "hello")
     await abandon(private_redis, d, session)
+    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
     frames = await final_log(server, session.id)
     assert [f.body["to"] for f in frames if f.type == "state"][-1] == "done"
     assert not await private_redis.sismember(keys.instance_sessions("dead-instance"), broken)
