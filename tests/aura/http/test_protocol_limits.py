@@ -55,10 +55,11 @@ def get(path: str = "/health", *headers: str) -> bytes:
     return "\r\n".join([f"GET {path} HTTP/1.1", "Host: aura", *headers, "", ""]).encode("latin-1")
 
 
-def stream_post_head(content_length: int, **extra: str) -> bytes:
-    """The head of an authenticated ``POST /aura/test/stream`` whose body is ``content_length`` bytes."""
-    fields = {**auth_headers(), **extra, "Content-Type": "application/json", "Accept": "text/event-stream",
-              "Content-Length": str(content_length)}
+def stream_post_head(content_length: int | None, **extra: str) -> bytes:
+    """The head of an authenticated ``POST /aura/test/stream`` whose body is ``content_length`` bytes,
+    or chunked (``None``)."""
+    framing = {"Transfer-Encoding": "chunked"} if content_length is None else {"Content-Length": str(content_length)}
+    fields = {**auth_headers(), **extra, "Content-Type": "application/json", "Accept": "text/event-stream", **framing}
     lines = ["POST /aura/test/stream HTTP/1.1", "Host: aura", *(f"{k}: {v}" for k, v in fields.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -120,10 +121,7 @@ def test_chunked_trailer_fields_past_the_body_limit_are_413_and_not_buffered(ser
     """Trailer fields after a chunked body are header fields, which httptools buffers whole: 48 MB of
     one went unbounded (VmHWM +88 MB) until the body, framing and trailers got a limit of their own."""
     pid = pid_of(server)
-    fields = {**auth_headers(), "Content-Type": "application/json", "Accept": "text/event-stream",
-              "Transfer-Encoding": "chunked"}
-    head = ("\r\n".join(["POST /aura/test/stream HTTP/1.1", "Host: aura", *(f"{k}: {v}" for k, v in fields.items())])
-            + "\r\n\r\n").encode("latin-1")
+    head = stream_post_head(None)
     body = b'{"prompt":"hi"}'
     chunk = b"a" * 65536
     before = memory_kib(pid)
@@ -155,9 +153,7 @@ def test_chunked_trailer_fields_past_the_body_limit_are_413_and_not_buffered(ser
 
 
 def test_a_chunked_body_with_a_trailer_within_the_limits_is_served(server: AuraProcess) -> None:
-    fields = {**auth_headers(), "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
-    head = ("\r\n".join(["POST /aura/test/stream HTTP/1.1", "Host: aura", *(f"{k}: {v}" for k, v in fields.items())])
-            + "\r\n\r\n").encode("latin-1")
+    head = stream_post_head(None)
     body = b'{"prompt":""}'  # read whole, then refused by the app: its answer has a length to read it by
     with connect(server) as sock:
         sock.sendall(head + b"%x\r\n" % len(body) + body + b"\r\n0\r\nX-Trailer: " + b"t" * 1000 + b"\r\n\r\n")
