@@ -346,6 +346,9 @@ OPTIONS: Final[tuple[Option, ...]] = (
     # Lifetime of the token Aura mints for each DWP call on the user's behalf (never beyond the user's own exp).
     Option("delegated_token_seconds", "AURA_DELEGATED_TOKEN_SECONDS", 120, _int, Range(10, 3600)),
     Option("tool_timeout_seconds", "AURA_TOOL_TIMEOUT_SECONDS", 30.0, _seconds, Range(0.001)),
+    # `thought_chain` and `action_execution` beside the documented events, for the AI-workspace page
+    # (docs/EVENTS.md); false: the documented events only
+    Option("workspace_events", "AURA_WORKSPACE_EVENTS", True, _bool),
     # the Redis log and snapshot; at least the HITL request's 30 min
     Option("session_ttl_seconds", "AURA_SESSION_TTL_SECONDS", 3600, _int, Range(1800, 30 * 86400)),
     Option("session_max_events", "AURA_SESSION_MAX_EVENTS", 10_000, _int, Range(100, 1_000_000)),
@@ -419,6 +422,7 @@ class Settings:
     allow_dev_secret: bool = _default("allow_dev_secret")
     delegated_token_seconds: int = _default("delegated_token_seconds")
     tool_timeout_seconds: float = _default("tool_timeout_seconds")
+    workspace_events: bool = _default("workspace_events")
     session_ttl_seconds: int = _default("session_ttl_seconds")
     session_max_events: int = _default("session_max_events")
     finished_session_ttl_seconds: int = _default("finished_session_ttl_seconds")

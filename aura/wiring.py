@@ -113,7 +113,8 @@ def build(
         if settings.replica_acks > 0 and not clients.embedded
         else None
     )
-    runner = AgentRunner(chosen_planner, toolset, gate, writer, registry, environment, replicas)
+    runner = AgentRunner(chosen_planner, toolset, gate, writer, registry, environment, replicas,
+                         workspace_events=settings.workspace_events)
     # A follower on another replica says so for at least a lease, refreshed every half of it.
     feeds = Feeds(session_store, notifier, replay, hub, timeout, max(settings.lease_seconds, 2 * settings.heartbeat_seconds))
     reporter = (

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass
+from typing import Final
 
 import httpx
 from redis.asyncio import Redis
@@ -26,9 +27,12 @@ from aura.auth import Delegator
 from aura.config import DEFAULT_GATEWAY_URL
 from aura.errors import LeaseLost, NotReplicated, PlannerError, SessionErrorKind, StoreUnavailable, ToolError
 from aura.hitl.signals import Decision
-from aura.session import events
+from aura.session import events, results
+from aura.session.endings import Ending, explain
+from aura.session.language import Language, language_of
 from aura.session.log_writer import LogWriter
 from aura.session.plan import Plan, PlanStep, StepOutcome
+from aura.session.results import ToolCall
 from aura.session.registry import SessionRegistry
 from aura.session.replication import ReplicaAcks
 from aura.session.session import Session
@@ -65,6 +69,22 @@ class ToolEnvironment:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """Why a run stops short of its answer: the `error` event's kind and message, and what the
+    explanatory `content` before it says."""
+
+    trigger: Trigger
+    kind: SessionErrorKind
+    message: str
+    ending: Ending
+    tool: str | None = None
+    detail: str = ""
+    seconds: float = 0.0
+    failed: ToolCall | None = None  # the call that failed, for the result's checklist
+    request_id: str | None = None
+
+
 class AgentRunner:
     def __init__(
         self,
@@ -75,6 +95,8 @@ class AgentRunner:
         registry: SessionRegistry,
         environment: ToolEnvironment,
         replicas: ReplicaAcks | None = None,
+        *,
+        workspace_events: bool = True,
     ) -> None:
         self._planner = planner
         self._tools = tools
@@ -83,6 +105,8 @@ class AgentRunner:
         self._registry = registry
         self._environment = environment
         self._replicas = replicas  # None: no replica must acknowledge (embedded, or a lone Redis)
+        # `thought_chain` and `action_execution` beside the documented events (docs/EVENTS.md)
+        self._workspace_events = workspace_events
 
     async def run(self, session: Session) -> None:
         """Drive ``session`` from wherever its snapshot says it is, to a final state."""
@@ -93,18 +117,23 @@ class AgentRunner:
         except asyncio.CancelledError:
             if session.detached:
                 return  # another instance continues it: touch nothing
-            self._close_running_tool(session, "cancelled while running")
-            await self._abort(session, Trigger.CANCEL, errors.CANCELLED, "The session was cancelled")
+            running = self._close_running_tool(session, "cancelled while running")
+            await self._abort(session, Abort(
+                Trigger.CANCEL, errors.CANCELLED, "The session was cancelled",
+                Ending.CANCELLED if running is None else Ending.CANCELLED_WHILE_RUNNING,
+                tool=running.step.tool if running else None, failed=running))
             if not session.cancel_requested:
                 raise
         except LeaseLost:
             session.detach()
             log.warning("session %s: lease lost; another instance drives it now", session.id)
         except PlannerError as exc:
-            await self._abort(session, Trigger.FAIL, errors.PLANNER_FAILED, f"The planner failed: {exc}")
+            await self._abort(session, Abort(Trigger.FAIL, errors.PLANNER_FAILED, f"The planner failed: {exc}",
+                                             Ending.PLANNER_FAILED, detail=str(exc)))
         except Exception as exc:
             log.exception("session %s failed", session.id)
-            await self._abort(session, Trigger.FAIL, errors.INTERNAL, describe(exc))
+            message = describe(exc)
+            await self._abort(session, Abort(Trigger.FAIL, errors.INTERNAL, message, Ending.INTERNAL, detail=message))
         finally:
             await self._end(session)
 
@@ -124,17 +153,31 @@ class AgentRunner:
     def _emit(self, session: Session, item: events.EventData) -> None:
         self._writer.emit(session, *item)
 
-    def _close_running_tool(self, session: Session, message: str) -> None:
+    def _thought(self, session: Session, text: str, kind: str) -> None:
+        self._emit(session, events.thought(text, kind))
+        if self._workspace_events:
+            self._emit(session, events.thought_chain(text, kind))
+
+    def _tool_ended(self, session: Session, step: PlanStep, *, result: str | None = None,
+                    error: str | None = None) -> None:
+        """A call's end: `tool_execution` completed/failed and, for the AI-workspace page, its one card."""
+        status = "failed" if error is not None else "completed"
+        self._emit(session, events.tool_execution(step, status, result=result, error=error))
+        if self._workspace_events:
+            self._emit(session, events.action_execution(step, status, result=result, error=error))
+
+    def _close_running_tool(self, session: Session, message: str) -> ToolCall | None:
         """A run that ends while its tool runs reports the tool failed: every executing gets an end."""
         step = session.running_step()
         if step is None:
-            return
+            return None
         session.end_tool()
         try:
-            self._emit(session, events.tool_execution(step, "failed", error=message))
+            self._tool_ended(session, step, error=message)
             self._emit(session, events.step_status(step, "failed"))
         except (LeaseLost, StoreUnavailable):
             pass  # the abort that follows meets the same error and says so
+        return ToolCall(step, message, completed=False)
 
     # -- the steps ------------------------------------------------------------------
     async def _run(self, session: Session) -> None:
@@ -166,21 +209,27 @@ class AgentRunner:
 
     async def _make_plan(self, session: Session) -> None:
         request = session.request
-        self._emit(session, events.thought("Analyzing the request...", "analysis"))
+        self._thought(session, "Analyzing the request...", "analysis")
         plan = await self._planner.plan(request.prompt, request.context)
         session.set_plan(plan)
         for piece in events.pieces(plan.thought):
-            self._emit(session, events.thought(piece, "planning"))
+            self._thought(session, piece, "planning")
         for order, step in enumerate(plan.steps):
             self._emit(session, events.plan_step(step, order))
+        if self._workspace_events and plan.steps:
+            # The AI-workspace page has no `plan_step` branch: the plan is one of its thoughts there.
+            for piece in events.pieces(_plan_text(plan, _language(session))):
+                self._emit(session, events.thought_chain(piece, "planning"))
         await fire(self._writer, session, Trigger.START_EXECUTION)
 
     async def _interrupted(self, session: Session, step: PlanStep) -> None:
         """A tool was running when the previous driver died: it is not run again (at most once)."""
         session.end_tool()
-        self._emit(session, events.tool_execution(step, "failed", error=INTERRUPTED))
+        self._tool_ended(session, step, error=INTERRUPTED)
         self._emit(session, events.step_status(step, "failed"))
-        await self._abort(session, Trigger.FAIL, errors.TOOL_FAILED, f"{step.tool} {INTERRUPTED}")
+        await self._abort(session, Abort(Trigger.FAIL, errors.TOOL_FAILED, f"{step.tool} {INTERRUPTED}",
+                                         Ending.INTERRUPTED, tool=step.tool,
+                                         failed=ToolCall(step, INTERRUPTED, completed=False)))
 
     async def _run_tool_step(self, session: Session, step: PlanStep, *, resume_wait: bool) -> tuple[bool, str | None]:
         assert step.tool is not None
@@ -191,9 +240,11 @@ class AgentRunner:
             problem = validate_params(tool, step.params)
         if problem is not None or tool is None:
             message = problem or f"unknown tool: {step.tool}"
-            self._emit(session, events.tool_execution(step, "failed", error=message))
+            self._tool_ended(session, step, error=message)
             self._emit(session, events.step_status(step, "failed"))
-            await self._abort(session, Trigger.FAIL, errors.TOOL_FAILED, f"{step.tool or 'tool'} cannot run: {message}")
+            await self._abort(session, Abort(Trigger.FAIL, errors.TOOL_FAILED, f"{step.tool or 'tool'} cannot run: {message}",
+                                             Ending.INVALID_CALL, tool=step.tool, detail=message,
+                                             failed=ToolCall(step, message, completed=False)))
             return False, None
         if tool.requires_approval:
             if not await self._approved(session, step, tool, resume_wait=resume_wait):
@@ -202,7 +253,9 @@ class AgentRunner:
         ok, text = await self._execute(session, step, tool)
         if not ok:
             self._emit(session, events.step_status(step, "failed"))
-            await self._abort(session, Trigger.FAIL, errors.TOOL_FAILED, f"{tool.name} failed: {text}")
+            await self._abort(session, Abort(Trigger.FAIL, errors.TOOL_FAILED, f"{tool.name} failed: {text}",
+                                             Ending.TOOL_FAILED, tool=tool.name, detail=text,
+                                             failed=ToolCall(step, text, completed=False)))
             return False, None
         return True, text
 
@@ -214,13 +267,15 @@ class AgentRunner:
         self._emit(session, events.step_status(step, "skipped"))
         signal = verdict.signal
         if signal is None:
-            message = (f"No decision on {verdict.request_id} within {self._gate.timeout_seconds:g} s; "
-                       "the request was withdrawn")
-            await self._abort(session, Trigger.TIME_OUT, errors.APPROVAL_TIMEOUT, message)
+            seconds = self._gate.timeout_seconds
+            message = f"No decision on {verdict.request_id} within {seconds:g} s; the request was withdrawn"
+            await self._abort(session, Abort(Trigger.TIME_OUT, errors.APPROVAL_TIMEOUT, message, Ending.TIMED_OUT,
+                                             tool=tool.name, seconds=seconds))
         elif signal.decision is Decision.REJECTED:
             reason = signal.reason or "User rejected"
-            await self._abort(session, Trigger.REJECT, errors.REJECTED, f"{tool.name} was rejected: {reason}",
-                              request_id=verdict.request_id)
+            await self._abort(session, Abort(Trigger.REJECT, errors.REJECTED, f"{tool.name} was rejected: {reason}",
+                                             Ending.REJECTED, tool=tool.name, detail=reason,
+                                             request_id=verdict.request_id))
         return False
 
     async def _execute(self, session: Session, step: PlanStep, tool: Tool) -> tuple[bool, str]:
@@ -235,7 +290,7 @@ class AgentRunner:
             except StoreUnavailable as exc:
                 session.end_tool()
                 error = f"not run: {exc.cause if isinstance(exc.cause, NotReplicated) else exc.message}"
-                self._emit(session, events.tool_execution(step, "failed", error=error))
+                self._tool_ended(session, step, error=error)
                 return False, error
         timeout = self._environment.timeout_seconds
         bound = asyncio.timeout(timeout)
@@ -255,43 +310,48 @@ class AgentRunner:
             error = f"{tool.name} crashed ({type(exc).__name__})"  # never its text: it may hold secrets
         else:
             session.end_tool()
-            self._emit(session, events.tool_execution(step, "completed", result=result))
+            self._tool_ended(session, step, result=result)
             return True, result
         session.end_tool()
-        self._emit(session, events.tool_execution(step, "failed", error=error))
+        self._tool_ended(session, step, error=error)
         return False, error
 
     async def _answer(self, session: Session, plan: Plan) -> None:
         outcomes = [StepOutcome(step, session.outcomes.get(step.id)) for step in plan.steps]
         skip = session.answered_chars  # what a previous driver already sent (deterministic planners)
+        held: str | None = None  # one piece behind: the last one carries the result
+        sent = skip > 0
         async for chunk in self._planner.answer(session.request.prompt, plan, outcomes):
             for piece in events.pieces(chunk):
                 if skip >= len(piece):
                     skip -= len(piece)
                     continue
                 piece, skip = piece[skip:], 0
-                session.answered(len(piece))
-                self._emit(session, events.content(piece))
+                if held is not None:
+                    self._send_answer(session, held)
+                held = piece
+        result = results.result(results.tool_calls(plan.steps, session.outcomes), _language(session))
+        if held is None and result is not None and not sent:
+            held = _DONE[_language(session)]  # an empty answer still carries the result
+        if held is not None:
+            self._send_answer(session, held, result)
+
+    def _send_answer(self, session: Session, piece: str, result: events.Payload | None = None) -> None:
+        session.answered(len(piece))
+        self._emit(session, events.content(piece, result))
 
     # -- the end --------------------------------------------------------------------------
-    async def _abort(
-        self,
-        session: Session,
-        trigger: Trigger,
-        kind: SessionErrorKind,
-        message: str,
-        *,
-        request_id: str | None = None,
-    ) -> None:
+    async def _abort(self, session: Session, abort: Abort) -> None:
         pending = session.pending_request_id
-        if trigger is Trigger.CANCEL and pending is not None:
+        if abort.trigger is Trigger.CANCEL and pending is not None:
             await self._gate.withdraw(session.id, pending, "cancelled")
-        if not await session.model.fire(trigger, request_id=request_id, detail=message):
+        if not await session.model.fire(abort.trigger, request_id=abort.request_id, detail=abort.message):
             return  # already final: one error per session
         reason = session.model.abort_reason
         try:
             self._writer.emit_all(session, session.take_transition_events())
-            self._emit(session, events.error(kind, message, session_id=session.id,
+            self._explain(session, abort)
+            self._emit(session, events.error(abort.kind, abort.message, session_id=session.id,
                                              reason=reason.value if reason else None))
             await self._writer.sync(session)
         except LeaseLost:
@@ -300,6 +360,33 @@ class AgentRunner:
             # The log cannot take the abort: the session goes on from its snapshot once Redis is back.
             session.strand()
             log.warning("session %s: could not record its abort: %s; it resumes when Redis is back", session.id, exc)
+
+
+    def _explain(self, session: Session, abort: Abort) -> None:
+        """The explanatory `content` before `error` (CONTRACT §3.8), in the prompt's language, with
+        the result of the tools that ran, if any did."""
+        language = _language(session)
+        text = explain(abort.ending, language, tool=abort.tool, detail=abort.detail, seconds=abort.seconds)
+        steps = session.plan.steps if session.plan is not None else ()
+        result = results.result(results.tool_calls(steps, session.outcomes, abort.failed), language)
+        pieces = events.pieces(text)
+        for piece in pieces[:-1]:
+            self._emit(session, events.content(piece))
+        self._emit(session, events.content(pieces[-1], result))
+
+
+_DONE: Final = {Language.ENGLISH: "Done.", Language.KOREAN: "완료했습니다."}
+_PLAN_HEADING: Final = {Language.ENGLISH: "Plan:", Language.KOREAN: "실행 계획:"}
+
+
+def _language(session: Session) -> Language:
+    return language_of(session.request.prompt, session.request.context)
+
+
+def _plan_text(plan: Plan, language: Language) -> str:
+    lines = [_PLAN_HEADING[language]]
+    lines += [f"{number}. {step.title}" for number, step in enumerate(plan.steps, 1)]
+    return "\n".join(lines)
 
 
 def describe(exc: BaseException) -> str:

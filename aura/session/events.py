@@ -34,6 +34,9 @@ class EventType(str, enum.Enum):
     TOOL_EXECUTION = "tool_execution"
     HITL = "hitl"
     HITL_REQUEST = "hitl_request"  # duplicate of `hitl` for the FE AI-workspace page (CONTRACT §3.5)
+    # The AI-workspace page's names (CONTRACT §3.5): it reads these and none of `thought`/`tool_execution`.
+    THOUGHT_CHAIN = "thought_chain"  # one beside each `thought`
+    ACTION_EXECUTION = "action_execution"  # one per tool call, at its end: the page makes a card per frame
     CONTENT = "content"
     ERROR = "error"
     STATE = "state"  # Aura's extra: one per state-machine transition; clients may ignore it
@@ -107,6 +110,11 @@ def thought(content: str, kind: str) -> EventData:
     return EventType.THOUGHT, {"content": content, "thoughtType": kind, "timestamp": int(time.time())}
 
 
+def thought_chain(content: str, kind: str) -> EventData:
+    """The AI-workspace page's thought: it reads the kind from ``data.type``, not ``thoughtType``."""
+    return EventType.THOUGHT_CHAIN, {"type": kind, "content": content, "timestamp": int(time.time())}
+
+
 def plan_step(step: PlanStep, order: int) -> EventData:
     data: Payload = {
         "id": step.id,
@@ -137,6 +145,12 @@ def tool_execution(step: PlanStep, status: str, *, result: str | None = None, er
     return EventType.TOOL_EXECUTION, data
 
 
+def action_execution(step: PlanStep, status: str, *, result: str | None = None, error: str | None = None) -> EventData:
+    """The AI-workspace page's tool card: sent once, when the call ended ``completed`` or ``failed``,
+    because the page makes a new card of every frame and finishes it only from that same frame."""
+    return EventType.ACTION_EXECUTION, tool_execution(step, status, result=result, error=error)[1]
+
+
 def hitl(step: PlanStep, *, request_id: str, session_id: str, tool: str, timeout_seconds: float) -> list[EventData]:
     """``hitl`` and its ``hitl_request`` twin (CONTRACT §3.5, §4.1)."""
     message = f"Approve {tool}? {step.description}"
@@ -157,8 +171,13 @@ def hitl(step: PlanStep, *, request_id: str, session_id: str, tool: str, timeout
     return [(EventType.HITL, data), (EventType.HITL_REQUEST, {"id": request_id, **data})]
 
 
-def content(piece: str) -> EventData:
-    return EventType.CONTENT, {"content": piece, "format": "markdown"}
+def content(piece: str, result: Payload | None = None) -> EventData:
+    """A piece of the answer; the last one of a session that ran tools carries ``metadata.result``
+    (CONTRACT §3.5: ``{type: text|checklist|preview|diff, title, content}``)."""
+    data: Payload = {"content": piece, "format": "markdown"}
+    if result is not None:
+        data["metadata"] = {"result": result}
+    return EventType.CONTENT, data
 
 
 def error(kind: SessionErrorKind, message: str, *, session_id: str | None, reason: str | None) -> EventData:

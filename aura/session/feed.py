@@ -18,6 +18,8 @@ from typing import Protocol
 from aura import errors
 from aura.errors import StoreUnavailable
 from aura.session import events
+from aura.session.endings import Ending, explain
+from aura.session.language import Language
 from aura.session.notifier import Notifier
 from aura.session.replay import Frame, ReplayCache
 from aura.session.snapshot import SnapshotUnreadable, public_view
@@ -124,9 +126,11 @@ class SessionFeed:
             return []
         self.closed = self._lost = True
         message = "The session is no longer in Redis (expired, or lost in a Redis failover); it cannot continue"
-        event_id = f"{self.session_id}.{seq + 1}"
-        data = events.error(errors.SESSION_LOST, message, session_id=self.session_id, reason=None)
-        return [(seq + 1, events.standalone_frame(event_id, data))]
+        # Its prompt went with it, so the explanation before the error is English (docs/EVENTS.md).
+        explanation = events.content(explain(Ending.SESSION_LOST, Language.ENGLISH))
+        error = events.error(errors.SESSION_LOST, message, session_id=self.session_id, reason=None)
+        return [(seq + n, events.standalone_frame(f"{self.session_id}.{seq + n}", data))
+                for n, data in enumerate((explanation, error), 1)]
 
     def close(self) -> None:
         """The stream is over: stop hearing this log grow."""

@@ -139,9 +139,12 @@ class Harness:
         await self.writer.aclose()
         await self.redis.aclose()
 
-    def runner(self, planner: FixedPlanner, tools: Sequence[Tool] = (), *, tool_timeout: float = 5.0) -> AgentRunner:
+    def runner(self, planner: FixedPlanner, tools: Sequence[Tool] = (), *, tool_timeout: float = 5.0,
+               workspace_events: bool = False) -> AgentRunner:
+        """A runner; by default with the documented events only (``AURA_WORKSPACE_EVENTS=false``)."""
         environment = ToolEnvironment(redis=self.redis, timeout_seconds=tool_timeout)
-        return AgentRunner(planner, ToolRegistry(list(tools)), self.gate, self.writer, self.registry, environment)
+        return AgentRunner(planner, ToolRegistry(list(tools)), self.gate, self.writer, self.registry, environment,
+                           workspace_events=workspace_events)
 
     def subscribe(self) -> None:
         """What the hub's loop does once subscribed (the loop itself is never run here)."""
@@ -250,6 +253,14 @@ def error_of(events: Sequence[Logged]) -> dict[str, Any]:
     """The payload of the one `error` event among ``events``."""
     [error] = [data for kind, data in events if kind == "error"]
     return error
+
+
+def explanation_of(events: Sequence[Logged]) -> dict[str, Any]:
+    """The explanatory `content` of an aborted session: the event right before its one `error`."""
+    [at] = [index for index, (kind, _) in enumerate(events) if kind == "error"]
+    kind, data = events[at - 1]
+    assert kind == "content", f"the event before `error` is {kind!r}"
+    return data
 
 
 def plain_plan(thought: str = "No tool is needed.") -> Plan:

@@ -139,7 +139,8 @@ async def test_llm_timeout_aborts_with_a_clear_error(mocked: respx.MockRouter, l
     error = of_type(frames, "error")[0].body
     assert error["errorType"] == "PlannerError" and "did not answer within 5 s" in error["message"]
     assert final_state(frames)["to"] == "aborted" and final_state(frames)["reason"] == "failed"
-    assert [f.type for f in frames[-3:-1]] == ["state", "error"]
+    assert [f.type for f in frames[-4:-1]] == ["state", "content", "error"]
+    assert frames[-3].body["content"].startswith("I could not finish: the language model failed (")
 
 
 async def test_dwp_500_is_a_failed_tool_execution_with_the_real_body(mocked: respx.MockRouter, llm_server: LiveServer) -> None:

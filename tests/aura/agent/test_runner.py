@@ -21,6 +21,7 @@ from aura.session.plan import PlanStep
 from aura.session.snapshot import F
 from tests.support.agent import (
     error_of,
+    explanation_of,
     tool_plan,
     FakeTool,
     ToolBody,
@@ -72,7 +73,7 @@ async def test_a_plain_plan_ends_done_with_every_event_in_order_and_the_log_clos
     assert "tool" not in plan_step
     assert state_moves(events) == [("planning", "executing"), ("executing", "done")]
     assert statuses(events, "plan_step_update") == ["executing", "completed"]
-    assert events[7][1] == {"content": "The answer.", "format": "markdown"}
+    assert events[7][1] == {"content": "The answer.", "format": "markdown"}  # no tool ran: no result
     assert parts.store.seqs(session.id) == list(range(1, 10))
     assert session.state is State.DONE
     assert session.id in parts.store.ended
@@ -114,6 +115,8 @@ async def test_a_tool_step_is_committed_as_executing_before_the_tool_runs_and_it
     completed = events[7][1]
     assert completed["status"] == "completed"
     assert completed["result"] == "r" * MAX_RESULT_CHARS + "..."
+    # The answer's last content carries the result: the one call, clipped to the result's budget.
+    assert events[11][1]["metadata"] == {"result": {"type": "text", "title": "Run fetch", "content": "r" * 997 + "..."}}
     assert statuses(events, "plan_step_update") == ["executing", "completed", "executing", "completed"]
     assert session.outcomes["step-1"] == "r" * (MAX_RESULT_CHARS + 500)  # clipped on the wire only
     assert parts.store.fields[session.id][F.TOOL_STARTED] == ""
@@ -153,7 +156,7 @@ async def test_a_failing_tool_fails_its_step_and_aborts_the_session_with_a_tool_
 
     events = parts.logged(session)
     assert kinds(events)[5:] == [
-        "plan_step_update", "tool_execution", "tool_execution", "plan_step_update", "state", "error",
+        "plan_step_update", "tool_execution", "tool_execution", "plan_step_update", "state", "content", "error",
     ]
     assert statuses(events, "tool_execution") == ["executing", "failed"]
     assert events[7][1]["error"] == error
@@ -163,6 +166,11 @@ async def test_a_failing_tool_fails_its_step_and_aborts_the_session_with_a_tool_
     assert error_of(events) == {
         "message": f"flaky failed: {error}", "error": f"flaky failed: {error}",
         "errorType": "ToolError", "code": "E5000", "sessionId": session.id, "reason": "failed",
+    }
+    assert explanation_of(events) == {
+        "content": f"I stopped: flaky failed ({error}).", "format": "markdown",
+        "metadata": {"result": {"type": "checklist", "title": "Tool results",
+                                "content": [{"label": f"Run flaky: failed: {error}", "checked": False}]}},
     }
     assert "secret-internal-detail" not in str(events)
     assert session.state is State.ABORTED and session.model.abort_reason is AbortReason.FAILED
@@ -196,13 +204,15 @@ async def test_an_impossible_tool_call_fails_before_any_approval_is_asked(
     assert tool.calls == []
     events = parts.logged(session)
     assert "hitl" not in kinds(events)
-    assert kinds(events)[4:] == ["plan_step_update", "tool_execution", "plan_step_update", "state", "error"]
+    assert kinds(events)[4:] == ["plan_step_update", "tool_execution", "plan_step_update", "state", "content",
+                                 "error"]
     assert events[5][1]["status"] == "failed" and events[5][1]["error"] == message
     assert statuses(events, "plan_step_update") == ["executing", "failed"]
     assert state_moves(events)[-1] == ("executing", "aborted")
     error = error_of(events)
     assert (error["errorType"], error["code"], error["reason"]) == ("ToolError", "E5000", "failed")
     assert error["message"] == f"{step.tool} cannot run: {message}"
+    assert explanation_of(events)["content"] == f"I could not run {step.tool}: the call was not valid ({message})."
     assert_ended_with(parts, session.id, events, "error")
 
 
@@ -213,9 +223,13 @@ async def test_a_planner_error_aborts_the_session_with_a_planner_error(parts: Ha
     await bounded(parts.runner(planner).run(session))
 
     events = parts.logged(session)
-    assert kinds(events) == ["thought", "state", "error"]
+    assert kinds(events) == ["thought", "state", "content", "error"]
     assert state_moves(events) == [("planning", "aborted")]
     assert events[1][1]["reason"] == "failed"
+    assert explanation_of(events) == {  # no tool ran: no result
+        "content": "I could not finish: the language model failed (the model answered garbage). Please try again.",
+        "format": "markdown",
+    }
     error = error_of(events)
     assert error["message"] == "The planner failed: the model answered garbage"
     assert (error["errorType"], error["code"], error["reason"]) == ("PlannerError", "E5000", "failed")
@@ -231,10 +245,13 @@ async def test_redis_failing_under_the_approval_request_aborts_with_an_internal_
     await bounded(parts.runner(FixedPlanner(tool_plan(tool_step("send"))), [tool]).run(session))
 
     events = parts.logged(session)
-    assert kinds(events)[4:] == ["plan_step_update", "state", "error"]
+    assert kinds(events)[4:] == ["plan_step_update", "state", "content", "error"]
     assert state_moves(events)[-1] == ("executing", "aborted")
     error = error_of(events)
     assert error["message"] == "Redis is unavailable (ConnectionError: redis went away)"
+    assert explanation_of(events)["content"] == (
+        "I stopped because of an error inside Aura (Redis is unavailable (ConnectionError: redis went away)). "
+        "Please try again.")
     assert (error["errorType"], error["code"], error["reason"]) == ("InternalError", "E1000", "failed")
     assert tool.calls == [] and parts.hub.waiting == 0
     assert_ended_with(parts, session.id, events, "error")
@@ -279,6 +296,7 @@ async def test_an_approved_tool_runs_after_the_approval_and_the_session_ends_don
         "plan_step_update", "state", "hitl", "hitl_request", "state", "plan_step_update",
         "tool_execution", "tool_execution", "plan_step_update", "content", "state",
     ]
+    assert events[-2][1]["metadata"] == {"result": {"type": "text", "title": "Run send", "content": "sent"}}
     assert statuses(events, "plan_step_update") == ["executing", "approved", "completed"]
     assert state_moves(events) == [("planning", "executing"), ("executing", "awaiting_approval"),
                                    ("awaiting_approval", "executing"), ("executing", "done")]
@@ -301,17 +319,21 @@ async def test_a_tool_without_approval_is_skipped_and_the_session_aborts(parts: 
     await bounded(task)
 
     events = parts.logged(session)
-    assert kinds(events)[-4:] == ["hitl_request", "plan_step_update", "state", "error"]
+    assert kinds(events)[-5:] == ["hitl_request", "plan_step_update", "state", "content", "error"]
     assert statuses(events, "plan_step_update") == ["executing", "skipped"]
     assert tool.calls == []
     error = error_of(events)
     if decision == "rejected":
         assert state_moves(events)[-1] == ("awaiting_approval", "aborted")
         assert error["message"] == "send was rejected: not today"
+        assert explanation_of(events) == {
+            "content": "I did not run send: the request was rejected. Reason: not today", "format": "markdown"}
         assert (error["errorType"], error["code"], error["reason"]) == ("RejectionError", "E2001", "rejected")
         assert parts.approvals.withdrawn == {}
     else:
         assert error["message"] == f"No decision on {request_id} within 0.05 s; the request was withdrawn"
+        assert explanation_of(events)["content"] == (
+            "I did not run send: nobody approved it within 0.05 seconds, so I withdrew the request.")
         assert (error["errorType"], error["code"], error["reason"]) == ("TimeoutError", "E5001", "timeout")
         assert parts.approvals.withdrawn == {request_id: "timeout"}
     assert_ended_with(parts, session.id, events, "error")
@@ -330,12 +352,15 @@ async def test_a_session_adopted_while_its_tool_ran_is_reported_interrupted_and_
 
     assert tool.calls == [] and planner.plans == 0
     events = parts.logged(session)
-    assert parts.store.seqs(session.id) == [6, 7, 8, 9]  # after what the previous driver wrote
-    assert kinds(events) == ["tool_execution", "plan_step_update", "state", "error"]
+    assert parts.store.seqs(session.id) == [6, 7, 8, 9, 10]  # after what the previous driver wrote
+    assert kinds(events) == ["tool_execution", "plan_step_update", "state", "content", "error"]
     assert events[0][1] == {"tool": "send", "params": {}, "stepId": "step-1", "status": "failed", "error": INTERRUPTED}
     assert events[1][1] == {"id": "step-1", "status": "failed"}
     error = error_of(events)
     assert error["message"] == f"send {INTERRUPTED}"
+    assert explanation_of(events)["content"].startswith("I stopped: the server running send went down while it ran.")
+    assert explanation_of(events)["metadata"]["result"]["content"] == [
+        {"label": f"Run send: failed: {INTERRUPTED}", "checked": False}]
     assert (error["errorType"], error["reason"]) == ("ToolError", "failed")
     assert parts.store.fields[session.id][F.TOOL_STARTED] == ""
     assert_ended_with(parts, session.id, events, "error")
@@ -402,8 +427,9 @@ async def test_a_cancelled_session_aborts_cancelled_and_withdraws_its_pending_re
 
     assert not task.cancelled()
     events = parts.logged(session)
-    assert kinds(events)[-3:] == ["hitl_request", "state", "error"]
-    assert events[-2][1] == {"sessionId": session.id, "from": "awaiting_approval", "to": "aborted",
+    assert kinds(events)[-4:] == ["hitl_request", "state", "content", "error"]
+    assert explanation_of(events) == {"content": "I stopped: the session was cancelled.", "format": "markdown"}
+    assert events[-3][1] == {"sessionId": session.id, "from": "awaiting_approval", "to": "aborted",
                              "trigger": "cancel", "reason": "cancelled"}
     error = error_of(events)
     assert (error["errorType"], error["code"], error["reason"]) == ("CancelledError", "E1000", "cancelled")
@@ -434,6 +460,8 @@ async def test_a_session_cancelled_while_its_tool_runs_closes_the_tool_execution
     events = parts.logged(session)
     assert error_of(events)["errorType"] == "CancelledError"  # this much holds today
     assert statuses(events, "tool_execution") == ["executing", "failed"]
+    assert explanation_of(events)["content"] == (
+        "I stopped: the session was cancelled while slow was running. It may already have taken effect.")
     assert parts.store.fields[session.id][F.TOOL_STARTED] == ""
 
 
@@ -445,7 +473,7 @@ async def test_a_cancel_requested_before_the_run_starts_aborts_it_from_planning(
     await bounded(parts.runner(planner).run(session))
 
     events = parts.logged(session)
-    assert kinds(events) == ["state", "error"]
+    assert kinds(events) == ["state", "content", "error"]
     assert state_moves(events) == [("planning", "aborted")]
     assert planner.plans == 0
     assert_ended_with(parts, session.id, events, "error")

@@ -130,7 +130,11 @@ async def test_a_tool_needing_approval_is_not_run_when_no_replica_acknowledged_i
         "tool_execution", {"tool": "send", "params": {}, "stepId": "step-1", "status": "executing"})
     assert replicas.snapshot_at_call[0][F.TOOL_STARTED] == "step-1"
     events = parts.logged(session)
-    assert kinds(events)[-5:] == ["tool_execution", "tool_execution", "plan_step_update", "state", "error"]
+    # With the AI-workspace page's events (on by default): the call's one card, failed.
+    assert kinds(events)[-7:] == ["tool_execution", "tool_execution", "action_execution", "plan_step_update", "state",
+                                  "content", "error"]
+    assert events[-5][1] == {"tool": "send", "params": {}, "stepId": "step-1", "status": "failed",
+                             "error": NOT_REPLICATED}
     assert statuses(events, "tool_execution") == ["executing", "failed"]
     [failed] = [data for kind, data in events if kind == "tool_execution" and data["status"] == "failed"]
     assert failed["error"].startswith("not run: 0 of 1 required Redis replica(s)")

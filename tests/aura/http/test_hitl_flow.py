@@ -396,7 +396,11 @@ async def test_contract_3_8_rejection_aborts_with_rejection_error_and_runs_no_to
     skipped = [f for f in rest if f.type == "plan_step_update" and f.body["status"] == "skipped"]
     assert len(skipped) == 1 and rest.index(skipped[0]) < rest.index(aborted[0]), types(rest)
     assert "tool_execution" not in types(everything)
-    assert "content" not in types(rest)
+    # The one `content` is the explanation before the error (CONTRACT §3.8), with the reviewer's reason.
+    [explanation] = [f for f in rest if f.type == "content"]
+    assert rest.index(explanation) == len(rest) - 3
+    assert explanation.body == {"content": f"I did not run send_email: the request was rejected. Reason: {reason}",
+                                "format": "markdown"}
     assert await redis.exists(outbox) == 0
     record = await stored(redis, rid)
     assert record["status"] == "rejected" and record["reason"] == reason

@@ -38,26 +38,35 @@ async def test_happy_path_event_order_and_shapes(client: httpx.AsyncClient) -> N
     async with open_stream(client, TASKS_PROMPT) as stream:
         frames = await stream.rest()
     types = [f.type if not f.is_done else "[DONE]" for f in frames]
+    # The documented events, each `thought` followed by its `thought_chain` and the call's end by its
+    # `action_execution`, for the AI-workspace page (docs/EVENTS.md; AURA_WORKSPACE_EVENTS).
     assert types == [
-        "thought", "thought", "plan_step", "plan_step", "state",
-        "plan_step_update", "tool_execution", "tool_execution", "plan_step_update",
+        "thought", "thought_chain", "thought", "thought_chain", "plan_step", "plan_step", "thought_chain", "state",
+        "plan_step_update", "tool_execution", "tool_execution", "action_execution", "plan_step_update",
         "plan_step_update", "plan_step_update", "content", "state", "[DONE]",
     ]
     session_id = frames[0].session_id
     assert [f.id for f in frames[:-1]] == [f"{session_id}.{n}" for n in range(1, len(frames))]
     assert frames[0].body["thoughtType"] == "analysis" and frames[0].body["content"]
-    step = frames[2].body
+    assert frames[1].body == {"type": "analysis", "content": frames[0].body["content"],
+                              "timestamp": frames[1].body["timestamp"]}
+    step = frames[4].body
     assert step == {"id": "step-1", "title": "Read open tasks", "description": step["description"], "order": 0,
                     "status": "pending", "confidence": 0.9, "canSkip": False, "tool": "list_open_tasks"}
-    assert frames[3].body["order"] == 1
-    assert frames[4].body == {"sessionId": session_id, "from": "planning", "to": "executing",
+    assert frames[5].body["order"] == 1
+    assert frames[6].body["content"] == "Plan:\n1. Read open tasks\n2. Summarize"
+    assert frames[7].body == {"sessionId": session_id, "from": "planning", "to": "executing",
                               "trigger": "start_execution"}
-    executing, completed = frames[6].body, frames[7].body
+    executing, completed, card = frames[9].body, frames[10].body, frames[11].body
     assert executing["status"] == "executing" and executing["tool"] == "list_open_tasks"
     assert completed["status"] == "completed" and completed["params"] == executing["params"]
     assert completed["result"] == "no open tasks for today"
-    assert frames[11].body["content"] == "Read open tasks: no open tasks for today"
-    assert frames[12].body["to"] == "done"
+    assert card == completed
+    assert frames[15].body == {
+        "content": "Read open tasks: no open tasks for today", "format": "markdown",
+        "metadata": {"result": {"type": "text", "title": "Read open tasks", "content": "no open tasks for today"}},
+    }
+    assert frames[16].body["to"] == "done"
     assert frames[-1].raw == b"data: [DONE]"
 
 
@@ -185,9 +194,9 @@ async def test_contract_3_3_every_event_is_its_own_write_one_chunk_per_frame(aur
     async with raw_post(aura.port, "/aura/test/stream", body, headers) as response:
         frames = frames_of_chunks(await sse_chunks(response))
     events = [f for f in frames if f.data is not None]
-    assert events[-1].is_done and len(events) == 14, [f.raw for f in frames]
+    assert events[-1].is_done and len(events) == 18, [f.raw for f in frames]
     session_id = events[0].session_id
-    assert [f.id for f in events[:-1]] == [f"{session_id}.{n}" for n in range(1, 14)]
+    assert [f.id for f in events[:-1]] == [f"{session_id}.{n}" for n in range(1, 18)]
 
 
 async def test_contract_3_3_a_replayed_burst_is_still_one_write_per_event(aura: LiveServer) -> None:

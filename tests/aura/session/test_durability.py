@@ -240,6 +240,7 @@ async def test_cancel_from_any_replica_aborts_the_session(
                 assert answer.status_code == 202 and answer.json()["data"]["status"] == "cancelling"
                 rest = await stream.rest()
                 again = await other.post(f"/aura/sessions/{session_id}/cancel", headers=auth_headers())
-    assert [f.type for f in rest[-3:]] == ["state", "error", None]
-    assert rest[-3].body["reason"] == "cancelled" and rest[-1].is_done
+    assert [f.type for f in rest[-4:]] == ["state", "content", "error", None]
+    assert rest[-4].body["reason"] == "cancelled" and rest[-1].is_done
+    assert rest[-3].body["content"] == "I stopped: the session was cancelled."
     assert again.status_code == 400 and again.json()["errorCode"] == "E3002"

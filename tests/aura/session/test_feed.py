@@ -219,5 +219,9 @@ async def test_a_followed_session_that_vanishes_from_redis_ends_with_an_error_no
     await private_redis.delete(keys.snapshot(session.id), keys.events(session.id))
     rest = [frame async for frame in out]
     assert rest[-1] == DONE_FRAME and HEARTBEAT_FRAME not in rest[-2:]
+    [explanation] = [frame for frame in rest if b"event: content" in frame]
     [error] = [frame for frame in rest if b"event: error" in frame]
-    assert b'"errorType":"SessionLostError"' in error and f"id: {session.id}.2".encode() in error
+    # The explanation first (CONTRACT §3.8), then the error: both in no log, numbered after what it had.
+    assert f"id: {session.id}.2".encode() in explanation and b"Redis no longer holds it" in explanation
+    assert b'"errorType":"SessionLostError"' in error and f"id: {session.id}.3".encode() in error
+    assert rest.index(explanation) + 1 == rest.index(error)
