@@ -36,7 +36,7 @@ TEXTS: Final[dict[Ending, dict[Language, str]]] = {
         Language.KOREAN: "승인이 거부되어 {tool} 작업을 실행하지 않았습니다. 사유: {detail}",
     },
     Ending.TIMED_OUT: {
-        Language.ENGLISH: "I did not run {tool}: nobody approved it within {seconds} seconds, so I withdrew the request.",
+        Language.ENGLISH: "I did not run {tool}: nobody approved it within {seconds} s, so I withdrew the request.",
         Language.KOREAN: "{seconds}초 안에 승인되지 않아 요청을 철회했습니다. {tool} 작업은 실행하지 않았습니다.",
     },
     Ending.CANCELLED: {

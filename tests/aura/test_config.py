@@ -276,6 +276,15 @@ def test_the_dev_secret_is_refused_unless_allowed_on_every_path() -> None:
     )
 
 
+def test_the_ai_workspace_pages_events_are_on_unless_switched_off() -> None:
+    assert BASE.workspace_events is True
+    assert Settings.from_env({**GOOD, "AURA_WORKSPACE_EVENTS": "false"}).workspace_events is False
+    assert Settings.from_env({**GOOD, "AURA_WORKSPACE_EVENTS": "TRUE"}).workspace_events is True
+    assert refusal(lambda: Settings.from_env({**GOOD, "AURA_WORKSPACE_EVENTS": "off"})) == (
+        "AURA_WORKSPACE_EVENTS must be true or false (got 'off')"
+    )
+
+
 def test_every_ruled_option_has_an_exact_message_case() -> None:
     """A new rule row needs its literal message above, not only the generic walk."""
     covered = {name for overrides, _ in EXACT_MESSAGES for name in overrides}

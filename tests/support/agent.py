@@ -265,3 +265,33 @@ def explanation_of(events: Sequence[Logged]) -> dict[str, Any]:
 
 def plain_plan(thought: str = "No tool is needed.") -> Plan:
     return Plan(thought=thought, steps=[PlanStep("step-1", "Answer", "Compose an answer")])
+
+
+# -- the AI-workspace page's events (docs/EVENTS.md) --------------------------------------------------
+def assert_workspace_events(events: Sequence[Logged]) -> None:
+    """What the AI-workspace page needs of a whole session's events:
+    - each `thought` is followed at once by its `thought_chain` (the kind in ``type``);
+    - each tool call's end (`tool_execution` completed or failed) is followed at once by the one
+      `action_execution` of that call, with the same fields; no other `action_execution` exists;
+    - at most one further `thought_chain`, the plan, right after the last `plan_step`."""
+    extra_chains = 0
+    for index, (kind, data) in enumerate(events):
+        following = events[index + 1] if index + 1 < len(events) else None
+        if kind == "thought":
+            assert following == ("thought_chain", {"type": data["thoughtType"], "content": data["content"],
+                                                   "timestamp": following[1]["timestamp"] if following else 0}), (
+                f"thought {index} without its thought_chain: {following}")
+        elif kind == "tool_execution" and data["status"] != "executing":
+            assert following == ("action_execution", data), f"tool end {index} without its card: {following}"
+        elif kind == "action_execution":
+            previous = events[index - 1]
+            assert previous == ("tool_execution", data) and data["status"] in ("completed", "failed"), (
+                f"an action_execution {index} that is not a call's end: {data}")
+        elif kind == "thought_chain" and (index == 0 or events[index - 1][0] != "thought"):
+            extra_chains += 1
+            assert events[index - 1][0] == "plan_step" and data["type"] == "planning", (index, data)
+    assert extra_chains <= 1
+
+
+def terminal_cards(events: Sequence[Logged]) -> list[dict[str, Any]]:
+    return [data for kind, data in events if kind == "action_execution"]

@@ -333,7 +333,7 @@ async def test_a_tool_without_approval_is_skipped_and_the_session_aborts(parts: 
     else:
         assert error["message"] == f"No decision on {request_id} within 0.05 s; the request was withdrawn"
         assert explanation_of(events)["content"] == (
-            "I did not run send: nobody approved it within 0.05 seconds, so I withdrew the request.")
+            "I did not run send: nobody approved it within 0.05 s, so I withdrew the request.")
         assert (error["errorType"], error["code"], error["reason"]) == ("TimeoutError", "E5001", "timeout")
         assert parts.approvals.withdrawn == {request_id: "timeout"}
     assert_ended_with(parts, session.id, events, "error")

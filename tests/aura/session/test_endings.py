@@ -39,6 +39,6 @@ def test_a_multi_line_detail_becomes_one_paragraph_and_braces_in_it_are_kept() -
 
 def test_a_timeout_says_how_long_it_waited() -> None:
     assert explain(Ending.TIMED_OUT, Language.ENGLISH, tool="send_email", seconds=0.5) == (
-        "I did not run send_email: nobody approved it within 0.5 seconds, so I withdrew the request.")
+        "I did not run send_email: nobody approved it within 0.5 s, so I withdrew the request.")
     assert explain(Ending.TIMED_OUT, Language.KOREAN, tool="send_email", seconds=280) == (
         "280초 안에 승인되지 않아 요청을 철회했습니다. send_email 작업은 실행하지 않았습니다.")

@@ -1,0 +1,281 @@
+"""Models of the real DWP frontend's three SSE clients, to test what a user of each one sees.
+
+Each model is written from reading that client's dispatcher in github ``choijoonbin/dwp-frontend``
+(none of its code is here) and keeps exactly the behaviour that decides what reaches the
+screen: how it splits the bytes into lines, which lines it skips, how it picks the type and the
+fields, what each branch stores, and where a ``break`` drops the rest of a network read.
+
+- :class:`WorkspacePage`: the current AI-workspace page, ``apps/dwp/src/pages/aiworkspace/hooks/
+  use-ai-workspace.ts`` at ``2520fb5``;
+- :class:`MiniOverlay`: the floating overlay, ``apps/dwp/src/components/aura/aura-mini-overlay.tsx``;
+- :class:`EarlierWorkspacePage`: ``apps/dwp/src/pages/ai-workspace.tsx`` at ``58fc341``, before
+  its 2026-01-22 refactor.
+
+Feed each the network reads in order (:meth:`Client.feed`), then :meth:`Client.close` when the
+server closes the response: that is when the pages save the answer as a chat message.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def truthy(value: Any) -> bool:
+    """JavaScript's truthiness: an empty object or array is true, unlike Python's."""
+    if isinstance(value, (dict, list)):
+        return True
+    return bool(value)
+
+
+def either(*values: Any) -> Any:
+    """JavaScript's ``a || b || …``."""
+    for value in values:
+        if truthy(value):
+            return value
+    return values[-1]
+
+
+@dataclass
+class Card:
+    """A tool card (``ActionExecutionView``); ``status`` must be a string, it is upper-cased."""
+
+    tool: Any
+    params: Any
+    status: Any
+    result: Any = None
+    error: Any = None
+
+
+@dataclass
+class PlanRow:
+    local_id: str  # the store makes its own ids (``plan-${Date.now()}-…``); the server's id is dropped
+    title: str
+    description: str
+    order: Any
+    status: str
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+    metadata: Any = None
+
+
+@dataclass
+class Client:
+    """What every client shares: the line buffer over a UTF-8 stream decoder, and what the user sees."""
+
+    text: str = ""  # the streaming answer (accumulated `content`)
+    messages: list[Message] = field(default_factory=list)
+    cards: list[Card] = field(default_factory=list)
+    pending_hitl: dict[str, Any] | None = None
+    thinking: bool = True
+    done_seen: bool = False
+    _buffer: str = ""
+    _decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += self._decoder.decode(chunk)
+        *lines, self._buffer = self._buffer.split("\n")
+        self.lines(lines)
+
+    def lines(self, lines: list[str]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """The server closed the response: the answer so far becomes a message."""
+        if self.text:
+            self.messages.append(Message("assistant", self.text, self.saved_metadata()))
+
+    def saved_metadata(self) -> Any:
+        return None
+
+    def card_labels(self) -> list[str]:
+        """What each card shows as its status: ``exec.status.toUpperCase()`` (a crash for a non-string)."""
+        for card in self.cards:
+            if not isinstance(card.status, str):
+                raise TypeError(f"the page crashes: a card's status is {card.status!r}")
+        return [card.status.upper() for card in self.cards]
+
+
+@dataclass
+class WorkspacePage(Client):
+    """The current AI-workspace page (``use-ai-workspace.ts`` at ``2520fb5``)."""
+
+    status: str = "STREAMING"  # the stream store's status (read by a banner this page does not mount)
+    error_message: str | None = None
+    thoughts: list[dict[str, Any]] = field(default_factory=list)
+    last_result: Any = None  # setLastResultMetadata(...)
+    plan: list[PlanRow] = field(default_factory=lambda: [
+        PlanRow(f"plan-local-{n}", title, "", n, "executing" if n == 0 else "pending")
+        for n, title in enumerate(("요청 분석", "계획 수립", "실행", "결과 검증"))])  # made at Send
+    plan_updates_landed: int = 0
+    event_types: list[str] = field(default_factory=list)
+
+    def lines(self, lines: list[str]) -> None:
+        for line in lines:
+            if not line.startswith("data:"):
+                continue
+            data_text = line.replace("data:", "", 1).strip()
+            if not data_text:
+                continue
+            if data_text == "[DONE]":
+                self.status, self.done_seen = "COMPLETED", True
+                break
+            try:
+                data = json.loads(data_text)
+            except ValueError:
+                continue  # console.error('Parse error')
+            kind = either(data.get("event"), data.get("type"))
+            body = either(data.get("data"), data)
+            if truthy(kind):
+                self.event_types.append(kind)
+            if kind == "error":
+                self.status, self.error_message = "ERROR", either(body.get("message"), "Stream error")
+                continue
+            if kind == "stream_status":
+                self.status = body.get("status")
+                continue
+            if kind == "hitl_request":
+                self.pending_hitl = {"id": f"hitl-{body.get('id')}", "stepId": body.get("stepId"),
+                                     "message": body.get("message"), "action": body.get("action"),
+                                     "params": body.get("params"), "confidence": body.get("confidence")}
+                self.thinking = False
+                continue
+            if kind == "thought_chain":
+                self.thoughts.append({"type": body.get("type"), "content": body.get("content"),
+                                      "sources": body.get("sources")})
+                continue
+            if kind == "action_execution":
+                card = Card(body.get("tool"), body.get("params"), body.get("status"))
+                self.cards.append(card)
+                if body.get("status") == "completed":
+                    card.status, card.result = "completed", body.get("result")
+                elif body.get("status") == "failed":
+                    card.status, card.error = "failed", body.get("error")
+            if kind in ("content", "message"):
+                self.thinking = False
+                self.text += either(body.get("content"), body.get("message"), "")
+                metadata = body.get("metadata")
+                if isinstance(metadata, dict) and truthy(metadata.get("result")):
+                    self.last_result = metadata["result"]
+            elif not truthy(kind) and (truthy(data.get("content")) or truthy(data.get("message"))):
+                self.text += either(data.get("content"), data.get("message"), "")
+            if kind in ("plan_step_update", "timeline_step_update"):
+                self.plan_updates_landed += sum(row.local_id == body.get("id") for row in self.plan)
+
+    def request_id(self) -> str:
+        """What the approve/reject buttons put in the URL: the pending id without its ``hitl-``."""
+        assert self.pending_hitl is not None, "no approval dialog"
+        pending = str(self.pending_hitl["id"])
+        return pending.replace("hitl-", "", 1) if pending.startswith("hitl-") else pending
+
+
+@dataclass
+class MiniOverlay(Client):
+    """The floating overlay (``aura-mini-overlay.tsx``)."""
+
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    thinking_shown: int = 0
+
+    def lines(self, lines: list[str]) -> None:
+        for line in lines:
+            line = line.strip()
+            if line.startswith("event: ") or not line.startswith("data: "):
+                continue
+            data_text = line[len("data: "):]
+            if data_text == "[DONE]":
+                self.done_seen = True
+                break
+            try:
+                data = json.loads(data_text)
+            except ValueError:
+                continue
+            kind = data.get("type")
+            body = either(data.get("data"), data)
+            if kind in ("thought", "thinking"):
+                self.thinking, self.thinking_shown = True, self.thinking_shown + 1
+            elif kind == "plan_step":
+                self.timeline.append({"title": either(body.get("title"), "계획 단계"),
+                                      "description": either(body.get("description"), ""), "status": "processing"})
+            elif kind in ("tool_execution", "action"):
+                self.cards.append(Card(either(body.get("tool"), "unknown"), either(body.get("params"), {}),
+                                       "executing"))
+            elif kind in ("hitl", "approval_required"):
+                self.pending_hitl = {"id": either(body.get("requestId"), "hitl-local"),
+                                     "message": either(body.get("message"), "이 작업을 실행하시겠습니까?"),
+                                     "action": either(body.get("actionType"), body.get("action"), "unknown"),
+                                     "params": either(body.get("params"), {})}
+                self.thinking = False
+                break  # the rest of this read is dropped
+            elif kind in ("content", "message"):
+                self.thinking = False
+                self.text += either(body.get("content"), body.get("message"), "")
+            elif not truthy(kind) and (truthy(data.get("content")) or truthy(data.get("message"))):
+                self.text += either(data.get("content"), data.get("message"), "")
+
+
+@dataclass
+class EarlierWorkspacePage(Client):
+    """The AI-workspace page before its refactor (``pages/ai-workspace.tsx`` at ``58fc341``)."""
+
+    thoughts: list[dict[str, Any]] = field(default_factory=list)
+    plan: list[PlanRow] = field(default_factory=list)
+    plan_updates_landed: int = 0
+    last_result: Any = None
+    last_event_id: str | None = None
+
+    def lines(self, lines: list[str]) -> None:
+        for line in lines:
+            line = line.strip()
+            if line.startswith("id: "):
+                self.last_event_id = line[4:].strip()
+                continue
+            if line.startswith("event: ") or not line.startswith("data: "):
+                continue
+            data_text = line[len("data: "):]
+            if data_text == "[DONE]":
+                self.done_seen = True
+                break
+            try:
+                data = json.loads(data_text)
+            except ValueError:
+                continue
+            kind = data.get("type")
+            body = either(data.get("data"), data)
+            if kind in ("thought", "thinking"):
+                self.thoughts.append({"type": either(body.get("thoughtType"), "analysis"),
+                                      "content": either(body.get("content"), body.get("message"), "사고 중..."),
+                                      "sources": body.get("sources")})
+            if kind == "plan_step":
+                self.plan.append(PlanRow(f"plan-local-{len(self.plan)}", either(body.get("title"), "계획 단계"),
+                                         either(body.get("description"), ""),
+                                         either(body.get("order"), 4), "pending"))  # 4: the local steps at Send
+            if kind in ("hitl", "approval_required"):
+                self.pending_hitl = {"id": either(body.get("requestId"), "hitl-local"),
+                                     "message": either(body.get("message"), "이 작업을 실행하시겠습니까?"),
+                                     "action": either(body.get("actionType"), body.get("action"), "unknown"),
+                                     "params": either(body.get("params"), {})}
+                self.thinking = False
+                break  # "Stop streaming for approval": the rest of this read is dropped
+            if kind in ("tool_execution", "action"):
+                card = Card(either(body.get("tool"), "unknown"), either(body.get("params"), {}), "executing")
+                self.cards.append(card)
+                if body.get("status") == "completed":
+                    card.status, card.result = "completed", body.get("result")
+                elif body.get("status") == "failed":
+                    card.status, card.error = "failed", body.get("error")
+            if kind in ("content", "message"):
+                self.thinking = False
+                self.text += either(body.get("content"), body.get("message"), "")
+                metadata = body.get("metadata")
+                if isinstance(metadata, dict) and truthy(metadata.get("result")):
+                    self.last_result = metadata["result"]
+            elif not truthy(kind) and (truthy(data.get("content")) or truthy(data.get("message"))):
+                self.text += either(data.get("content"), data.get("message"), "")
+            if kind in ("plan_step_update", "timeline_step_update"):
+                self.plan_updates_landed += sum(row.local_id == body.get("id") for row in self.plan)
