@@ -8,6 +8,7 @@ wherever the session's snapshot says it is, so an adopted session continues.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -121,7 +122,8 @@ class AgentRunner:
             await self._abort(session, Abort(
                 Trigger.CANCEL, errors.CANCELLED, "The session was cancelled",
                 Ending.CANCELLED if running is None else Ending.CANCELLED_WHILE_RUNNING,
-                tool=running.step.tool if running else None, failed=running))
+                tool=running.step.tool if running else None,
+                failed=running or _waiting_call(session, _CANCELLED_CALL[_language(session)])))
             if not session.cancel_requested:
                 raise
         except LeaseLost:
@@ -218,8 +220,7 @@ class AgentRunner:
             self._emit(session, events.plan_step(step, order))
         if self._workspace_events and plan.steps:
             # The AI-workspace page has no `plan_step` branch: the plan is one of its thoughts there.
-            for piece in events.pieces(_plan_text(plan, _language(session))):
-                self._emit(session, events.thought_chain(piece, "planning"))
+            self._emit(session, events.thought_chain(_plan_text(plan, _language(session)), "planning"))
         await fire(self._writer, session, Trigger.START_EXECUTION)
 
     async def _interrupted(self, session: Session, step: PlanStep) -> None:
@@ -270,11 +271,15 @@ class AgentRunner:
             seconds = self._gate.timeout_seconds
             message = f"No decision on {verdict.request_id} within {seconds:g} s; the request was withdrawn"
             await self._abort(session, Abort(Trigger.TIME_OUT, errors.APPROVAL_TIMEOUT, message, Ending.TIMED_OUT,
-                                             tool=tool.name, seconds=seconds))
+                                             tool=tool.name, seconds=seconds,
+                                             failed=ToolCall(step, _NO_APPROVAL[_language(session)],
+                                                             completed=False, ran=False)))
         elif signal.decision is Decision.REJECTED:
             reason = signal.reason or "User rejected"
             await self._abort(session, Abort(Trigger.REJECT, errors.REJECTED, f"{tool.name} was rejected: {reason}",
                                              Ending.REJECTED, tool=tool.name, detail=reason,
+                                             failed=ToolCall(step, _REJECTED[_language(session)],
+                                                             completed=False, ran=False),
                                              request_id=verdict.request_id))
         return False
 
@@ -321,15 +326,22 @@ class AgentRunner:
         skip = session.answered_chars  # what a previous driver already sent (deterministic planners)
         held: str | None = None  # one piece behind: the last one carries the result
         sent = skip > 0
-        async for chunk in self._planner.answer(session.request.prompt, plan, outcomes):
-            for piece in events.pieces(chunk):
-                if skip >= len(piece):
-                    skip -= len(piece)
-                    continue
-                piece, skip = piece[skip:], 0
-                if held is not None:
+        try:
+            async for chunk in self._planner.answer(session.request.prompt, plan, outcomes):
+                for piece in events.pieces(chunk):
+                    if skip >= len(piece):
+                        skip -= len(piece)
+                        continue
+                    piece, skip = piece[skip:], 0
+                    if held is not None:
+                        self._send_answer(session, held)
+                    held = piece
+        except BaseException:
+            # The answer broke off (the model failed, a cancel): what it said so far still goes out.
+            if held is not None and not session.detached:
+                with contextlib.suppress(LeaseLost, StoreUnavailable):
                     self._send_answer(session, held)
-                held = piece
+            raise
         result = results.result(results.tool_calls(plan.steps, session.outcomes), _language(session))
         if held is None and result is not None and not sent:
             held = _DONE[_language(session)]  # an empty answer still carries the result
@@ -367,6 +379,8 @@ class AgentRunner:
         the result of the tools that ran, if any did."""
         language = _language(session)
         text = explain(abort.ending, language, tool=abort.tool, detail=abort.detail, seconds=abort.seconds)
+        if session.answered_chars:
+            text = "\n\n" + text  # after part of an answer: a paragraph of its own, not glued to it
         steps = session.plan.steps if session.plan is not None else ()
         result = results.result(results.tool_calls(steps, session.outcomes, abort.failed), language)
         pieces = events.pieces(text)
@@ -376,6 +390,9 @@ class AgentRunner:
 
 
 _DONE: Final = {Language.ENGLISH: "Done.", Language.KOREAN: "완료했습니다."}
+_REJECTED: Final = {Language.ENGLISH: "rejected", Language.KOREAN: "승인 거부"}
+_NO_APPROVAL: Final = {Language.ENGLISH: "no approval in time", Language.KOREAN: "승인 시간 초과"}
+_CANCELLED_CALL: Final = {Language.ENGLISH: "cancelled", Language.KOREAN: "취소됨"}
 _PLAN_HEADING: Final = {Language.ENGLISH: "Plan:", Language.KOREAN: "실행 계획:"}
 
 
@@ -384,9 +401,18 @@ def _language(session: Session) -> Language:
 
 
 def _plan_text(plan: Plan, language: Language) -> str:
+    """The plan as one thought: one `thought_chain`, so clipped to one piece."""
     lines = [_PLAN_HEADING[language]]
     lines += [f"{number}. {step.title}" for number, step in enumerate(plan.steps, 1)]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    return text if len(text) <= events.MAX_CONTENT_CHARS else text[: events.MAX_CONTENT_CHARS - 3] + "..."
+
+
+def _waiting_call(session: Session, why: str) -> ToolCall | None:
+    """The call a session was waiting to have approved, if it was: not run."""
+    if session.pending_request_id is None or session.plan is None or session.step_index >= len(session.plan.steps):
+        return None
+    return ToolCall(session.plan.steps[session.step_index], why, completed=False, ran=False)
 
 
 def describe(exc: BaseException) -> str:

@@ -209,3 +209,97 @@ async def test_switched_off_there_is_no_thought_chain_and_no_action_execution(pa
     planner = FixedPlanner(tool_plan(tool_step("fetch")))
     await bounded(parts.runner(planner, [FakeTool("fetch", returning("x"))], workspace_events=False).run(session))
     assert not {"thought_chain", "action_execution"} & set(kinds(parts.logged(session)))
+
+
+class BreakingPlanner(FixedPlanner):
+    """Answers some chunks, then the model fails."""
+
+    async def answer(self, prompt: str, plan: Any, outcomes: Any) -> AsyncIterator[str]:
+        for chunk in self.chunks:
+            yield chunk
+        raise PlannerError("the model stopped answering")
+
+
+async def test_an_answer_that_breaks_off_sends_all_it_said_then_the_explanation_as_its_own_paragraph(
+    parts: Harness,
+) -> None:
+    """Regression: the piece held back for the result was lost when the answer broke off, and the
+    explanation was glued to the text before it."""
+    session = parts.new_session()
+    planner = BreakingPlanner(tool_plan(tool_step("fetch")), chunks=("The first part. ", "The second part."))
+    await bounded(parts.runner(planner, [FakeTool("fetch", returning("3 rows"))], workspace_events=True).run(session))
+
+    events = parts.logged(session)
+    texts = [data["content"] for kind, data in events if kind == "content"]
+    assert texts == ["The first part. ", "The second part.",
+                     "\n\nI could not finish: the language model failed (the model stopped answering). Please try again."]
+    assert explanation_of(events)["metadata"]["result"] == {"type": "text", "title": "Run fetch", "content": "3 rows"}
+
+
+async def test_a_rejection_after_a_tool_ran_lists_that_call_and_the_one_not_run(parts: Harness) -> None:
+    parts.subscribe()
+    send = FakeTool("send_email", returning("sent"), requires_approval=True)
+    plan = tool_plan(tool_step("fetch"), tool_step("send_email", step_id="step-2"))
+    session = parts.new_session(KOREAN_PROMPT)
+    task = asyncio.create_task(parts.runner(FixedPlanner(plan), [FakeTool("fetch", returning("3 rows")), send],
+                                            workspace_events=True).run(session))
+    await until(lambda: bool(parts.approvals.requests))
+    assert parts.deliver(session, parts.approval(session), Decision.REJECTED, KOREAN_REASON)
+    await bounded(task)
+
+    assert explanation_of(parts.logged(session))["metadata"]["result"] == {
+        "type": "checklist", "title": "도구 실행 결과", "content": [
+            {"label": "Run fetch: 3 rows", "checked": True},
+            {"label": "Run send_email: 실행 안 됨: 승인 거부", "checked": False},
+        ]}
+
+
+async def test_a_cancel_while_waiting_for_approval_lists_the_call_not_run(parts: Harness) -> None:
+    parts.subscribe()
+    send = FakeTool("send_email", returning("sent"), requires_approval=True)
+    plan = tool_plan(tool_step("fetch"), tool_step("send_email", step_id="step-2"))
+    session = parts.new_session()
+    task = asyncio.create_task(parts.runner(FixedPlanner(plan), [FakeTool("fetch", returning("3 rows")), send],
+                                            workspace_events=True).run(session))
+    await until(lambda: parts.hub.waiting == 1)
+    session.cancel_requested = True
+    task.cancel()
+    await bounded(task)
+
+    said = explanation_of(parts.logged(session))
+    assert said["content"] == "I stopped: the session was cancelled."
+    assert said["metadata"]["result"]["content"] == [
+        {"label": "Run fetch: 3 rows", "checked": True},
+        {"label": "Run send_email: not run: cancelled", "checked": False},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answered", "sent"),
+    [
+        pytest.param(4, ["lt: 3 rows"], id="mid-answer: the resumed last piece carries the result"),
+        pytest.param(len("Result: 3 rows"), [], id="all sent: nothing again, no Done."),
+    ],
+)
+async def test_an_adopted_session_after_its_tools_ends_its_answer_once(
+    parts: Harness, answered: int, sent: list[str]
+) -> None:
+    plan = tool_plan(tool_step("fetch"))
+    session = parts.adopt(plan, seq=9, step=1, outcomes={"step-1": "3 rows"}, answered_chars=answered)
+    planner = FixedPlanner(plan, chunks=("Result: 3 rows",))
+    await bounded(parts.runner(planner, [FakeTool("fetch", returning("never"))], workspace_events=True).run(session))
+
+    answers = [data for kind, data in parts.logged(session) if kind == "content"]
+    assert [data["content"] for data in answers] == sent
+    if sent:
+        assert answers[-1]["metadata"] == {"result": {"type": "text", "title": "Run fetch", "content": "3 rows"}}
+
+
+async def test_a_plan_too_long_for_one_frame_is_one_clipped_thought(parts: Harness) -> None:
+    steps = [PlanStep(f"step-{n}", "t" * 90, "d") for n in range(30)]
+    session = parts.new_session()
+    await bounded(parts.runner(FixedPlanner(tool_plan(*steps)), workspace_events=True).run(session))
+    events = parts.logged(session)
+    assert_workspace_events(events)
+    [plan_text] = [data["content"] for kind, data in events if kind == "thought_chain" and "Plan:" in data["content"]]
+    assert len(plan_text) == 1000 and plan_text.endswith("...")

@@ -66,3 +66,17 @@ def test_a_long_checklist_stays_within_the_budget_and_says_how_many_it_left_out(
     assert len(items) == MAX_ITEMS + 1 and items[-1] == {"label": "and 5 more", "checked": False}
     assert sum(len(item["label"]) for item in items) <= RESULT_CHARS + len("and 5 more")
     assert all(item["checked"] for item in items[:-1])
+
+
+def test_a_call_that_was_not_run_is_no_result_alone_and_an_unchecked_item_beside_others() -> None:
+    not_run = ToolCall(SEND, "rejected", completed=False, ran=False)
+    assert result(tool_calls([SEND], {}, failed=not_run), Language.ENGLISH) is None
+    calls = tool_calls([FETCH, SEND], {"step-1": "ok"}, failed=not_run)
+    assert result(calls, Language.ENGLISH) == {"type": "checklist", "title": "Tool results", "content": [
+        {"label": "Read open tasks: ok", "checked": True}, {"label": "Send the email: not run: rejected", "checked": False}]}
+
+
+def test_a_models_long_step_title_is_clipped() -> None:
+    step = PlanStep("step-1", "T" * 500, "", "fetch")
+    shown = result(tool_calls([step], {"step-1": "ok"}), Language.ENGLISH)
+    assert shown is not None and shown["title"] == "T" * 97 + "..."
