@@ -2,8 +2,8 @@
 
 It goes out as a `content` event before the `error` event and ``[DONE]``
 (CONTRACT §3.8 allows "`error` or explanatory `content`"), because two of the
-frontend's three clients have no `error` branch and the third loses the error when
-``[DONE]`` arrives: the appended `content` is what every page keeps on screen.
+frontend's three clients have no `error` branch and the third keeps the error only in a
+store its page does not show: the appended `content` is what every page keeps on screen.
 """
 
 from __future__ import annotations

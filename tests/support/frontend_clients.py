@@ -30,6 +30,11 @@ def truthy(value: Any) -> bool:
     return bool(value)
 
 
+def js_text(value: Any) -> str:
+    """A value in a JavaScript template string: ``${undefined}`` is "undefined"."""
+    return "undefined" if value is None else str(value)
+
+
 def either(*values: Any) -> Any:
     """JavaScript's ``a || b || …``."""
     for value in values:
@@ -56,6 +61,15 @@ class PlanRow:
     description: str
     order: Any
     status: str
+
+
+def local_plan() -> list[PlanRow]:
+    """The four plan steps both workspace pages add of their own when Send is pressed."""
+    return [PlanRow(f"plan-local-{n}", title, "", n, "executing" if n == 0 else "pending")
+            for n, title in enumerate(("요청 분석", "계획 수립", "실행", "결과 검증"))]
+
+
+REJECTED_NOTE = "작업이 거부되었습니다."  # what both workspace pages add themselves when Reject succeeds
 
 
 @dataclass
@@ -92,7 +106,17 @@ class Client:
             self.messages.append(Message("assistant", self.text, self.saved_metadata()))
 
     def saved_metadata(self) -> Any:
+        """The overlay saves none."""
         return None
+
+    def clicked_approve(self) -> None:
+        """After the approve API answered 2xx: the dialog closes and the page thinks again."""
+        self.pending_hitl, self.thinking = None, True
+
+    def clicked_reject(self) -> None:
+        """After the reject API answered 2xx: the dialog closes, with a message of the page's own."""
+        self.pending_hitl, self.thinking = None, False
+        self.messages.append(Message("assistant", REJECTED_NOTE))
 
     def card_labels(self) -> list[str]:
         """What each card shows as its status: ``exec.status.toUpperCase()`` (a crash for a non-string)."""
@@ -110,11 +134,14 @@ class WorkspacePage(Client):
     error_message: str | None = None
     thoughts: list[dict[str, Any]] = field(default_factory=list)
     last_result: Any = None  # setLastResultMetadata(...)
-    plan: list[PlanRow] = field(default_factory=lambda: [
-        PlanRow(f"plan-local-{n}", title, "", n, "executing" if n == 0 else "pending")
-        for n, title in enumerate(("요청 분석", "계획 수립", "실행", "결과 검증"))])  # made at Send
+    # The message is built from lastResultMetadata as it was when Send was pressed: null.
+    result_when_sent: Any = None
+    plan: list[PlanRow] = field(default_factory=local_plan)  # and no `plan_step` branch
     plan_updates_landed: int = 0
     event_types: list[str] = field(default_factory=list)
+
+    def saved_metadata(self) -> Any:
+        return {"result": self.result_when_sent} if truthy(self.result_when_sent) else None
 
     def lines(self, lines: list[str]) -> None:
         for line in lines:
@@ -141,7 +168,7 @@ class WorkspacePage(Client):
                 self.status = body.get("status")
                 continue
             if kind == "hitl_request":
-                self.pending_hitl = {"id": f"hitl-{body.get('id')}", "stepId": body.get("stepId"),
+                self.pending_hitl = {"id": f"hitl-{js_text(body.get('id'))}", "stepId": body.get("stepId"),
                                      "message": body.get("message"), "action": body.get("action"),
                                      "params": body.get("params"), "confidence": body.get("confidence")}
                 self.thinking = False
@@ -224,10 +251,15 @@ class EarlierWorkspacePage(Client):
     """The AI-workspace page before its refactor (``pages/ai-workspace.tsx`` at ``58fc341``)."""
 
     thoughts: list[dict[str, Any]] = field(default_factory=list)
-    plan: list[PlanRow] = field(default_factory=list)
+    plan: list[PlanRow] = field(default_factory=local_plan)
+    plan_before_send: int = 0  # the `planSteps` the Send handler closed over (a first session: none)
     plan_updates_landed: int = 0
     last_result: Any = None
+    result_when_sent: Any = None  # as on the current page, the saved message uses Send's copy: null
     last_event_id: str | None = None
+
+    def saved_metadata(self) -> Any:
+        return {"result": self.result_when_sent} if truthy(self.result_when_sent) else None
 
     def lines(self, lines: list[str]) -> None:
         for line in lines:
@@ -248,13 +280,15 @@ class EarlierWorkspacePage(Client):
             kind = data.get("type")
             body = either(data.get("data"), data)
             if kind in ("thought", "thinking"):
+                self.thinking = True
                 self.thoughts.append({"type": either(body.get("thoughtType"), "analysis"),
                                       "content": either(body.get("content"), body.get("message"), "사고 중..."),
                                       "sources": body.get("sources")})
             if kind == "plan_step":
                 self.plan.append(PlanRow(f"plan-local-{len(self.plan)}", either(body.get("title"), "계획 단계"),
                                          either(body.get("description"), ""),
-                                         either(body.get("order"), 4), "pending"))  # 4: the local steps at Send
+                                         either(body.get("order"), self.plan_before_send), "pending"))
+                self.plan.sort(key=lambda row: row.order)  # the store sorts by order; JS's sort is stable
             if kind in ("hitl", "approval_required"):
                 self.pending_hitl = {"id": either(body.get("requestId"), "hitl-local"),
                                      "message": either(body.get("message"), "이 작업을 실행하시겠습니까?"),

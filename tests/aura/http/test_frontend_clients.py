@@ -145,8 +145,6 @@ def assert_common(watched: Watched) -> list[Logged]:
     assert [(t["type"], t["content"]) for t in watched.page.thoughts][: len(thoughts)] == thoughts
     # The earlier page reads the documented `thought` the same way.
     assert [(t["type"], t["content"]) for t in watched.earlier.thoughts] == thoughts
-    # Plan updates land on no page: they keep ids of their own (docs/EVENTS.md, "Plan updates").
-    assert watched.page.plan_updates_landed == 0 and watched.earlier.plan_updates_landed == 0
     return events
 
 
@@ -156,10 +154,13 @@ def explanation(events: list[Logged]) -> dict[str, Any]:
     return events[-2][1]
 
 
-def assert_every_page_shows(watched: Watched, text: str) -> None:
-    """The saved chat message of every client (made when the server closes the stream) is ``text``."""
+def assert_every_page_shows(watched: Watched, text: str, *, before: tuple[str, ...] = ()) -> None:
+    """Every client's chat messages are ``before`` (the page's own) and then ``text``, saved when the
+    server closed the stream; none of them carries a result (docs/EVENTS.md: the Result tab)."""
     for client in watched.clients:
-        assert client.messages and client.messages[-1].content == text, (type(client).__name__, client.messages)
+        expected = [*before, text] if isinstance(client, (WorkspacePage, EarlierWorkspacePage)) else [text]
+        assert [m.content for m in client.messages] == expected, (type(client).__name__, client.messages)
+        assert all(m.metadata is None for m in client.messages)
 
 
 # -- the cases of issue 11 ---------------------------------------------------------------------------
@@ -183,7 +184,7 @@ async def test_a_plain_answer_shows_its_thoughts_and_its_answer_on_every_page(
     assert watched.page.last_result is None
 
 
-async def test_a_tool_answer_shows_one_completed_card_and_the_result_on_the_current_page(
+async def test_a_tool_answer_shows_one_completed_card_and_hands_the_result_to_the_current_page(
     aura: LiveServer, gateway: Callable[[LiveServer], NginxProxy], redis: Redis
 ) -> None:
     await redis.delete("aura:tasks:61")
@@ -199,7 +200,8 @@ async def test_a_tool_answer_shows_one_completed_card_and_the_result_on_the_curr
     result = {"type": "text", "title": "Read open tasks", "content": "no open tasks for today"}
     assert events[-2][1] == {"content": "Read open tasks: no open tasks for today", "format": "markdown",
                              "metadata": {"result": result}}
-    # The current page: one card, completed with the tool's result, and the result for its Result tab.
+    # The current page: one card, completed with the tool's result; it stores the result (which its
+    # saved message then leaves out: docs/EVENTS.md, "The Result tab stays empty").
     assert watched.page.card_labels() == ["COMPLETED"]
     assert watched.page.cards[0].result == "no open tasks for today"
     assert watched.page.cards[0].params == {"scope": "today"}
@@ -209,7 +211,10 @@ async def test_a_tool_answer_shows_one_completed_card_and_the_result_on_the_curr
     # completes a card (docs/EVENTS.md, "What each client shows").
     assert watched.earlier.card_labels() == ["EXECUTING", "COMPLETED"]
     assert watched.overlay.card_labels() == ["EXECUTING", "EXECUTING"]
-    assert [row.title for row in watched.earlier.plan] == ["Read open tasks", "Summarize"]
+    # The earlier page's board: its own four steps, the server's sorted in by `order`, all pending.
+    assert [(row.title, row.status) for row in watched.earlier.plan] == [
+        ("요청 분석", "executing"), ("Read open tasks", "pending"), ("계획 수립", "pending"),
+        ("Summarize", "pending"), ("실행", "pending"), ("결과 검증", "pending")]
     assert [step["status"] for step in watched.overlay.timeline] == ["processing", "processing"]
     assert_every_page_shows(watched, "Read open tasks: no open tasks for today")
 
@@ -227,6 +232,9 @@ async def test_an_approved_email_resumes_the_same_stream_to_one_completed_card(
         approved = await http.post(f"/api/aura/hitl/approve/{watched.page.request_id()}", json={"userId": "1"},
                                    headers=approver_headers())
         assert approved.status_code == 200, approved.text
+        asked = [client.pending_hitl for client in watched.clients]
+        for client in watched.clients:
+            client.clicked_approve()
         await watched.to_the_end()
 
     assert watched.types() == [
@@ -237,8 +245,9 @@ async def test_an_approved_email_resumes_the_same_stream_to_one_completed_card(
     ]
     events = assert_common(watched)
     hitl = next(data for kind, data in events if kind == "hitl")
-    assert watched.overlay.pending_hitl is not None and watched.overlay.pending_hitl["id"] == hitl["requestId"]
-    assert watched.earlier.pending_hitl is not None and watched.earlier.pending_hitl["id"] == hitl["requestId"]
+    # Every client asked about the same request (the current page keeps it as hitl-{id}).
+    assert [dialog["id"] if dialog else None for dialog in asked] == [
+        f"hitl-{hitl['requestId']}", hitl["requestId"], hitl["requestId"]]
     [card] = terminal_cards(events)
     assert card["status"] == "completed" and card["tool"] == "send_email"
     assert watched.page.card_labels() == ["COMPLETED"]
@@ -255,6 +264,8 @@ async def test_a_rejection_with_a_korean_reason_is_explained_in_korean_on_every_
         rejected = await http.post(f"/api/aura/hitl/reject/{watched.page.request_id()}",
                                    json={"userId": "1", "reason": KOREAN_REASON}, headers=approver_headers())
         assert rejected.status_code == 200, rejected.text
+        watched.page.clicked_reject()
+        watched.earlier.clicked_reject()
         await watched.to_the_end()
 
     assert watched.types() == [
@@ -266,8 +277,9 @@ async def test_a_rejection_with_a_korean_reason_is_explained_in_korean_on_every_
     text = f"승인이 거부되어 send_email 작업을 실행하지 않았습니다. 사유: {KOREAN_REASON}"
     assert explanation(events) == {"content": text, "format": "markdown"}  # nothing ran: no result
     assert terminal_cards(events) == [] and watched.page.cards == []
-    assert_every_page_shows(watched, text)
-    # The current page's error flashes and then [DONE] marks the stream completed; the message stays.
+    assert_every_page_shows(watched, text, before=("작업이 거부되었습니다.",))
+    # The current page keeps the error in its stream store, which nothing on the page shows, and
+    # [DONE] then marks the stream completed: the explanation is what the user reads.
     assert watched.page.error_message == f"send_email was rejected: {KOREAN_REASON}"
     assert watched.page.status == "COMPLETED"
 
@@ -291,6 +303,8 @@ async def test_an_approval_timeout_is_explained_on_every_page(
     assert events[-1][1]["errorType"] == "TimeoutError"
     assert terminal_cards(events) == []
     assert_every_page_shows(watched, text)
+    # Nothing closes the dialog: each client still shows the withdrawn request (docs/EVENTS.md).
+    assert all(client.pending_hitl is not None for client in watched.clients)
 
 
 async def test_a_failing_tool_shows_one_failed_card_and_the_reason_on_every_page(
