@@ -58,6 +58,11 @@ class Frames:
     def state(self, source: str, dest: str, trigger: str) -> bytes:
         return self("state", {"sessionId": self.session_id, "from": source, "to": dest, "trigger": trigger})
 
+    def thought(self, content: str, kind: str, now: int) -> list[bytes]:
+        """A `thought` and the AI-workspace page's `thought_chain` beside it, as Aura sends them."""
+        return [self("thought", {"content": content, "thoughtType": kind, "timestamp": now}),
+                self("thought_chain", {"type": kind, "content": content, "timestamp": now})]
+
 
 class Floor:
     def __init__(self, redis_url: str, hitl_timeout: float) -> None:
@@ -92,11 +97,14 @@ class Floor:
         emit = Frames(session_id)
         now = int(time.time())
         lowered = prompt.lower()
-        yield emit("thought", {"content": "Analyzing the request...", "thoughtType": "analysis", "timestamp": now})
+        for frame in emit.thought("Analyzing the request...", "analysis", now):
+            yield frame
         if "email" not in lowered:
-            yield emit("thought", {"content": "The request needs no tool; I will answer directly.", "thoughtType": "planning", "timestamp": now})
+            for frame in emit.thought("The request needs no tool; I will answer directly.", "planning", now):
+                yield frame
             yield emit("plan_step", {"id": "step-1", "title": "Answer", "description": "Compose an answer to the request",
                                      "order": 0, "status": "pending", "confidence": 0.6, "canSkip": False})
+            yield emit("thought_chain", {"type": "planning", "content": "Plan:\n1. Answer", "timestamp": now})
             yield emit.state("planning", "executing", "start_execution")
             yield emit("plan_step_update", {"id": "step-1", "status": "executing"})
             yield emit("plan_step_update", {"id": "step-1", "status": "completed"})
@@ -106,12 +114,15 @@ class Floor:
             yield DONE
             return
         params = {"to": "kim@example.com", "subject": "the release is ready", "body": "the release is ready"}
-        yield emit("thought", {"content": "The user wants to send an email to kim@example.com. Sending email needs approval.",
-                               "thoughtType": "planning", "timestamp": now})
+        for frame in emit.thought("The user wants to send an email to kim@example.com. Sending email needs approval.",
+                                  "planning", now):
+            yield frame
         yield emit("plan_step", {"id": "step-1", "title": "Draft the email", "description": "Draft an email to kim@example.com",
                                  "order": 0, "status": "pending", "confidence": 0.85, "canSkip": False})
         yield emit("plan_step", {"id": "step-2", "title": "Send the email", "description": "Send the email to kim@example.com",
                                  "order": 1, "status": "pending", "confidence": 0.8, "canSkip": False, "tool": "send_email"})
+        yield emit("thought_chain", {"type": "planning", "content": "Plan:\n1. Draft the email\n2. Send the email",
+                                     "timestamp": now})
         yield emit.state("planning", "executing", "start_execution")
         yield emit("plan_step_update", {"id": "step-1", "status": "executing"})
         yield emit("plan_step_update", {"id": "step-1", "status": "completed"})
@@ -141,6 +152,8 @@ class Floor:
             self.waiters.pop(session_id, None)
         if not approved:
             yield emit.state("awaiting_approval", "aborted", "reject")
+            yield emit("content", {"content": "I did not run send_email: the request was rejected. Reason: not approved",
+                                   "format": "markdown"})
             yield emit("error", {"message": "not approved", "error": "not approved", "errorType": "RejectionError",
                                  "code": "E2001", "sessionId": session_id, "reason": "rejected"})
             yield DONE
@@ -151,8 +164,10 @@ class Floor:
         yield emit("tool_execution", {**base, "status": "executing"})
         result = f"email msg_{secrets.token_hex(8)} to kim@example.com placed in outbox aura:outbox:1"
         yield emit("tool_execution", {**base, "status": "completed", "result": result})
+        yield emit("action_execution", {**base, "status": "completed", "result": result})
         yield emit("plan_step_update", {"id": "step-2", "status": "completed"})
-        yield emit("content", {"content": f"Send the email: {result}", "format": "markdown"})
+        yield emit("content", {"content": f"Send the email: {result}", "format": "markdown",
+                               "metadata": {"result": {"type": "text", "title": "Send the email", "content": result}}})
         yield emit.state("executing", "done", "finish")
         yield DONE
 
