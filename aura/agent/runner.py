@@ -373,7 +373,6 @@ class AgentRunner:
             session.strand()
             log.warning("session %s: could not record its abort: %s; it resumes when Redis is back", session.id, exc)
 
-
     def _explain(self, session: Session, abort: Abort) -> None:
         """The explanatory `content` before `error` (CONTRACT §3.8), in the prompt's language, with
         the result of the tools that ran, if any did."""
