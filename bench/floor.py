@@ -92,6 +92,11 @@ class Floor:
             if isinstance(signal, dict) and signal.get("requestId") == request_id and not future.done():
                 future.set_result(signal.get("type") == "approval")
 
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        await self.redis.connection_pool.disconnect()  # a pool handed to Redis() is not closed with it
+        await self.subscriber.aclose()
+
     async def session(self, prompt: str) -> AsyncIterator[bytes]:
         session_id = f"sess_{secrets.token_hex(12)}"
         emit = Frames(session_id)
@@ -188,6 +193,7 @@ def create_app(floor: Floor) -> Starlette:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await floor.aclose()
 
     return Starlette(
         routes=[Route("/aura/test/stream", stream, methods=["POST"]), Route("/health", health, methods=["GET"])],

@@ -44,8 +44,7 @@ async def test_the_floor_sends_aura_s_frames(client: httpx.AsyncClient, redis_se
     try:
         ours = await floor_frames(floor, prompt)
     finally:
-        await floor.redis.aclose()
-        await floor.subscriber.aclose()
+        await floor.aclose()
     theirs = await aura_frames(client, prompt)
     assert [f.type for f in ours] == [f.type for f in theirs]
     # The same sizes within a few bytes: results carry random ids of slightly different lengths.
