@@ -3,7 +3,7 @@
 Nothing here imports from ``aura``; the adapters in ``aura`` import from here.
 """
 
-from statemachines.diagram import render_mermaid
+from statemachines.diagram import render_dot, render_mermaid
 from statemachines.session import (
     FINAL_STATES,
     TRANSITIONS,
@@ -28,5 +28,6 @@ __all__ = [
     "TransitionListener",
     "Trigger",
     "new_session_machine",
+    "render_dot",
     "render_mermaid",
 ]

@@ -1,12 +1,16 @@
-"""The committed diagram is generated from the live definition, and the core stays pure."""
+"""The committed diagrams are generated from the live definition, and the core stays pure."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from aura.cli import DIAGRAM_PATH, README_PATH, diagram_document, readme_with_diagram
-from statemachines import TRANSITIONS, State, render_mermaid
+import graphviz
+import pytest
+
+from aura.cli import DIAGRAM_PATH, README_PATH, SVG_PATH, diagram_document, readme_with_diagram
+from aura.statemachine_svg import render_svg
+from statemachines import TRANSITIONS, State, render_dot, render_mermaid
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,6 +24,35 @@ def test_readme_diagram_is_up_to_date() -> None:
     readme = (ROOT / README_PATH).read_text(encoding="utf-8")
     assert readme == readme_with_diagram(readme), "README.md's diagram is stale: run `make diagrams`"
     assert render_mermaid() in readme
+
+
+@pytest.mark.e2e  # runs Graphviz's dot
+def test_committed_svg_is_up_to_date() -> None:
+    committed = (ROOT / SVG_PATH).read_text(encoding="utf-8")
+    try:
+        fresh = render_svg()
+    except graphviz.ExecutableNotFound:
+        pytest.fail("Graphviz's dot is not installed: run `make system-deps` (apt-get install graphviz)")
+    version = ".".join(map(str, graphviz.version()))
+    assert committed == fresh, f"docs/statemachine.svg is stale: run `make diagrams` (this dot is Graphviz {version})"
+
+
+def test_readme_shows_the_svg_beside_the_mermaid_diagram() -> None:
+    readme = (ROOT / README_PATH).read_text(encoding="utf-8")
+    after_mermaid = readme.split("<!-- diagram:end -->", 1)[1].lstrip()
+    assert after_mermaid.startswith(f"![The session state machine, laid out by Graphviz]({SVG_PATH.as_posix()})")
+
+
+def test_dot_source_has_every_state_and_transition_and_fixed_ids() -> None:
+    source = render_dot()
+    for state in State:
+        assert f"\t{state.value} [label=" in source
+    for transition in TRANSITIONS:
+        assert transition["trigger"] in source
+    assert 'id="state-\\N"' in source and 'id="edge-\\T-\\H"' in source  # no id left to Graphviz's counters
+    assert "done [peripheries=2]" in source and "aborted [peripheries=2]" in source  # the final states
+    assert "__initial__ -> planning" in source
+    assert "darksalmon" not in source  # no state styled as the current one
 
 
 def test_diagram_shows_every_state_and_transition() -> None:
