@@ -1,24 +1,37 @@
-"""compose.yaml: valid Compose, Redis on the internal network behind ACL users, no secret with a default.
+"""compose.yaml: valid Compose, Redis on the internal network behind ACL users, no secret with a default,
+the gateway stand-in routed as the tests' nginx is, and the optional Prometheus scraping Aura.
 
 The ACL users written in compose.yaml (``configs.redis-users.content``) are the one source of the
 Redis rules: :func:`acl_file` renders them as Compose would, and tests/aura/storage/test_acl.py loads
 exactly that into a real redis-server, runs Aura and main-service's writes against it, and checks
 what each user is refused. The Compose Specification's JSON schema is vendored
 (tests/support/compose-spec.json, Apache-2.0, its source and notice in its ``$comment``).
+
+The gateway's nginx server (``configs.gateway-nginx.content``) is parsed with crossplane and held
+to the directives of tests/support/nginx.py's ``aura_route``, checked with ``nginx -t``, and run
+in front of a live Aura. No Docker engine here: nothing starts the containers themselves.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import crossplane
+import httpx
 import jsonschema
 import pytest
 import yaml
 
 from aura.config import DEV_JWT_SECRET
+from tests.support.auth import auth_headers
+from tests.support.live_server import LiveServer
+from tests.support.nginx import NginxProxy, aura_route, nginx_binary
+from tests.support.sse import SseStream
 
 ROOT = Path(__file__).resolve().parents[1]
 # `make mutate` runs the unit tests from mutants/, a copy of the tree without compose.yaml: the nearest one up.
@@ -26,6 +39,9 @@ COMPOSE = next((f / "compose.yaml" for f in Path(__file__).resolve().parents if 
                ROOT / "compose.yaml")
 SCHEMA = ROOT / "tests" / "support" / "compose-spec.json"
 ACL_CONFIG = "redis-users"
+GATEWAY_CONFIG = "gateway-nginx"
+PROMETHEUS_CONFIG = "prometheus-scrape"
+GATEWAY_ROUTE = "/api/aura/"
 REQUIRED = frozenset({"JWT_SECRET", "AURA_REDIS_PASSWORD", "MAIN_SERVICE_REDIS_PASSWORD"})
 
 # Commands that no ACL user of compose.yaml may have: each can read, destroy or reconfigure everything.
@@ -271,3 +287,212 @@ def test_security_md_shows_exactly_the_acl_users_of_compose_yaml() -> None:
     shown = block.split("```\n", 2)[1]
     placeholders = {"AURA_REDIS_PASSWORD": "<aura-password>", "MAIN_SERVICE_REDIS_PASSWORD": "<main-service-password>"}
     assert shown.strip() == acl_file(placeholders).strip()
+
+
+# -- the gateway stand-in and Prometheus ---------------------------------------------------------------
+Directive = tuple[str, tuple[str, ...]]
+
+
+def gateway_server() -> str:
+    """``configs.gateway-nginx.content``: the ``server`` block the gateway container serves."""
+    content = compose()["configs"][GATEWAY_CONFIG]["content"]
+    assert isinstance(content, str)
+    return content
+
+
+def parse_server(text: str) -> list[dict[str, Any]]:
+    """The directives of an http-level ``server { ... }`` text, parsed by crossplane."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "server.conf"
+        path.write_text(text, encoding="utf-8")
+        parsed = crossplane.parse(str(path), check_ctx=False, comments=False, single=True)
+    assert parsed["status"] == "ok", parsed["errors"]
+    [server] = parsed["config"][0]["parsed"]
+    assert server["directive"] == "server"
+    block: list[dict[str, Any]] = server["block"]
+    return block
+
+
+def route(text: str) -> list[Directive]:
+    """The directives of the server's one ``location``, which must be the gateway's route."""
+    [location] = [d for d in parse_server(text) if d["directive"] == "location"]
+    assert location["args"] == [GATEWAY_ROUTE]
+    return [(d["directive"], tuple(d["args"])) for d in location["block"]]
+
+
+def route_differences(ours: str, reference: str) -> list[str]:
+    """How ``ours``'s route differs from ``reference``'s, the upstream's host and port aside."""
+    def comparable(directives: list[Directive]) -> set[Directive]:
+        out = set()
+        for name, args in directives:
+            if name == "proxy_pass":
+                url = urlsplit(args[0])
+                args = (url.scheme, url.path)  # http and /aura/: the mapping; the host is the deployment's
+            out.add((name, args))
+        return out
+
+    mine, theirs = comparable(route(ours)), comparable(route(reference))
+    return [f"only in compose.yaml: {d}" for d in sorted(mine - theirs)] + [
+        f"only in the tests' nginx: {d}" for d in sorted(theirs - mine)]
+
+
+def gateway_for_tests(port: int, upstream_port: int) -> str:
+    """compose.yaml's gateway server, listening on 127.0.0.1:port and proxying to 127.0.0.1:upstream_port."""
+    text = gateway_server()
+    aura_port = services()["aura"]["environment"]["AURA_PORT"]
+    for written, local in ((f"listen {gateway_listen_port()};", f"listen 127.0.0.1:{port};"),
+                           (f"http://aura:{aura_port}/", f"http://127.0.0.1:{upstream_port}/")):
+        assert text.count(written) == 1, written
+        text = text.replace(written, local)
+    return text
+
+
+def gateway_listen_port() -> int:
+    [listen] = [d["args"] for d in parse_server(gateway_server()) if d["directive"] == "listen"]
+    return int(listen[0])
+
+
+def test_the_gateway_maps_the_path_as_the_tests_nginx_does() -> None:
+    """CONTRACT §1.2: /api/aura/** -> /aura/** (StripPrefix=1), with the tests' nginx's directives."""
+    assert route_differences(gateway_server(), aura_route(8080, 9000)) == []
+    [proxy_pass] = [args for name, args in route(gateway_server()) if name == "proxy_pass"]
+    url = urlsplit(proxy_pass[0])
+    assert (url.scheme, url.path) == ("http", "/aura/")
+    assert url.netloc == f"aura:{services()['aura']['environment']['AURA_PORT']}"  # the aura service's port
+
+
+def test_the_route_comparison_would_catch_a_difference() -> None:
+    buffered = gateway_server().replace("proxy_buffering off;", "proxy_buffering on;")
+    assert route_differences(buffered, aura_route(8080, 9000)) == [
+        "only in compose.yaml: ('proxy_buffering', ('on',))",
+        "only in the tests' nginx: ('proxy_buffering', ('off',))",
+    ]
+    unstripped = gateway_server().replace("http://aura:9000/aura/;", "http://aura:9000/api/aura/;")
+    assert route_differences(unstripped, aura_route(8080, 9000)) == [
+        "only in compose.yaml: ('proxy_pass', ('http', '/api/aura/'))",
+        "only in the tests' nginx: ('proxy_pass', ('http', '/aura/'))",
+    ]
+
+
+def test_the_gateway_streams_unbuffered() -> None:
+    """CONTRACT §3.7: the gateway streams unbuffered and lets Aura's X-Accel-Buffering through."""
+    directives = dict(route(gateway_server()))
+    assert directives["proxy_buffering"] == ("off",)
+    assert directives["proxy_cache"] == ("off",)
+    assert directives["proxy_http_version"] == ("1.1",) and directives["proxy_set_header"] == ("Connection", "")
+    assert directives["proxy_read_timeout"] == ("300s",)  # the gateway's response timeout
+    assert directives["proxy_pass_header"] == ("X-Accel-Buffering",)
+    assert "gzip" not in directives and not any(d["directive"] == "gzip" for d in parse_server(gateway_server()))
+
+
+def test_the_gateway_is_published_routes_only_aura_and_starts_after_it() -> None:
+    gateway = services()["gateway"]
+    [mount] = gateway["configs"]
+    assert mount == {"source": GATEWAY_CONFIG, "target": "/etc/nginx/conf.d/default.conf"}
+    assert gateway["ports"] == [f"8080:{gateway_listen_port()}"]  # where the DWP gateway listens (§1.1)
+    assert gateway["networks"] == ["default"]  # it reaches Aura, never Redis
+    assert gateway["depends_on"] == {"aura": {"condition": "service_healthy"}}
+    assert [d["directive"] for d in parse_server(gateway_server())].count("location") == 1  # no /metrics route
+
+
+def test_prometheus_is_optional_and_scrapes_the_aura_services_metrics() -> None:
+    prometheus = services()["prometheus"]
+    assert prometheus["profiles"] == ["metrics"]  # only with `--profile metrics`
+    assert [s for s, spec in services().items() if "profiles" in spec] == ["prometheus"]
+    [mount] = prometheus["configs"]
+    assert mount == {"source": PROMETHEUS_CONFIG, "target": "/etc/prometheus/prometheus.yml"}
+    assert set(prometheus["networks"]) & set(services()["aura"]["networks"]) == {"default"}
+    scrape = yaml.safe_load(compose()["configs"][PROMETHEUS_CONFIG]["content"])
+    [job] = scrape["scrape_configs"]
+    assert job["job_name"] == "aura"
+    assert job["metrics_path"] == "/metrics" and job.get("scheme", "http") == "http"  # on Aura's port, not /aura/
+    assert job["static_configs"] == [{"targets": [f"aura:{services()['aura']['environment']['AURA_PORT']}"]}]
+    interval, timeout = (int(scrape["global"][k].removesuffix("s")) for k in ("scrape_interval", "scrape_timeout"))
+    assert 0 < timeout < interval
+
+
+def references(document: dict[str, Any]) -> list[str]:
+    """Every network, config, secret or service a service names that the file does not define."""
+    defined = {kind: set(document.get(kind) or {}) for kind in ("networks", "configs", "secrets")}
+    defined["networks"].add("default")  # Compose's own
+    problems = []
+    for name, service in document["services"].items():
+        networks = service.get("networks", [])
+        for network in networks if isinstance(networks, list) else list(networks):
+            if network not in defined["networks"]:
+                problems.append(f"{name}: network {network}")
+        for kind in ("configs", "secrets"):
+            for entry in service.get(kind, []):
+                source = entry if isinstance(entry, str) else entry["source"]
+                if source not in defined[kind]:
+                    problems.append(f"{name}: {kind[:-1]} {source}")
+        for other in service.get("depends_on", []):
+            if other not in document["services"]:
+                problems.append(f"{name}: service {other}")
+    return problems
+
+
+def test_services_reference_only_defined_networks_configs_and_secrets() -> None:
+    document = compose()
+    assert references(document) == []
+    used = {entry["source"] for service in services().values() for entry in service.get("configs", [])}
+    assert used == set(document["configs"])  # and every config is mounted somewhere
+
+
+def test_the_reference_check_would_catch_a_mistake() -> None:
+    document = compose()
+    document["services"]["gateway"]["networks"] = ["edge"]
+    document["services"]["prometheus"]["configs"][0]["source"] = "prometheus"
+    document["services"]["aura"]["secrets"] = ["jwt"]
+    document["services"]["gateway"]["depends_on"] = {"auro": {"condition": "service_healthy"}}
+    assert references(document) == [
+        "aura: secret jwt", "gateway: network edge", "gateway: service auro", "prometheus: config prometheus"]
+
+
+def _require_nginx() -> None:
+    problem = None
+    try:
+        nginx_binary()
+    except RuntimeError as missing:
+        problem = str(missing)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)  # the suite installs nginx: never skip silently
+
+
+@pytest.mark.e2e  # runs nginx
+def test_nginx_accepts_the_gateway_config() -> None:
+    _require_nginx()
+    proxy = NginxProxy(9000, server=gateway_for_tests)
+    try:
+        checked = proxy.check()
+    finally:
+        proxy.stop()
+    assert checked.returncode == 0, checked.stderr
+    assert "test is successful" in checked.stderr
+
+
+@pytest.mark.anyio
+async def test_the_gateway_config_streams_a_hitl_session_from_a_live_aura(aura: LiveServer) -> None:
+    """The committed server in a real nginx before a real Aura: the stream reaches `hitl` while the
+    session waits, and the approval through the same route finishes it. (Aura's X-Accel-Buffering
+    would unbuffer even a buffering nginx: the directives are held to the tests' above.)"""
+    _require_nginx()
+    proxy = NginxProxy(aura.port, server=gateway_for_tests).start()
+    try:
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as gateway:
+            health = await gateway.get("/api/aura/health")
+            assert health.status_code == 200 and health.json()["status"] == "UP", health.text
+            body = {"prompt": "Send an email to kim@example.com saying the release is ready", "context": {}}
+            headers = {"Accept": "text/event-stream", **auth_headers()}
+            async with gateway.stream("POST", "/api/aura/test/stream", json=body, headers=headers) as response:
+                assert response.status_code == 200
+                assert response.headers["x-accel-buffering"] == "no"
+                stream = SseStream(response)
+                hitl = await stream.until("hitl")
+                approval = await gateway.post(f"/api/aura/hitl/approve/{hitl.body['requestId']}", json={"userId": "1"},
+                                              headers=auth_headers(**{"X-User-ID": "1"}))
+                assert approval.status_code == 200, approval.text
+                rest = await stream.rest()
+        assert rest[-1].is_done and rest[-2].body["to"] == "done"
+    finally:
+        proxy.stop()

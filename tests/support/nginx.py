@@ -3,7 +3,8 @@
 nginx runs in the foreground as a child of the test process (``daemon off;``) with
 ``-p``/``-e`` and every path directive pointing into a private temp dir, so nothing
 under /etc or /var is read or written. ``/api/aura/**`` is forwarded to
-``/aura/**`` on the upstream, as the DWP gateway does (StripPrefix=1).
+``/aura/**`` on the upstream, as the DWP gateway does (StripPrefix=1): :func:`aura_route` is that
+``server`` block; another one (compose.yaml's gateway, tests/test_compose.py) may be given instead.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.redis_server import free_port
@@ -43,7 +45,33 @@ def _supports_error_log_flag(binary: str) -> bool:
     return match is None or tuple(int(part) for part in match.groups()) >= (1, 19, 5)
 
 
-def _config(prefix: Path, port: int, upstream_port: int) -> str:
+# (listen port, upstream port) -> an http-level `server { ... }` block listening on 127.0.0.1:port.
+ServerBlock = Callable[[int, int], str]
+
+
+def aura_route(port: int, upstream_port: int) -> str:
+    return f"""\
+    server {{
+        listen 127.0.0.1:{port};
+
+        # The gateway's mapping: /api/aura/** -> /aura/** (CONTRACT §1.2).
+        location /api/aura/ {{
+            proxy_pass http://127.0.0.1:{upstream_port}/aura/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_read_timeout 300s;
+            # nginx hides X-Accel-* upstream headers by default; the real gateway passes
+            # Aura's X-Accel-Buffering through, so do the same to let clients see it.
+            proxy_pass_header X-Accel-Buffering;
+        }}
+    }}
+"""
+
+
+def nginx_config(prefix: Path, server: str) -> str:
+    """A whole nginx.conf whose every path is under ``prefix``, serving ``server`` (a ``server`` block)."""
     # No `user` directive: as root nginx's workers then run as `nobody` (the prefix is made
     # world-readable for them); as a normal user nginx keeps the current user.
     return f"""\
@@ -66,35 +94,19 @@ http {{
     scgi_temp_path {prefix}/scgi_temp;
     server_tokens off;
 
-    server {{
-        listen 127.0.0.1:{port};
-
-        # The gateway's mapping: /api/aura/** -> /aura/** (CONTRACT §1.2).
-        location /api/aura/ {{
-            proxy_pass http://127.0.0.1:{upstream_port}/aura/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_cache off;
-            proxy_read_timeout 300s;
-            # nginx hides X-Accel-* upstream headers by default; the real gateway passes
-            # Aura's X-Accel-Buffering through, so do the same to let clients see it.
-            proxy_pass_header X-Accel-Buffering;
-        }}
-    }}
-}}
+{server}}}
 """
 
 
 class NginxProxy:
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, server: ServerBlock = aura_route) -> None:
         self.binary = nginx_binary()
         self.upstream_port = upstream_port
         self.port = free_port()
         self.prefix = Path(tempfile.mkdtemp(prefix="aura-nginx-"))
         os.chmod(self.prefix, 0o755)  # workers run as `nobody` when the master is root
         self.conf = self.prefix / "nginx.conf"
-        self.conf.write_text(_config(self.prefix, self.port, upstream_port))
+        self.conf.write_text(nginx_config(self.prefix, server(self.port, upstream_port)))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -109,10 +121,18 @@ class NginxProxy:
                 out.append(f"--- {name} ---\n{path.read_text(errors='replace')}")
         return "\n".join(out)
 
-    def start(self) -> NginxProxy:
-        command = [self.binary, "-p", f"{self.prefix}/", "-c", str(self.conf), "-g", "daemon off;"]
+    def _command(self, *flags: str) -> list[str]:
+        command = [self.binary, "-p", f"{self.prefix}/", "-c", str(self.conf), *flags]
         if _supports_error_log_flag(self.binary):
             command[1:1] = ["-e", str(self.prefix / "error.log")]
+        return command
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """``nginx -t`` on this configuration (nothing starts; call :meth:`stop` to remove the prefix)."""
+        return subprocess.run(self._command("-t"), capture_output=True, text=True, timeout=30)
+
+    def start(self) -> NginxProxy:
+        command = self._command("-g", "daemon off;")
         with open(self.prefix / "stderr.log", "wb") as stderr:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
         deadline = time.monotonic() + 10
