@@ -19,6 +19,7 @@ from aura.http.envelope import error_response
 from aura.http.follow import SessionAccess
 from aura.http.health import HealthEndpoints, liveness
 from aura.http.hitl import HitlEndpoints
+from aura.http.openapi import ApiDescriptionEndpoint
 from aura.http.sessions import SessionEndpoints
 from aura.http.stream import StreamEndpoint
 from aura.http.stream_slots import StreamSlots
@@ -64,6 +65,7 @@ def routes(runtime: Runtime) -> list[Route]:
         Route("/aura/agents/health", health.readiness, methods=["GET"]),
         Route("/aura/info", health.info, methods=["GET"]),
         Route("/health", liveness, methods=["GET"]),
+        Route("/aura/openapi.json", ApiDescriptionEndpoint().document, methods=["GET"]),
     ]
 
 
