@@ -93,6 +93,6 @@ def _ending(session: Session) -> str:
     if session.stranded:
         return f"stopped in state {session.state.value}: Redis is away; it resumes from its snapshot"
     if session.detached:
-        return f"stopped in state {session.state.value}: another instance drives it"
+        return f"stopped in state {session.state.value}: another instance continues it"
     reason = session.model.abort_reason
     return f"ended {session.state.value}" + (f" ({reason.value})" if reason else "")
