@@ -22,12 +22,20 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
+from aura.auth import Principal
+from aura.session.events import EventType
+from aura.session.session import SessionRequest
+from aura.storage import keys
 from aura.telemetry import tracing
+from aura.telemetry.tracing import TraceContext
 from tests.conftest import auth_headers, open_stream
 from tests.support import main_service
 from tests.support.auth import SECRET
 from tests.support.live_server import LiveServer
 from tests.support.llm import text_stream, tool_call_stream
+from tests.support.redis_server import RedisServer
+from tests.support.sessions import driver_for
+from tests.support.sse import SseStream
 
 pytestmark = pytest.mark.anyio
 
@@ -198,3 +206,33 @@ async def test_with_no_otel_configuration_nothing_is_traced_or_sent_and_the_sess
     await approved_session(llm_server, redis, headers)
     requests: list[Any] = [call.request for call in [*llm.calls, *dwp.calls]]
     assert len(requests) == 3 and not any("traceparent" in request.headers for request in requests)
+
+
+async def test_a_run_that_adopts_a_session_is_a_new_trace_linked_to_the_creating_requests_span(
+    start_server: Callable[..., LiveServer], private_redis_server: RedisServer, private_redis: Redis,
+    spans: InMemorySpanExporter,
+) -> None:
+    """DECISIONS #63: the caller's trace context travels in the snapshot to whichever replica adopts."""
+    dead = driver_for(private_redis, "dead-instance")
+    origin = TraceContext(f"00-{GATEWAY_TRACE}-{GATEWAY_SPAN}-01")
+    session = await dead.registry.create(Principal("1", "1"), SessionRequest("Summarize today's open tasks", {},
+                                                                             trace_context=origin))
+    dead.writer.emit(session, EventType.THOUGHT, {"content": "Analyzing the request...", "thoughtType": "analysis"})
+    await dead.writer.sync(session)
+    await private_redis.delete(keys.lease(session.id))  # its driver is gone
+    server = start_server(lease_seconds=0.6, redis_url=private_redis_server.url)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        headers = {**auth_headers(), "Accept": "text/event-stream"}
+        async with client.stream("GET", f"/aura/sessions/{session.id}/events", headers=headers) as response:
+            assert response.status_code == 200
+            frames = await SseStream(response).rest(timeout=20)
+    assert [f.body["to"] for f in frames if f.type == "state"][-1] == "done"
+    finished = finished_run(spans)
+    (run,) = [s for s in finished if s.name == "aura.session.run"]
+    assert run.parent is None and ids(run)[0] != GATEWAY_TRACE
+    assert run.attributes is not None and run.attributes["aura.session.adopted"] is True
+    assert run.attributes["aura.session.id"] == session.id
+    (link,) = run.links
+    assert (trace.format_trace_id(link.context.trace_id), trace.format_span_id(link.context.span_id)) == (
+        GATEWAY_TRACE, GATEWAY_SPAN)
+    assert {ids(s)[0] for s in finished} == {ids(run)[0]}  # its planner and answer spans are in the new trace
