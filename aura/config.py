@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_GATEWAY_URL",
     "DEV_JWT_SECRET",
     "GATEWAY_RESPONSE_TIMEOUT_SECONDS",
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "MIN_SECRET_BYTES",
     "OPTIONS",
@@ -54,6 +55,7 @@ MIN_SECRET_BYTES = 32  # jjwt's Keys.hmacShaKeyFor refuses shorter keys (CONTRAC
 GATEWAY_RESPONSE_TIMEOUT_SECONDS = 300  # CONTRACT §3.7
 DEFAULT_GATEWAY_URL = "http://localhost:8080"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # uvicorn's names, lower case
+LOG_FORMATS = ("text", "json")  # text: one line per record for people; json: JSON lines for collectors
 
 
 class StreamAuthPolicy(str, enum.Enum):
@@ -377,6 +379,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("redis_replica_ack_timeout_seconds", "AURA_REDIS_REPLICA_ACK_TIMEOUT_SECONDS", 2.0, _seconds, Range(0.01, 60)),
     Option("shutdown_grace_seconds", "AURA_SHUTDOWN_GRACE_SECONDS", 10.0, _seconds, Range(0.0)),
     Option("log_level", "AURA_LOG_LEVEL", "info", _lower, OneOf(LOG_LEVELS)),
+    Option("log_format", "AURA_LOG_FORMAT", "text", _lower, OneOf(LOG_FORMATS)),
     Option("llm_base_url", "AURA_LLM_BASE_URL", None, rule=_HTTP_URL),  # None: the offline rule-based planner
     Option("llm_model", "AURA_LLM_MODEL", None),
     Option("llm_api_key", "AURA_LLM_API_KEY", None),
@@ -443,6 +446,7 @@ class Settings:
     redis_replica_ack_timeout_seconds: float = _default("redis_replica_ack_timeout_seconds")
     shutdown_grace_seconds: float = _default("shutdown_grace_seconds")
     log_level: str = _default("log_level")
+    log_format: str = _default("log_format")
     llm_base_url: str | None = _default("llm_base_url")
     llm_model: str | None = _default("llm_model")
     llm_api_key: str | None = _default("llm_api_key")

@@ -32,6 +32,8 @@ from aura.session.log_writer import LogWriter
 from aura.session.plan import PlanStep
 from aura.session.session import Session
 from aura.storage.calls import bounded
+from aura.telemetry import tracing
+from aura.telemetry.log_context import bound
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +76,24 @@ class ApprovalGate:
         """Ask (or, when ``resume``, keep waiting) and return the decision; `approve` is fired on approval."""
         resuming = resume and session.pending_request_id is not None
         request_id = session.pending_request_id if resuming and session.pending_request_id else new_request_id()
-        waiter = self._hub.register(session.id, request_id)  # before the key exists: no approval is missed
-        try:
-            if not resuming:
-                await self._ask(session, step, tool, request_id)
-            # Waiting may take minutes and thousands of sessions wait at once: keep no frames meanwhile.
-            await self._writer.sync(session)
-            self._writer.idle(session)
-            await self._recheck(waiter, always=resuming)
-            signal = await self._wait(waiter, session.approval_time_left(time.time()))
-        finally:
-            self._hub.unregister(waiter)
+        attributes: dict[str, tracing.AttributeValue] = {"aura.hitl.request_id": request_id, "aura.tool.name": tool,
+                                                         "aura.approval.resumed": resuming}
+        with bound(request_id=request_id), tracing.span("aura.approval.wait", attributes) as wait:
+            waiter = self._hub.register(session.id, request_id)  # before the key exists: no approval is missed
+            try:
+                if not resuming:
+                    await self._ask(session, step, tool, request_id)
+                log.info("session %s: waiting for a decision on %s (%s)", session.id, request_id, tool)
+                # Waiting may take minutes and thousands of sessions wait at once: keep no frames meanwhile.
+                await self._writer.sync(session)
+                self._writer.idle(session)
+                await self._recheck(waiter, always=resuming)
+                signal = await self._wait(waiter, session.approval_time_left(time.time()))
+            finally:
+                self._hub.unregister(waiter)
+            outcome = "timeout" if signal is None else signal.decision.value
+            wait.set({"aura.approval.outcome": outcome})
+            log.info("session %s: %s %s", session.id, request_id, "timed out" if signal is None else f"was {outcome}")
         verdict = Verdict(request_id, signal)
         if verdict.approved:
             await fire(self._writer, session, Trigger.APPROVE, request_id=request_id)

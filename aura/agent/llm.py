@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from aura.errors import PlannerError
+from aura.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ class ChatClient:
         self._settings = settings
         self._http = http
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
+        endpoint = httpx.URL(self._url)
+        self._span_attributes: dict[str, tracing.AttributeValue] = {
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": settings.model, "server.address": endpoint.host,
+            "server.port": endpoint.port or (443 if endpoint.scheme == "https" else 80),
+        }
 
     async def stream(
         self,
@@ -78,12 +84,24 @@ class ChatClient:
         headers = {"Accept": "text/event-stream"}
         if self._settings.api_key:
             headers["Authorization"] = f"Bearer {self._settings.api_key}"
+        # Never made current: this generator's cleanup may run in another task. No text goes on it.
+        with tracing.client_span(f"chat {self._settings.model}", self._span_attributes) as call:
+            headers.update(call.headers())  # traceparent: the model endpoint's spans are children of this one
+            async for delta in self._attempts(body, headers, turn, call):
+                yield delta
+
+    async def _attempts(
+        self, body: dict[str, Any], headers: dict[str, str], turn: ChatTurn, call: tracing.SpanScope
+    ) -> AsyncIterator[ChatDelta]:
+        """One completion, tried again on what is safe to retry."""
         timeout = httpx.Timeout(self._settings.timeout_seconds)
         attempt = 0
         while True:
             attempt += 1
+            call.set({"aura.llm.attempts": attempt})
             try:
                 async with self._http.stream("POST", self._url, json=body, headers=headers, timeout=timeout) as response:
+                    call.set({"http.response.status_code": response.status_code})
                     if response.status_code in _RETRYABLE_STATUS and attempt <= self._settings.max_retries:
                         log.warning("LLM answered %d; retry %d", response.status_code, attempt)
                     elif response.status_code >= 400:
@@ -92,6 +110,8 @@ class ChatClient:
                     else:
                         async for delta in _parse_stream(response, turn):
                             yield delta
+                        call.set({"aura.llm.finish_reason": turn.finish_reason,
+                                  "aura.llm.tool_calls": len(turn.tool_calls)})
                         return
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 if attempt > self._settings.max_retries:

@@ -37,6 +37,7 @@ from aura.session.results import ToolCall
 from aura.session.registry import SessionRegistry
 from aura.session.replication import ReplicaAcks
 from aura.session.session import Session
+from aura.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,8 @@ class AgentRunner:
     async def _make_plan(self, session: Session) -> None:
         request = session.request
         self._thought(session, "Analyzing the request...", "analysis")
-        plan = await self._planner.plan(request.prompt, request.context)
+        with tracing.span("aura.planner.plan"):
+            plan = await self._planner.plan(request.prompt, request.context)
         session.set_plan(plan)
         for piece in events.pieces(plan.thought):
             self._thought(session, piece, "planning")
@@ -300,8 +302,9 @@ class AgentRunner:
         timeout = self._environment.timeout_seconds
         bound = asyncio.timeout(timeout)
         try:
-            async with bound:
-                result = await tool.run(step.params, self._environment.context(session))
+            with tracing.span("aura.tool.call", {"aura.tool.name": tool.name, "aura.step.id": step.id}):
+                async with bound:
+                    result = await tool.run(step.params, self._environment.context(session))
         except ToolError as exc:
             error = exc.message
         except StoreUnavailable as exc:  # a built-in tool's Redis
@@ -327,15 +330,16 @@ class AgentRunner:
         held: str | None = None  # one piece behind: the last one carries the result
         sent = skip > 0
         try:
-            async for chunk in self._planner.answer(session.request.prompt, plan, outcomes):
-                for piece in events.pieces(chunk):
-                    if skip >= len(piece):
-                        skip -= len(piece)
-                        continue
-                    piece, skip = piece[skip:], 0
-                    if held is not None:
-                        self._send_answer(session, held)
-                    held = piece
+            with tracing.span("aura.planner.answer"):
+                async for chunk in self._planner.answer(session.request.prompt, plan, outcomes):
+                    for piece in events.pieces(chunk):
+                        if skip >= len(piece):
+                            skip -= len(piece)
+                            continue
+                        piece, skip = piece[skip:], 0
+                        if held is not None:
+                            self._send_answer(session, held)
+                        held = piece
         except BaseException:
             # The answer broke off (the model failed, a cancel): what it said so far still goes out.
             if held is not None and not session.detached:

@@ -20,6 +20,7 @@ from aura.http.sse import EventStreamResponse, single_frames
 from aura.ids import EventId
 from aura.session import events
 from aura.session.session import Session, SessionRequest
+from aura.telemetry import tracing
 
 UNAUTHENTICATED_EVENT_ID = "unauthenticated.1"
 
@@ -63,7 +64,8 @@ class StreamEndpoint:
 
         slot = self._access.reserve(caller.principal)  # before the session: a refused stream starts nothing
         try:
-            session_request = SessionRequest(prompt, context, agent_id, caller.delegation)
+            # The gateway's traceparent, kept with the session: its run's span is a child of it.
+            session_request = SessionRequest(prompt, context, agent_id, caller.delegation, tracing.incoming(headers))
             session = await self._create(caller.principal, session_request)
         except BaseException:
             slot.release()

@@ -20,6 +20,8 @@ from aura.session import events
 from aura.session.events import EventData
 from aura.session.plan import Plan, PlanStep
 from aura.session.snapshot import Snapshot
+from aura.telemetry import tracing
+from aura.telemetry.tracing import TraceContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class SessionRequest:
     agent_id: str | None = None
     # What DWP calls as the user are minted from (a token per call); the caller's own token is never kept.
     delegation: Grant | None = None
+    trace_context: TraceContext | None = None  # the caller's traceparent: the parent of the run's span
 
 
 @dataclass(eq=False, slots=True)
@@ -114,6 +117,9 @@ class Session:
     def _on_transition(self, change: Transition) -> None:
         reason = self.model.abort_reason
         self._transitions.append(events.state_change(self.id, change, reason.value if reason else None))
+        tracing.event("aura.session.transition", {"aura.session.from": change.source.value,
+                                                  "aura.session.to": change.dest.value,
+                                                  "aura.session.trigger": change.trigger.value})
 
     # -- snapshot -------------------------------------------------------------------------
     def snapshot(self, seq: int) -> Snapshot:
@@ -125,6 +131,7 @@ class Session:
             context=self.request.context,
             agent_id=self.request.agent_id,
             delegation=self.request.delegation,
+            trace_context=self.request.trace_context,
             created_at=self.created_at,
             state=self.state,
             seq=seq,
@@ -143,7 +150,8 @@ class Session:
     @classmethod
     def restore(cls, snapshot: Snapshot) -> Session:
         """The session a snapshot describes; its model is attached to the machine by the registry."""
-        request = SessionRequest(snapshot.prompt, snapshot.context, snapshot.agent_id, snapshot.delegation)
+        request = SessionRequest(snapshot.prompt, snapshot.context, snapshot.agent_id, snapshot.delegation,
+                                 snapshot.trace_context)
         owner = Principal(user_id=snapshot.user_id, tenant_id=snapshot.tenant_id)
         session = cls(SessionId(snapshot.session_id), owner, request, created_at=snapshot.created_at)
         session.plan = snapshot.plan

@@ -23,6 +23,7 @@ from statemachines import AbortReason, State
 
 from aura.auth import Delegation, Grant, StoredToken
 from aura.session.plan import Plan, PlanStep
+from aura.telemetry.tracing import TraceContext
 
 Fields = dict[str, str]
 T = TypeVar("T")
@@ -57,8 +58,11 @@ class F:
 # Written by versions before delegations: the caller's "Bearer <jwt>". Read (a session such a version
 # created may be adopted by this one), never written, and deleted when the session ends.
 LEGACY_AUTHORIZATION: Final = "authorization"
+# The creating request's W3C trace context, which a run that adopts the session links to (DECISIONS
+# #63); not shown to clients. Written only when tracing is on and the request carried one.
+TRACE_CONTEXT: Final = "traceContext"
 # What only a live run reads: deleted from the hash when the session ends.
-LIVE_ONLY: Final = (F.DELEGATION, LEGACY_AUTHORIZATION, F.CONTEXT)
+LIVE_ONLY: Final = (F.DELEGATION, LEGACY_AUTHORIZATION, F.CONTEXT, TRACE_CONTEXT)
 
 
 class SnapshotUnreadable(ValueError):
@@ -78,6 +82,7 @@ class Snapshot:
     context: dict[str, Any] = field(default_factory=dict)
     agent_id: str | None = None
     delegation: Grant | None = None
+    trace_context: TraceContext | None = None
     created_at: float = 0.0
     state: State = State.PLANNING
     seq: int = 0
@@ -116,6 +121,8 @@ def encode_identity(snapshot: Snapshot) -> Fields:
     }
     if isinstance(snapshot.delegation, Delegation):  # a StoredToken is a token: it is never written
         fields[F.DELEGATION] = snapshot.delegation.encode()
+    if snapshot.trace_context is not None:
+        fields[TRACE_CONTEXT] = snapshot.trace_context.encode()
     return fields
 
 
@@ -188,6 +195,7 @@ def decode(fields: Mapping[str, str]) -> Snapshot:
             context=_field(F.CONTEXT, json.loads, fields.get(F.CONTEXT) or "{}"),
             agent_id=fields.get(F.AGENT_ID) or None,
             delegation=_grant(fields),
+            trace_context=TraceContext.decode(fields.get(TRACE_CONTEXT) or ""),
             created_at=float(fields[F.CREATED_AT]),
             state=State(fields[F.STATE]),
             seq=int(fields.get(F.SEQ) or 0),

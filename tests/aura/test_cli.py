@@ -60,3 +60,13 @@ def test_outbound_request_urls_are_not_logged_at_info() -> None:
     configure_logging(Settings(jwt_secret=SECRET, log_level="info"))
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
     assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+
+
+def test_serve_refuses_a_trace_exporter_the_sdk_cannot_find_with_its_message() -> None:
+    """DECISIONS #62: `otlp` with the Python SDK's default protocol (gRPC) needs an exporter the otel extra lacks."""
+    result = run("serve", env={"JWT_SECRET": SECRET, "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "aura: configuration error: OTEL_TRACES_EXPORTER='otlp' cannot be used: Requested component "
+        "'otlp_proto_grpc' not found in entry point 'opentelemetry_traces_exporter'"
+    )

@@ -143,6 +143,7 @@ EXACT_MESSAGES: list[tuple[dict[str, Any], str]] = [
     ),
     ({"shutdown_grace_seconds": -1.0}, "AURA_SHUTDOWN_GRACE_SECONDS must be at least 0 (got -1)"),
     ({"log_level": "INFO"}, "AURA_LOG_LEVEL must be one of critical, error, warning, info, debug (got 'INFO')"),
+    ({"log_format": "xml"}, "AURA_LOG_FORMAT must be one of text, json (got 'xml')"),
     (
         {"llm_base_url": "llm.test/v1", "llm_model": "m"},
         "AURA_LLM_BASE_URL must start with http:// or https:// (got 'llm.test/v1')",
@@ -373,6 +374,7 @@ def test_a_seconds_variable_refuses_a_non_finite_number(option: Option, text: st
         ({**GOOD, "REDIS_HOST": "redis", "REDIS_PORT": "0"}, "REDIS_PORT must be between 1 and 65535 (got 0)"),
         ({**GOOD, "REDIS_HOST": "redis", "REDIS_PORT": "six"}, "REDIS_PORT must be an integer (got 'six')"),
         ({**GOOD, "AURA_LOG_LEVEL": "loud"}, "AURA_LOG_LEVEL must be one of critical, error, warning, info, debug (got 'loud')"),
+        ({**GOOD, "AURA_LOG_FORMAT": "logfmt"}, "AURA_LOG_FORMAT must be one of text, json (got 'logfmt')"),
         ({**GOOD, "AURA_DWP_GATEWAY_URL": "gw:8080"}, "AURA_DWP_GATEWAY_URL must start with http:// or https:// (got 'gw:8080')"),
     ],
 )
@@ -403,6 +405,12 @@ def test_compat_policy_is_selectable() -> None:
 
 def test_log_level_from_the_environment_is_lower_cased() -> None:
     assert Settings.from_env({**GOOD, "AURA_LOG_LEVEL": "WARNING"}).log_level == "warning"
+
+
+def test_logs_are_text_unless_json_is_asked_for() -> None:
+    assert BASE.log_format == "text"
+    assert Settings.from_env({**GOOD, "AURA_LOG_FORMAT": "JSON"}).log_format == "json"
+    assert Settings.from_env({**GOOD, "AURA_LOG_FORMAT": "text"}).log_format == "text"
 
 
 # ---------------------------------------------------------------- Redis deployments

@@ -14,6 +14,7 @@ from aura.session.plan import Plan, PlanStep
 from aura.session.snapshot import (
     F,
     LEGACY_AUTHORIZATION,
+    TRACE_CONTEXT,
     Fields,
     Snapshot,
     SnapshotUnreadable,
@@ -23,8 +24,10 @@ from aura.session.snapshot import (
     encode_progress,
     public_view,
 )
+from aura.telemetry.tracing import TraceContext
 
 SID = "sess_0123456789abcdef01234567"
+TRACE = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "congo=t61rcWkgMzE")
 DELEGATION = Delegation({"sub": "42", "tenant_id": "7", "email": "kim@example.com", "aud": ["dwp"]}, 1_700_003_600)
 
 PLAN = Plan(
@@ -57,6 +60,7 @@ SNAPSHOTS = {
         state=State.EXECUTING,
         agent_id="agent-7",
         delegation=DELEGATION,
+        trace_context=TRACE,
         plan=PLAN,
         outcomes={"s1": "3 mails", "s2": None},
         step=2,
@@ -161,17 +165,31 @@ def test_a_delegation_that_is_not_one_is_unreadable(value: str) -> None:
 # -- a finished session ------------------------------------------------------------------------------
 def test_a_finished_session_deletes_what_only_a_live_run_needs() -> None:
     done = replace(SNAPSHOTS["awaiting approval, non-ASCII prompt and context"], state=State.DONE, seq=9,
-                   delegation=DELEGATION, pending_request_id=None, approval_deadline=None)
+                   delegation=DELEGATION, trace_context=TRACE, pending_request_id=None, approval_deadline=None)
     fields, dropped = encode_finished(done)
-    assert dropped == [F.DELEGATION, LEGACY_AUTHORIZATION, F.CONTEXT]
+    assert dropped == [F.DELEGATION, LEGACY_AUTHORIZATION, F.CONTEXT, TRACE_CONTEXT]
     assert not set(dropped) & set(fields)
     assert "conversation" not in json.loads(fields[F.PLAN])
     # The hash as it is left: what the live session wrote, then the final write.
     kept = {name: value for name, value in {**stored(done), **fields}.items() if name not in dropped}
     after = decode(kept)
     assert after.plan is not None and done.plan is not None
-    assert after == replace(done, context={}, delegation=None, plan=replace(done.plan, conversation=[]))
+    assert after == replace(done, context={}, delegation=None, trace_context=None,
+                            plan=replace(done.plan, conversation=[]))
     assert public_view(after) == {**public_view(done), F.CONTEXT: {}}
+
+
+def test_the_callers_trace_context_is_kept_with_the_identity_and_never_shown() -> None:
+    fields = encode_identity(snapshot(trace_context=TRACE))
+    assert json.loads(fields[TRACE_CONTEXT]) == {"traceparent": TRACE.traceparent, "tracestate": TRACE.tracestate}
+    assert decode(stored(snapshot(trace_context=TRACE))).trace_context == TRACE
+    assert TRACE_CONTEXT not in encode_identity(snapshot())  # none without tracing or without a traceparent
+    assert TRACE_CONTEXT not in public_view(snapshot(trace_context=TRACE))
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[]", '{"tracestate": "a=b"}', '{"traceparent": 7}'])
+def test_a_malformed_trace_context_is_dropped_not_a_reason_to_refuse_the_session(text: str) -> None:
+    assert decode({**stored(snapshot()), TRACE_CONTEXT: text}).trace_context is None
 
 
 def test_a_finished_session_without_a_plan_writes_none() -> None:
