@@ -48,11 +48,13 @@ def routes(runtime: Runtime) -> list[Route]:
         auth_policy=settings.stream_auth,
         send_timeout_seconds=settings.sse_send_timeout_seconds,
     )
-    sessions = SessionEndpoints(authenticator, access, services.session_store, redis_timeout_seconds=timeout)
+    sessions = SessionEndpoints(authenticator, access, services.session_store, services.live_sessions,
+                                redis_timeout_seconds=timeout)
     hitl = HitlEndpoints(authenticator, services.hitl_store, redis_timeout_seconds=timeout)
     health = HealthEndpoints(runtime)
     return [
         Route("/aura/test/stream", stream.stream, methods=["POST", "GET"]),
+        Route("/aura/sessions", sessions.list_sessions, methods=["GET"]),
         Route("/aura/sessions/{session_id}", sessions.get_session, methods=["GET"]),
         Route("/aura/sessions/{session_id}/events", sessions.session_events, methods=["GET"]),
         Route("/aura/sessions/{session_id}/cancel", sessions.cancel_session, methods=["POST"]),
