@@ -10,11 +10,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from aura.auth import Authenticator
 from aura.config import Settings
 from aura.errors import ApiError, BadRequest, HttpError, InternalError, MethodNotAllowed, NotFound
+from aura.http.console.dev_tokens import DevTokens, dev_tokens_allowed
+from aura.http.console.page import ConsolePage
 from aura.http.envelope import error_response
 from aura.http.follow import SessionAccess
 from aura.http.health import HealthEndpoints, liveness
@@ -27,7 +29,7 @@ from aura.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def routes(runtime: Runtime) -> list[Route]:
+def routes(runtime: Runtime) -> list[BaseRoute]:
     services = runtime.services
     settings = services.settings
     timeout = settings.redis_timeout_seconds
@@ -52,6 +54,11 @@ def routes(runtime: Runtime) -> list[Route]:
                                 redis_timeout_seconds=timeout)
     hitl = HitlEndpoints(authenticator, services.hitl_store, redis_timeout_seconds=timeout)
     health = HealthEndpoints(runtime)
+    # Only on the public dev secret (make run): elsewhere the path is a 404 (DECISIONS #69).
+    dev_tokens: list[BaseRoute] = (
+        [Route("/aura/console/dev-token", DevTokens(services.verifier).mint, methods=["POST"])]
+        if dev_tokens_allowed(settings) else []
+    )
     return [
         Route("/aura/test/stream", stream.stream, methods=["POST", "GET"]),
         Route("/aura/sessions", sessions.list_sessions, methods=["GET"]),
@@ -66,6 +73,8 @@ def routes(runtime: Runtime) -> list[Route]:
         Route("/aura/agents/health", health.readiness, methods=["GET"]),
         Route("/aura/info", health.info, methods=["GET"]),
         Route("/health", liveness, methods=["GET"]),
+        *ConsolePage().routes(),
+        *dev_tokens,
     ]
 
 
