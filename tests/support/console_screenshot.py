@@ -21,7 +21,7 @@ def take(folder: Path) -> list[Path]:
     server = LiveServer(settings).start()
     try:
         with chromium() as browser:
-            console = Console.open(browser, server.url, width=1440, height=920)
+            console = Console.open(browser, server.url, width=1440, height=660)
             console.mint_dev_token()
             console.send(EMAIL_PROMPT)
             console.wait_for_approval()
