@@ -20,14 +20,17 @@ run: $(STAMP)
 	@if [ -z "$$JWT_SECRET" ]; then echo "make run: JWT_SECRET is not set; using the DWP dev secret (never in production)"; fi
 	JWT_SECRET="$${JWT_SECRET:-$(DEV_JWT_SECRET)}" AURA_ALLOW_DEV_SECRET="$${AURA_ALLOW_DEV_SECRET:-true}" $(PY) -m aura serve
 
-# redis-server and nginx are real parts of the suite, and Graphviz's dot draws docs/statemachine.svg
-# (in DejaVu Sans, so the layout is the same on every machine); install them when missing and we are root.
+# redis-server, nginx, Graphviz's dot (docs/statemachine.svg, in DejaVu Sans so the layout is the same on
+# every machine) and headless Chromium (the console's page tests, with a Korean font for its screenshots)
+# are real parts of the suite; install them when missing and we are root.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	fc-list :lang=ko family 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing with apt-get"; \

@@ -28,6 +28,7 @@ from aura.hitl.hub import SignalHub
 from aura.hitl.store import HitlStore
 from aura.session.feed import Feeds
 from aura.session.leases import LeaseKeeper
+from aura.session.listing import LiveSessions
 from aura.session.log_writer import LogWriter
 from aura.session.notifier import Notifier
 from aura.session.replication import ReplicaAcks
@@ -57,6 +58,7 @@ class Services:
     leases: LeaseKeeper
     task_reporter: AgentTaskReporter | None
     feeds: Feeds
+    live_sessions: LiveSessions  # a tenant's live sessions, for the console's list
 
 
 def build(
@@ -132,6 +134,7 @@ def build(
         settings=settings, instance_id=instance_id, redis=clients, http=http, verifier=verifier,
         hitl_store=hitl_store, session_store=session_store, notifier=notifier, replay=replay, writer=writer,
         registry=registry, hub=hub, tools=toolset, runs=runs, leases=leases, task_reporter=reporter, feeds=feeds,
+        live_sessions=LiveSessions(quotas, session_store, redis_timeout_seconds=timeout),
     )
 
 

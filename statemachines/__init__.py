@@ -3,6 +3,7 @@
 Nothing here imports from ``aura``; the adapters in ``aura`` import from here.
 """
 
+from statemachines.definition import describe
 from statemachines.diagram import render_dot, render_mermaid
 from statemachines.session import (
     FINAL_STATES,
@@ -27,6 +28,7 @@ __all__ = [
     "Transition",
     "TransitionListener",
     "Trigger",
+    "describe",
     "new_session_machine",
     "render_dot",
     "render_mermaid",

@@ -10,11 +10,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from aura.auth import Authenticator
 from aura.config import Settings
 from aura.errors import ApiError, BadRequest, HttpError, InternalError, MethodNotAllowed, NotFound
+from aura.http.console.dev_tokens import DevTokens, dev_tokens_allowed
+from aura.http.console.page import ConsolePage
 from aura.http.envelope import error_response
 from aura.http.follow import SessionAccess
 from aura.http.health import HealthEndpoints, liveness
@@ -28,7 +30,7 @@ from aura.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def routes(runtime: Runtime) -> list[Route]:
+def routes(runtime: Runtime) -> list[BaseRoute]:
     services = runtime.services
     settings = services.settings
     timeout = settings.redis_timeout_seconds
@@ -49,11 +51,18 @@ def routes(runtime: Runtime) -> list[Route]:
         auth_policy=settings.stream_auth,
         send_timeout_seconds=settings.sse_send_timeout_seconds,
     )
-    sessions = SessionEndpoints(authenticator, access, services.session_store, redis_timeout_seconds=timeout)
+    sessions = SessionEndpoints(authenticator, access, services.session_store, services.live_sessions,
+                                redis_timeout_seconds=timeout)
     hitl = HitlEndpoints(authenticator, services.hitl_store, redis_timeout_seconds=timeout)
     health = HealthEndpoints(runtime)
+    # Only on the public dev secret (make run): elsewhere the path is a 404 (DECISIONS #69).
+    dev_tokens: list[BaseRoute] = (
+        [Route("/aura/console/dev-token", DevTokens(services.verifier).mint, methods=["POST"])]
+        if dev_tokens_allowed(settings) else []
+    )
     return [
         Route("/aura/test/stream", stream.stream, methods=["POST", "GET"]),
+        Route("/aura/sessions", sessions.list_sessions, methods=["GET"]),
         Route("/aura/sessions/{session_id}", sessions.get_session, methods=["GET"]),
         Route("/aura/sessions/{session_id}/events", sessions.session_events, methods=["GET"]),
         Route("/aura/sessions/{session_id}/cancel", sessions.cancel_session, methods=["POST"]),
@@ -66,6 +75,8 @@ def routes(runtime: Runtime) -> list[Route]:
         Route("/aura/info", health.info, methods=["GET"]),
         Route("/health", liveness, methods=["GET"]),
         Route("/aura/openapi.json", ApiDescriptionEndpoint().document, methods=["GET"]),
+        *ConsolePage().routes(),
+        *dev_tokens,
     ]
 
 

@@ -1,6 +1,9 @@
-"""The session API: snapshot, event log and cancel, scoped to the owner (tenant and user)."""
+"""The session API: snapshot, event log and cancel, scoped to the owner (tenant and user); and the
+list of the tenant's live sessions."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,6 +13,7 @@ from aura.errors import NotFound, ValidationFailed
 from aura.http.envelope import success_response
 from aura.http.follow import SessionAccess
 from aura.ids import EventId
+from aura.session.listing import Listing, LiveSessions
 from aura.session.snapshot import Snapshot, public_view
 from aura.session.store import SessionStore
 from aura.storage.calls import bounded
@@ -17,12 +21,26 @@ from aura.storage.calls import bounded
 
 class SessionEndpoints:
     def __init__(
-        self, authenticator: Authenticator, access: SessionAccess, store: SessionStore, *, redis_timeout_seconds: float
+        self,
+        authenticator: Authenticator,
+        access: SessionAccess,
+        store: SessionStore,
+        live: LiveSessions,
+        *,
+        redis_timeout_seconds: float,
     ) -> None:
         self._authenticator = authenticator
         self._access = access
         self._store = store
+        self._live = live
         self._timeout = redis_timeout_seconds
+
+    async def list_sessions(self, request: Request) -> Response:
+        """``GET /aura/sessions``: the caller's tenant's newest live sessions (the console's list)."""
+        caller = self._authenticator.caller(request.headers)
+        assert caller is not None
+        listing = await self._live.of_tenant(caller.principal)
+        return success_response(_listing_view(listing), message="Live sessions retrieved")
 
     async def _owned(self, request: Request) -> tuple[str, Snapshot, Principal]:
         caller = self._authenticator.caller(request.headers)
@@ -63,3 +81,21 @@ class SessionEndpoints:
         return success_response(
             {"sessionId": session_id, "status": "cancelling"}, message="Cancel requested", status_code=202
         )
+
+
+def _listing_view(listing: Listing) -> dict[str, Any]:
+    sessions: list[dict[str, Any]] = []
+    for session in listing.sessions:
+        view: dict[str, Any] = {
+            "sessionId": session.session_id,
+            "userId": session.user_id,
+            "state": session.state.value,
+            "createdAt": session.created_at,
+            "updatedAt": session.updated_at,
+            "pendingRequestId": session.pending_request_id,
+            "own": session.own,
+        }
+        if session.prompt is not None:
+            view["prompt"] = session.prompt
+        sessions.append(view)
+    return {"sessions": sessions, "total": listing.total, "limit": listing.limit}

@@ -84,6 +84,12 @@ class Quotas(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class TenantLive:
+    session_ids: list[str]  # newest first, at most the limit asked for
+    total: int  # how many the tenant has live, listed or not
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaLimits:
     live_per_user: int  # AURA_MAX_LIVE_SESSIONS_PER_USER
     live_per_tenant: int  # AURA_MAX_LIVE_SESSIONS_PER_TENANT
@@ -141,6 +147,26 @@ class SessionQuotas:
         return ScriptRun(_RELEASE, ScriptCall(_keys(owner), args))
 
     # -- on its own -------------------------------------------------------------------------
+    async def live_in_tenant(self, tenant_id: str, limit: int) -> TenantLive:
+        """Up to ``limit`` of the tenant's live sessions, newest first, and how many there are.
+
+        Read from the tenant's live set, without its lapsed entries (a score at or before now): the
+        same sessions the tenant's limit counts. One round trip, bounded; StoreUnavailable if Redis fails.
+        """
+        key = keys.tenant_live(tenant_id)
+        now = _now_ms()
+
+        async def read() -> tuple[list[Any], int]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                # ZRANGE … BYSCORE REV rather than ZREVRANGEBYSCORE: one command fewer in the ACL (compose.yaml).
+                pipe.zrange(key, "+inf", f"({now}", desc=True, byscore=True, offset=0, num=limit)  # lapse = created + TTL
+                pipe.zcount(key, f"({now}", "+inf")
+                found, total = await pipe.execute()
+            return found, int(total)
+
+        found, total = await bounded(read(), self._timeout, "list live sessions")
+        return TenantLive([item.decode() if isinstance(item, bytes) else str(item) for item in found], total)
+
     async def forget(self, owner: Principal, session_id: str) -> None:
         """A creation failed after Redis may have counted it (a lost reply): uncount it now, rather than
         when its entries lapse an hour later. Best effort."""

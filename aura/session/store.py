@@ -315,6 +315,21 @@ class SessionStore:
             answers = await pipe.execute()
         return [_fields(raw) for raw in answers]
 
+    async def load_fields(self, session_ids: Sequence[str], names: Sequence[str]) -> list[dict[str, str] | None]:
+        """Some fields of several snapshots in one round trip (HMGET each): a list of sessions needs
+        neither their plans nor their contexts. None for a snapshot that is gone; absent fields are left out."""
+        if not session_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sid in session_ids:
+                pipe.hmget(keys.snapshot(sid), list(names))
+            answers = await pipe.execute()
+        found: list[dict[str, str] | None] = []
+        for values in answers:
+            fields = {name: str(_text(value)) for name, value in zip(names, values, strict=True) if value is not None}
+            found.append(fields or None)
+        return found
+
     async def load_snapshot(self, session_id: str) -> Snapshot | None:
         """The typed snapshot; SnapshotUnreadable when the hash cannot be a session's."""
         fields = await self.load(session_id)

@@ -217,9 +217,12 @@ async def test_aura_runs_every_kind_of_session_as_its_acl_user(server: RedisServ
                 frames = await rest(stream, "after main-service's rejection")
             assert last_state(frames)["to"] == "aborted" and error_of(frames)["reason"] == "rejected"
 
-            # Cancelled while it waits.
+            # Listed while it waits (the console's list: GET /aura/sessions), then cancelled.
             async with open_stream(client, EMAIL, headers=headers) as stream:
                 hitl = await stream.until("hitl")
+                listed = await client.get("/aura/sessions", headers=headers)
+                assert listed.status_code == 200, listed.text
+                assert hitl.body["sessionId"] in [s["sessionId"] for s in listed.json()["data"]["sessions"]]
                 answer = await client.post(f"/aura/sessions/{hitl.body['sessionId']}/cancel", headers=headers)
                 assert answer.status_code == 202, answer.text
                 frames = await rest(stream, "after a cancel")
