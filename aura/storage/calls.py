@@ -8,6 +8,7 @@ exception type, and the original error stays its ``__cause__``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import traceback
 from collections.abc import AsyncIterator, Awaitable
@@ -25,6 +26,9 @@ T = TypeVar("T")
 # RedisClusterException is not a RedisError: without it a cluster without a quorum is a 500.
 REDIS_FAILURES: Final = (RedisError, RedisClusterException, OSError, TimeoutError)
 _REDIS_PY: Final = str(Path(redis.__file__).parent)
+# Failures mapped here, by operation, since the process started: read by aura.metrics when scraped
+# (per process, like the connections they failed on).
+FAILURES: Final[collections.Counter[str]] = collections.Counter()
 
 
 def _redis_py_lost_its_connection(exc: BaseException) -> bool:
@@ -50,9 +54,11 @@ async def mapped(operation: str) -> AsyncIterator[None]:
     try:
         yield
     except REDIS_FAILURES as exc:
+        FAILURES[operation] += 1
         raise StoreUnavailable(operation, exc) from exc
     except AttributeError as exc:
         if _redis_py_lost_its_connection(exc):
+            FAILURES[operation] += 1
             raise StoreUnavailable(operation, exc) from exc
         raise
 
