@@ -26,6 +26,7 @@ from aura.config import Settings
 from aura.dwp.agent_tasks import AgentTaskReporter
 from aura.hitl.hub import SignalHub
 from aura.hitl.store import HitlStore
+from aura.metrics import Metrics
 from aura.session.feed import Feeds
 from aura.session.leases import LeaseKeeper
 from aura.session.listing import LiveSessions
@@ -59,6 +60,7 @@ class Services:
     task_reporter: AgentTaskReporter | None
     feeds: Feeds
     live_sessions: LiveSessions  # a tenant's live sessions, for the console's list
+    metrics: Metrics  # this runtime's registry, served at GET /metrics unless AURA_METRICS=false
 
 
 def build(
@@ -69,6 +71,7 @@ def build(
     tools: ToolRegistry | None = None,
 ) -> Services:
     instance_id = f"aura-{uuid.uuid4().hex[:12]}"
+    metrics = Metrics()
     clients = redis if redis is not None else connect(settings)
     timeout = settings.redis_timeout_seconds
     quotas = SessionQuotas(
@@ -92,23 +95,24 @@ def build(
         quotas=quotas,
     )
     notifier, replay = Notifier(), ReplayCache()
-    writer = LogWriter(session_store, notifier, replay, redis_timeout_seconds=timeout)
-    registry = SessionRegistry(new_session_machine(), writer, quotas, redis_timeout_seconds=timeout)
+    writer = LogWriter(session_store, notifier, replay, redis_timeout_seconds=timeout, metrics=metrics)
+    registry = SessionRegistry(new_session_machine(), writer, quotas, redis_timeout_seconds=timeout, metrics=metrics)
+    metrics.observe_sessions(lambda: [session.state for session in registry.all()])
     hitl_store = HitlStore(clients.commands)
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.tool_timeout_seconds))
     toolset = tools if tools is not None else default_tools(settings)
     hub = SignalHub(clients.subscriber, hitl_store, sweep_seconds=settings.signal_sweep_seconds,
                     redis_timeout_seconds=timeout, on_log_grew=notifier.wake,
-                    before_subscribe=lambda: clients.initialize(timeout))
+                    before_subscribe=lambda: clients.initialize(timeout), metrics=metrics)
     gate = ApprovalGate(hub, hitl_store, writer, timeout_seconds=settings.hitl_timeout_seconds,
-                        redis_timeout_seconds=timeout)
+                        redis_timeout_seconds=timeout, metrics=metrics)
     verifier = TokenVerifier(settings.jwt_secret, leeway_seconds=settings.jwt_leeway_seconds,
                              issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     # DWP calls as the user carry tokens minted from the session's delegation, never the user's own.
     delegator = Delegator(verifier, lifetime_seconds=settings.delegated_token_seconds)
     environment = ToolEnvironment(clients.commands, http, settings.dwp_gateway_url, settings.tool_timeout_seconds,
                                   delegator=delegator)
-    chosen_planner = planner if planner is not None else default_planner(settings, http, toolset)
+    chosen_planner = planner if planner is not None else default_planner(settings, http, toolset, metrics)
     replicas = (
         ReplicaAcks(session_store, settings.replica_acks, timeout_seconds=settings.redis_replica_ack_timeout_seconds,
                     redis_timeout_seconds=timeout)
@@ -116,7 +120,7 @@ def build(
         else None
     )
     runner = AgentRunner(chosen_planner, toolset, gate, writer, registry, environment, replicas,
-                         workspace_events=settings.workspace_events)
+                         workspace_events=settings.workspace_events, metrics=metrics)
     # A follower on another replica says so for at least a lease, refreshed every half of it.
     feeds = Feeds(session_store, notifier, replay, hub, timeout, max(settings.lease_seconds, 2 * settings.heartbeat_seconds))
     reporter = (
@@ -128,13 +132,14 @@ def build(
     runs = RunSupervisor(runner, registry, on_new_session=reporter.track if reporter is not None else None)
     hub.on_cancel = runs.cancel_requested
     leases = LeaseKeeper(session_store, registry, lease_seconds=settings.lease_seconds, redis_timeout_seconds=timeout,
-                         on_adopted=runs.start, on_taken=runs.taken)
+                         on_adopted=runs.start, on_taken=runs.taken, metrics=metrics)
     runs.on_stranded = leases.strand
     return Services(
         settings=settings, instance_id=instance_id, redis=clients, http=http, verifier=verifier,
         hitl_store=hitl_store, session_store=session_store, notifier=notifier, replay=replay, writer=writer,
         registry=registry, hub=hub, tools=toolset, runs=runs, leases=leases, task_reporter=reporter, feeds=feeds,
         live_sessions=LiveSessions(quotas, session_store, redis_timeout_seconds=timeout),
+        metrics=metrics,
     )
 
 
@@ -146,7 +151,9 @@ def default_tools(settings: Settings) -> ToolRegistry:
     return registry
 
 
-def default_planner(settings: Settings, http: httpx.AsyncClient, tools: ToolRegistry) -> Planner:
+def default_planner(
+    settings: Settings, http: httpx.AsyncClient, tools: ToolRegistry, metrics: Metrics | None = None
+) -> Planner:
     if settings.llm_base_url is None or settings.llm_model is None:
         return RuleBasedPlanner()
     llm = LlmSettings(
@@ -156,4 +163,4 @@ def default_planner(settings: Settings, http: httpx.AsyncClient, tools: ToolRegi
         timeout_seconds=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
     )
-    return LlmPlanner(ChatClient(llm, http), tools)
+    return LlmPlanner(ChatClient(llm, http, metrics=metrics), tools)

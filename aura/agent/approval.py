@@ -27,6 +27,7 @@ from aura.errors import StoreUnavailable
 from aura.hitl.hub import ApprovalWaiter, SignalHub
 from aura.hitl.signals import Decision, Signal
 from aura.ids import new_request_id
+from aura.metrics import ApprovalOutcome, Metrics, unserved
 from aura.session import events
 from aura.session.log_writer import LogWriter
 from aura.session.plan import PlanStep
@@ -65,7 +66,9 @@ class ApprovalGate:
         *,
         timeout_seconds: float,
         redis_timeout_seconds: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else unserved()
         self._hub = hub
         self._store = store
         self._writer = writer
@@ -89,15 +92,30 @@ class ApprovalGate:
                 self._writer.idle(session)
                 await self._recheck(waiter, always=resuming)
                 signal = await self._wait(waiter, session.approval_time_left(time.time()))
+            except asyncio.CancelledError:
+                # A cancel of a session that had asked: an outcome. A drain's is not (another replica waits on).
+                if session.cancel_requested and session.pending_request_id == request_id:
+                    self._ended(session, ApprovalOutcome.CANCELLED)
+                raise
             finally:
                 self._hub.unregister(waiter)
             outcome = "timeout" if signal is None else signal.decision.value
             wait.set({"aura.approval.outcome": outcome})
             log.info("session %s: %s %s", session.id, request_id, "timed out" if signal is None else f"was {outcome}")
         verdict = Verdict(request_id, signal)
+        if signal is None:
+            self._ended(session, ApprovalOutcome.TIMEOUT)
+        else:
+            self._ended(session, ApprovalOutcome.APPROVED if verdict.approved else ApprovalOutcome.REJECTED)
         if verdict.approved:
             await fire(self._writer, session, Trigger.APPROVE, request_id=request_id)
         return verdict
+
+    def _ended(self, session: Session, outcome: ApprovalOutcome) -> None:
+        """Count the outcome, and the wait since the request was made (by whichever replica made it)."""
+        deadline = session.approval_deadline
+        waited = 0.0 if deadline is None else time.time() - (deadline - self.timeout_seconds)
+        self._metrics.approval_ended(outcome, waited)
 
     async def withdraw(self, session_id: str, request_id: str, reason: str) -> None:
         """Mark ``session_id``'s pending request rejected (a cancel), so a late approval gets 409; only a

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 
 from aura.errors import PlannerError
+from aura.metrics import LlmOutcome, Metrics, unserved
 from aura.telemetry import tracing
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,8 @@ class ChatDelta:
 
 
 class ChatClient:
-    def __init__(self, settings: LlmSettings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: LlmSettings, http: httpx.AsyncClient, *, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics if metrics is not None else unserved()
         self._settings = settings
         self._http = http
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
@@ -84,11 +87,20 @@ class ChatClient:
         headers = {"Accept": "text/event-stream"}
         if self._settings.api_key:
             headers["Authorization"] = f"Bearer {self._settings.api_key}"
-        # Never made current: this generator's cleanup may run in another task. No text goes on it.
-        with tracing.client_span(f"chat {self._settings.model}", self._span_attributes) as call:
-            headers.update(call.headers())  # traceparent: the model endpoint's spans are children of this one
-            async for delta in self._attempts(body, headers, turn, call):
-                yield delta
+        outcome = LlmOutcome.FAILED
+        started = time.perf_counter()
+        try:
+            # Never made current: this generator's cleanup may run in another task. No text goes on it.
+            with tracing.client_span(f"chat {self._settings.model}", self._span_attributes) as call:
+                headers.update(call.headers())  # traceparent: the model endpoint's spans are children of this one
+                async for delta in self._attempts(body, headers, turn, call):
+                    yield delta
+            outcome = LlmOutcome.COMPLETED
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = LlmOutcome.CANCELLED
+            raise
+        finally:
+            self._metrics.llm_called(outcome, time.perf_counter() - started)
 
     async def _attempts(
         self, body: dict[str, Any], headers: dict[str, str], turn: ChatTurn, call: tracing.SpanScope

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,6 +29,7 @@ from aura.auth import Delegator
 from aura.config import DEFAULT_GATEWAY_URL
 from aura.errors import LeaseLost, NotReplicated, PlannerError, SessionErrorKind, StoreUnavailable, ToolError
 from aura.hitl.signals import Decision
+from aura.metrics import Metrics, ToolOutcome, unserved
 from aura.session import events, results
 from aura.session.endings import Ending, explain
 from aura.session.language import Language, language_of
@@ -99,7 +101,9 @@ class AgentRunner:
         replicas: ReplicaAcks | None = None,
         *,
         workspace_events: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else unserved()
         self._planner = planner
         self._tools = tools
         self._gate = gate
@@ -144,6 +148,7 @@ class AgentRunner:
         try:
             if not session.detached and session.model.is_final:
                 await self._writer.close(session)
+                self._metrics.session_ended(session.state, session.model.abort_reason)
         except LeaseLost as exc:
             log.warning("session %s: could not mark its log ended: %s", session.id, exc)
         except StoreUnavailable as exc:
@@ -301,25 +306,32 @@ class AgentRunner:
                 return False, error
         timeout = self._environment.timeout_seconds
         bound = asyncio.timeout(timeout)
+        outcome = ToolOutcome.CANCELLED  # unless the call ends by itself
+        started = time.perf_counter()
         try:
             with tracing.span("aura.tool.call", {"aura.tool.name": tool.name, "aura.step.id": step.id}):
                 async with bound:
                     result = await tool.run(step.params, self._environment.context(session))
+            outcome = ToolOutcome.COMPLETED
         except ToolError as exc:
-            error = exc.message
+            outcome, error = ToolOutcome.FAILED, exc.message
         except StoreUnavailable as exc:  # a built-in tool's Redis
-            error = f"{tool.name} failed: {exc.message}"
+            outcome, error = ToolOutcome.FAILED, f"{tool.name} failed: {exc.message}"
         except TimeoutError as exc:
             if not bound.expired():  # the tool's own timeout, not ours
                 log.exception("tool %s crashed in session %s", tool.name, session.id, exc_info=exc)
+            outcome = ToolOutcome.TIMEOUT if bound.expired() else ToolOutcome.CRASHED
             error = f"timed out after {timeout:g} s" if bound.expired() else f"{tool.name} crashed (TimeoutError)"
         except Exception as exc:  # a broken tool must not take the session's error handling with it
             log.exception("tool %s crashed in session %s", tool.name, session.id)
+            outcome = ToolOutcome.CRASHED
             error = f"{tool.name} crashed ({type(exc).__name__})"  # never its text: it may hold secrets
         else:
             session.end_tool()
             self._tool_ended(session, step, result=result)
             return True, result
+        finally:
+            self._metrics.tool_called(tool.name, outcome, time.perf_counter() - started)
         session.end_tool()
         self._tool_ended(session, step, error=error)
         return False, error

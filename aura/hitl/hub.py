@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from aura.errors import MalformedSignal
+from aura.metrics import Metrics, unserved
 from aura.storage import keys
 from aura.storage.calls import bounded, stop_if_cancelled
 from aura.hitl.signals import Signal, parse_signal
@@ -89,7 +90,9 @@ class SignalHub:
         on_log_grew: Callable[[str], None] | None = None,
         on_cancel: Callable[[str], None] | None = None,
         before_subscribe: Callable[[], Awaitable[None]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else unserved()
         self._subscriber = subscriber
         self._before_subscribe = before_subscribe  # e.g. learn a cluster's slots, which its pubsub needs
         self._on_log_grew = on_log_grew
@@ -228,19 +231,22 @@ class SignalHub:
         """True if the subscription never lapsed since ``waiter`` registered: nothing can be missed."""
         return self.subscribed.is_set() and waiter.generation == self.generation
 
-    async def recheck(self, waiters: list[ApprovalWaiter] | None = None) -> None:
-        """Read the waiting sessions' records (all, or ``waiters``) and hand each decision found to its waiter.
+    async def recheck(self, waiters: list[ApprovalWaiter] | None = None) -> int:
+        """Read the waiting sessions' records (all, or ``waiters``) and hand each decision found to its waiter;
+        return how many were handed over.
 
         What a wake-up, a (re)subscribe and the sweep do: the record alone decides (issue 10).
         """
         pending = [w for w in (waiters if waiters is not None else list(self._waiters.values())) if not w.decision.done()]
         if not pending:
-            return
+            return 0
         pairs = [(w.session_id, w.request_id) for w in pending]
         found = await bounded(self._store.decisions_for(pairs), self._timeout, "re-check decisions")
+        handed = 0
         for waiter, signal in zip(pending, found, strict=True):
-            if signal is not None:
-                waiter.offer(signal)
+            if signal is not None and waiter.offer(signal):
+                handed += 1
+        return handed
 
     # -- the subscriber loop --------------------------------------------------------
     async def run(self) -> None:
@@ -318,9 +324,11 @@ class SignalHub:
     async def _sweep(self) -> None:
         """A failed sweep is retried at the next one; it must not tear down the subscription."""
         try:
-            await self.recheck()
+            found = await self.recheck()
         except Exception as exc:
             log.warning("HITL sweep failed (%s: %s); the next sweep retries", type(exc).__name__, exc)
+        else:
+            self._metrics.swept(found)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") not in ("pmessage", "message"):

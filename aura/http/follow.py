@@ -6,6 +6,7 @@ from aura.auth import Principal
 from aura.http.sse import EventStreamResponse, feed_frames
 from aura.http.stream_slots import StreamSlot, StreamSlots
 from aura.ids import is_session_id
+from aura.metrics import Metrics
 from aura.session.feed import Feeds
 from aura.session.snapshot import Snapshot, SnapshotUnreadable
 from aura.session.store import SessionStore
@@ -22,7 +23,9 @@ class SessionAccess:
         heartbeat_seconds: float,
         send_timeout_seconds: float,
         slots: StreamSlots,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._slots = slots
         self._store = store
         self._feeds = feeds
@@ -54,4 +57,4 @@ class SessionAccess:
     def follow(self, session_id: str, after_seq: int, slot: StreamSlot) -> EventStreamResponse:
         """The session's log as SSE; the response gives ``slot`` back when the stream ends."""
         frames = feed_frames(self._feeds(session_id), after_seq=after_seq, heartbeat_seconds=self._heartbeat)
-        return EventStreamResponse(frames, send_timeout=self._send_timeout, on_close=slot.release)
+        return EventStreamResponse(frames, send_timeout=self._send_timeout, on_close=slot.release, metrics=self._metrics)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Final
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from aura.metrics import Metrics, unserved
 from aura.session.feed import SessionFeed
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,11 @@ class EventStreamResponse(StreamingResponse):
         *,
         send_timeout: float,
         on_close: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(frames, status_code=200, headers=dict(SSE_HEADERS))
         self.send_timeout = send_timeout
+        self._metrics = metrics if metrics is not None else unserved()
         self._on_close = on_close  # e.g. gives back the stream's place (StreamSlot.release)
         self.dropped = False  # the client stopped reading and was let go
         self.sending_since: float | None = None  # loop time at which the pending send began
@@ -91,6 +94,8 @@ class EventStreamResponse(StreamingResponse):
             self._task = asyncio.current_task()
         watchdog = SendWatchdog.of(loop)
         watchdog.watch(self)
+        metrics = self._metrics
+        metrics.stream_opened()
         try:
             self.sending_since = loop.time()
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -106,6 +111,8 @@ class EventStreamResponse(StreamingResponse):
                 self.sending_since = loop.time()
                 await send(message)
                 self.sending_since = None
+                if message["body"] is HEARTBEAT_FRAME:
+                    metrics.heartbeat_sent()
                 del message
                 if self.disconnected or self.dropped:
                     return  # a cancel that a Redis call swallowed must not keep the stream going
@@ -119,6 +126,7 @@ class EventStreamResponse(StreamingResponse):
             if self.dropped:  # the response stays incomplete, so the server closes the connection
                 log.info("dropped an SSE client that read nothing for %g s", self.send_timeout)
         finally:
+            metrics.stream_closed()
             self.sending_since = None
             watchdog.unwatch(self)
             await self.body_iterator.aclose()
@@ -127,6 +135,7 @@ class EventStreamResponse(StreamingResponse):
         """Let go of a client whose send made no progress for ``send_timeout``: its session goes on."""
         if not self.dropped and self._task is not None:
             self.dropped = True
+            self._metrics.slow_client_dropped()
             self._task.cancel()
 
 

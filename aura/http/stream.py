@@ -18,6 +18,7 @@ from aura.http.body import parse_json_object, read_body, validate_agent_id, vali
 from aura.http.follow import SessionAccess
 from aura.http.sse import EventStreamResponse, single_frames
 from aura.ids import EventId
+from aura.metrics import Metrics
 from aura.session import events
 from aura.session.session import Session, SessionRequest
 from aura.telemetry import tracing
@@ -37,7 +38,9 @@ class StreamEndpoint:
         *,
         auth_policy: StreamAuthPolicy,
         send_timeout_seconds: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._authenticator = authenticator
         self._access = access
         self._create = create
@@ -49,7 +52,8 @@ class StreamEndpoint:
         headers = request.headers
         caller = self._authenticator.caller(headers, allow_missing=self._allow_missing)
         if caller is None:
-            return EventStreamResponse(single_frames(unauthenticated_frame()), send_timeout=self._send_timeout)
+            frames = single_frames(unauthenticated_frame())
+            return EventStreamResponse(frames, send_timeout=self._send_timeout, metrics=self._metrics)
         prompt, context = await _prompt_and_context(request)
 
         agent_id = validate_agent_id(headers.get(AGENT_HEADER))

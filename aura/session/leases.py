@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
 from aura.errors import StoreUnavailable
+from aura.metrics import AdoptionReason, Metrics, unserved
 from aura.session.registry import SessionRegistry
 from aura.session.session import Session
 from aura.session.snapshot import Snapshot, SnapshotUnreadable, decode
@@ -44,7 +45,9 @@ class LeaseKeeper:
         redis_timeout_seconds: float,
         on_adopted: Callable[[Session], object],
         on_taken: Callable[[Session], None],
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else unserved()
         self._store = store
         self._registry = registry
         self._interval = lease_seconds / 3
@@ -112,7 +115,7 @@ class LeaseKeeper:
         owners = await self._call(self._store.owners(stranded), "read leases")
         ours = [sid for sid, owner in zip(stranded, owners, strict=True) if owner == self._store.instance_id]
         await self._call(self._store.claim(ours), "claim sessions")  # its end may have taken it out of the set
-        await self._adopt(ours)
+        await self._adopt(ours, AdoptionReason.STRANDED)
         self._stranded.difference_update(stranded)
 
     async def _adopt_from(self, dead: str, deadline: float) -> bool:
@@ -134,13 +137,13 @@ class LeaseKeeper:
             won = await self._call(store.take_over(ids, [owner for _, owner in candidates]), "take over")
             lost = [sid for sid, taken in zip(ids, won, strict=True) if not taken]
             await self._call(store.disown(store.instance_id, lost), "disown sessions")
-            await self._adopt([sid for sid, taken in zip(ids, won, strict=True) if taken])
+            await self._adopt([sid for sid, taken in zip(ids, won, strict=True) if taken], AdoptionReason.INSTANCE_DIED)
             await self._call(store.disown(dead, batch), "disown sessions")
             if asyncio.get_running_loop().time() >= deadline:
                 return False
         return False
 
-    async def _adopt(self, session_ids: Sequence[str]) -> None:
+    async def _adopt(self, session_ids: Sequence[str], reason: AdoptionReason) -> None:
         """Drive sessions whose leases are ours; those ended or expired are let go."""
         gone: list[str] = []
         loaded = await self._call(self._store.load_many(session_ids), "load snapshots") if session_ids else []
@@ -151,6 +154,7 @@ class LeaseKeeper:
                 continue
             session = self._registry.adopt(snapshot)
             self.adopted += 1
+            self._metrics.adopted(reason)
             log.info("adopted session %s in state %s at event %d", session_id, snapshot.state.value, snapshot.seq)
             self._on_adopted(session)
         if gone:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -22,6 +23,7 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError
 
 from aura.errors import AuraError, LeaseLost, StoreUnavailable
 from aura.ids import EventId
+from aura.metrics import Metrics, unserved
 from aura.session.events import AgentEvent, EventData, EventType, Payload
 from aura.session.notifier import Notifier
 from aura.session.replay import ReplayCache
@@ -67,7 +69,9 @@ class LogWriter:
         *,
         retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS,
         redis_timeout_seconds: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else unserved()
         self._store = store
         self._notifier = notifier
         self._replay = replay
@@ -200,8 +204,11 @@ class LogWriter:
             appends.append(Append(session.id, frames, fields, last, entry.end, identity is not None, dropped, owner))
             versions.append(session.plan_version)
             taken.append(events)
+        started = time.perf_counter()
         failures = await self._commit_with_retries(appends)
+        seconds = time.perf_counter() - started
         self.rounds += 1
+        written = 0
         for entry, append, failure, version, events in zip(batch, appends, failures, versions, taken, strict=True):
             sid = entry.session.id
             if failure is not None:
@@ -209,10 +216,12 @@ class LogWriter:
                 continue
             entry.stored_plan_version = version
             if events:
+                written += len(events)
                 self._replay.add(sid, [(e.seq, e.frame) for e in events])
             if append.end:  # as it was taken: close() may have come since
                 self._replay.end(sid)
             self._notifier.wake(sid)
+        self._metrics.committed(written, seconds)
 
     async def _commit_with_retries(self, appends: list[Append]) -> list[Exception | None]:
         """Each append's outcome. Redis failures are retried for about 25 s, but not for creations:

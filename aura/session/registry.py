@@ -7,6 +7,7 @@ from statemachines import SessionMachine, State
 from aura.auth import Principal
 from aura.errors import TooManyRequests
 from aura.ids import new_session_id
+from aura.metrics import Metrics, unserved
 from aura.session.log_writer import LogWriter
 from aura.session.quotas import Quotas
 from aura.session.session import Session, SessionRequest
@@ -15,8 +16,15 @@ from aura.session.snapshot import Snapshot, encode_identity
 
 class SessionRegistry:
     def __init__(
-        self, machine: SessionMachine, writer: LogWriter, quotas: Quotas, *, redis_timeout_seconds: float
+        self,
+        machine: SessionMachine,
+        writer: LogWriter,
+        quotas: Quotas,
+        *,
+        redis_timeout_seconds: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else unserved()
         self._machine = machine
         self._writer = writer
         self._quotas = quotas
@@ -38,6 +46,7 @@ class SessionRegistry:
             # A reply lost after Redis counted it: uncount it now rather than when its entries lapse.
             await self._quotas.forget(owner, session.id)
             raise
+        self._metrics.session_started()
         return session
 
     def adopt(self, snapshot: Snapshot) -> Session:
@@ -48,6 +57,7 @@ class SessionRegistry:
         return session
 
     def _track(self, session: Session, state: State | None) -> None:
+        session.on_transition = self._metrics.transition
         self._machine.add(session.model, state)
         self._sessions[session.id] = session
 

@@ -9,6 +9,7 @@ session (:meth:`Session.restore`) continues exactly where it stopped.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,7 @@ class Session:
     cancel_requested: bool = False
     detached: bool = False  # this process stopped driving the session (drain, lease lost)
     stranded: bool = False  # stopped because Redis was away: the lease is still ours, to drive again
+    on_transition: Callable[[Transition], None] | None = None  # told of every transition (the metrics)
     _transitions: list[EventData] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -115,6 +117,8 @@ class Session:
         return taken
 
     def _on_transition(self, change: Transition) -> None:
+        if self.on_transition is not None:
+            self.on_transition(change)
         reason = self.model.abort_reason
         self._transitions.append(events.state_change(self.id, change, reason.value if reason else None))
         tracing.event("aura.session.transition", {"aura.session.from": change.source.value,

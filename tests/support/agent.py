@@ -27,6 +27,7 @@ from aura.errors import PlannerError
 from aura.hitl.hub import SignalHub
 from aura.hitl.signals import Decision, Signal
 from aura.ids import new_session_id
+from aura.metrics import Metrics
 from aura.session.log_writer import LogWriter
 from aura.session.notifier import Notifier
 from aura.session.plan import Plan, PlanStep, StepOutcome
@@ -123,17 +124,20 @@ class Harness:
     redis: Redis = field(default_factory=Redis)  # never connected
     machine: SessionMachine = field(default_factory=SessionMachine)
     quotas: CountingQuotas = field(default_factory=CountingQuotas)
+    metrics: Metrics = field(default_factory=Metrics)  # the parts' own registry, for tests that read it
     writer: LogWriter = field(init=False)
     registry: SessionRegistry = field(init=False)
     hub: SignalHub = field(init=False)
     gate: ApprovalGate = field(init=False)
 
     def __post_init__(self) -> None:
-        self.writer = LogWriter(self.store, Notifier(), self.replay, redis_timeout_seconds=1)
-        self.registry = SessionRegistry(self.machine, self.writer, self.quotas, redis_timeout_seconds=1)
-        self.hub = SignalHub(self.redis, self.approvals, sweep_seconds=60, redis_timeout_seconds=1)
+        metrics = self.metrics
+        self.writer = LogWriter(self.store, Notifier(), self.replay, redis_timeout_seconds=1, metrics=metrics)
+        self.registry = SessionRegistry(self.machine, self.writer, self.quotas, redis_timeout_seconds=1,
+                                        metrics=metrics)
+        self.hub = SignalHub(self.redis, self.approvals, sweep_seconds=60, redis_timeout_seconds=1, metrics=metrics)
         self.gate = ApprovalGate(self.hub, self.approvals, self.writer, timeout_seconds=self.approval_timeout,
-                                 redis_timeout_seconds=1)
+                                 redis_timeout_seconds=1, metrics=metrics)
 
     async def aclose(self) -> None:
         await self.writer.aclose()
@@ -144,7 +148,7 @@ class Harness:
         """A runner; by default with the documented events only (``AURA_WORKSPACE_EVENTS=false``)."""
         environment = ToolEnvironment(redis=self.redis, timeout_seconds=tool_timeout)
         return AgentRunner(planner, ToolRegistry(list(tools)), self.gate, self.writer, self.registry, environment,
-                           workspace_events=workspace_events)
+                           workspace_events=workspace_events, metrics=self.metrics)
 
     def subscribe(self) -> None:
         """What the hub's loop does once subscribed (the loop itself is never run here)."""
@@ -153,7 +157,7 @@ class Harness:
 
     def new_session(self, prompt: str = "hi") -> Session:
         """A new session in `planning`, attached like SessionRegistry.create does (without storing it)."""
-        session = Session(new_session_id(), OWNER, SessionRequest(prompt, {}))
+        session = Session(new_session_id(), OWNER, SessionRequest(prompt, {}), on_transition=self.metrics.transition)
         self.machine.add(session.model)
         self.writer.open(session)
         return session

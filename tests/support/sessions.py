@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from statemachines import SessionMachine
 
 from aura.auth import Principal
+from aura.metrics import Metrics
 from aura.session.feed import SessionFeed
 from aura.session.log_writer import LogWriter
 from aura.session.notifier import Notifier
@@ -31,12 +32,15 @@ class Driver:
     notifier: Notifier = field(default_factory=Notifier)
     replay: ReplayCache = field(default_factory=ReplayCache)
     followed: FollowedLogs = field(default_factory=lambda: FollowedLogs())
+    metrics: Metrics = field(default_factory=Metrics)  # the replica's own registry
     writer: LogWriter = field(init=False)
     registry: SessionRegistry = field(init=False)
 
     def __post_init__(self) -> None:
-        self.writer = LogWriter(self.store, self.notifier, self.replay, redis_timeout_seconds=5)
-        self.registry = SessionRegistry(SessionMachine(), self.writer, CountingQuotas(), redis_timeout_seconds=5)
+        self.writer = LogWriter(self.store, self.notifier, self.replay, redis_timeout_seconds=5, metrics=self.metrics)
+        self.registry = SessionRegistry(SessionMachine(), self.writer, CountingQuotas(), redis_timeout_seconds=5,
+                                        metrics=self.metrics)
+        self.metrics.observe_sessions(lambda: [session.state for session in self.registry.all()])
 
     async def create(self, prompt: str = "hi", owner: Principal = Principal("1", "1")) -> Session:
         return await self.registry.create(owner, SessionRequest(prompt, {}))
