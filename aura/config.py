@@ -371,6 +371,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("http_body_timeout_seconds", "AURA_HTTP_BODY_TIMEOUT_SECONDS", 30.0, _seconds, Range(0.1, 600)),
     Option("http_keepalive_seconds", "AURA_HTTP_KEEPALIVE_SECONDS", 5.0, _seconds, Range(0.1, 300)),
     Option("http_max_connections", "AURA_HTTP_MAX_CONNECTIONS", 2_000, _int, Range(1, 1_000_000)),
+    # GET /metrics (Prometheus); false: no such route (404)
+    Option("metrics", "AURA_METRICS", True, _bool),
     Option("lease_seconds", "AURA_LEASE_SECONDS", 10.0, _seconds, Range(0.5)),
     Option("signal_sweep_seconds", "AURA_SIGNAL_SWEEP_SECONDS", 5.0, _seconds, Range(0.01)),
     Option("redis_timeout_seconds", "AURA_REDIS_TIMEOUT_SECONDS", 5.0, _seconds, Range(0.01)),
@@ -439,6 +441,7 @@ class Settings:
     http_body_timeout_seconds: float = _default("http_body_timeout_seconds")
     http_keepalive_seconds: float = _default("http_keepalive_seconds")
     http_max_connections: int = _default("http_max_connections")
+    metrics: bool = _default("metrics")
     lease_seconds: float = _default("lease_seconds")
     signal_sweep_seconds: float = _default("signal_sweep_seconds")
     redis_timeout_seconds: float = _default("redis_timeout_seconds")

@@ -21,6 +21,7 @@ from aura.http.envelope import error_response
 from aura.http.follow import SessionAccess
 from aura.http.health import HealthEndpoints, liveness
 from aura.http.hitl import HitlEndpoints
+from aura.http.metrics import MetricsEndpoint
 from aura.http.openapi import ApiDescriptionEndpoint
 from aura.http.sessions import SessionEndpoints
 from aura.http.stream import StreamEndpoint
@@ -42,6 +43,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         heartbeat_seconds=settings.heartbeat_seconds,
         send_timeout_seconds=settings.sse_send_timeout_seconds,
         slots=StreamSlots(per_user=settings.max_streams_per_user, per_tenant=settings.max_streams_per_tenant),
+        metrics=services.metrics,
     )
     stream = StreamEndpoint(
         authenticator,
@@ -50,6 +52,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         services.runs.start,
         auth_policy=settings.stream_auth,
         send_timeout_seconds=settings.sse_send_timeout_seconds,
+        metrics=services.metrics,
     )
     sessions = SessionEndpoints(authenticator, access, services.session_store, services.live_sessions,
                                 redis_timeout_seconds=timeout)
@@ -59,6 +62,10 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
     dev_tokens: list[BaseRoute] = (
         [Route("/aura/console/dev-token", DevTokens(services.verifier).mint, methods=["POST"])]
         if dev_tokens_allowed(settings) else []
+    )
+    # AURA_METRICS=false: no route, so /metrics is a 404 like any unknown path (DECISIONS #59)
+    metrics: list[BaseRoute] = (
+        [Route("/metrics", MetricsEndpoint(services.metrics).scrape, methods=["GET"])] if settings.metrics else []
     )
     return [
         Route("/aura/test/stream", stream.stream, methods=["POST", "GET"]),
@@ -77,6 +84,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         Route("/aura/openapi.json", ApiDescriptionEndpoint().document, methods=["GET"]),
         *ConsolePage().routes(),
         *dev_tokens,
+        *metrics,
     ]
 
 

@@ -286,6 +286,15 @@ def test_the_ai_workspace_pages_events_are_on_unless_switched_off() -> None:
     )
 
 
+def test_metrics_are_served_unless_switched_off() -> None:
+    assert BASE.metrics is True
+    assert Settings.from_env({**GOOD, "AURA_METRICS": "false"}).metrics is False
+    assert Settings.from_env({**GOOD, "AURA_METRICS": "True"}).metrics is True
+    assert refusal(lambda: Settings.from_env({**GOOD, "AURA_METRICS": "off"})) == (
+        "AURA_METRICS must be true or false (got 'off')"
+    )
+
+
 def test_every_ruled_option_has_an_exact_message_case() -> None:
     """A new rule row needs its literal message above, not only the generic walk."""
     covered = {name for overrides, _ in EXACT_MESSAGES for name in overrides}

@@ -246,6 +246,23 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "security": PUBLIC,
         "responses": {"200": ok("OpenApiDocument", "The API description")},
     },
+    ("GET", "/metrics"): {
+        "operationId": "metrics",
+        "tags": ["operations"],
+        "summary": "This process's Prometheus metrics",
+        "description": "The runtime's prometheus-client registry: the Prometheus text format, or OpenMetrics when "
+        "Accept asks for it. Per process; outside /aura/, so not through the gateway, and without a token "
+        "(DECISIONS #59); absent with AURA_METRICS=false. Every series is listed in the README (\"Metrics\").",
+        "security": PUBLIC,
+        "servers": [{"url": "/", "description": "Aura itself: the gateway does not forward /metrics"}],
+        "responses": {"200": {
+            "description": "Every family, with its HELP and TYPE",
+            "content": {
+                "text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}},
+                "application/openmetrics-text; version=1.0.0; charset=utf-8": {"schema": {"type": "string"}},
+            },
+        }},
+    },
 }
 
 # components.responses: one per error status, whose errorCodes are those of schemas.ERROR_CODES.
