@@ -238,6 +238,51 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "security": PUBLIC,
         "responses": {"200": ok("Liveness", "UP")},
     },
+    ("GET", "/aura/sessions"): {
+        "operationId": "listSessions",
+        "tags": ["sessions"],
+        "summary": "The caller's tenant's live sessions",
+        "description": "The newest live sessions of the caller's tenant (at most `limit`) with their state, and "
+        "how many there are; prompts only on the caller's own (DECISIONS #70).",
+        "security": CALLER,
+        "responses": {"200": ok("SessionListEnvelope", "Live sessions retrieved"), **errors(400, 401, 403, 500, 503)},
+    },
+    ("GET", "/aura/console"): {
+        "operationId": "console",
+        "tags": ["console"],
+        "summary": "The console: a page to run and approve sessions",
+        "description": "One static page (no build step, nothing loaded from elsewhere: DECISIONS #68); the token "
+        "is entered on it, or minted on the public dev secret only (#69).",
+        "security": PUBLIC,
+        "responses": {"200": body_response("text/html", {"type": "string"}, "The page (UTF-8)")},
+    },
+    ("GET", "/aura/console/machine.json"): {
+        "operationId": "consoleMachine",
+        "tags": ["console"],
+        "summary": "The session machine's definition, for the console's diagram",
+        "security": PUBLIC,
+        "responses": {"200": body_response("application/json", ref("MachineDefinition"), "The definition")},
+    },
+    ("GET", "/aura/console/static/{path}"): {
+        "operationId": "consoleFile",
+        "tags": ["console"],
+        "summary": "The console's script and style sheet",
+        "security": PUBLIC,
+        "responses": {"200": {"description": "The file (UTF-8)", "content": {
+            "text/javascript": {"schema": {"type": "string"}},
+            "text/css": {"schema": {"type": "string"}}}},
+            **errors(404)},
+    },
+    ("POST", "/aura/console/dev-token"): {
+        "operationId": "consoleDevToken",
+        "tags": ["console"],
+        "summary": "A development token (only on the public dev secret)",
+        "description": "Exists only when JWT_SECRET is the public DWP dev secret and AURA_ALLOW_DEV_SECRET=true "
+        "(make run); anywhere else the path is a 404 (DECISIONS #69).",
+        "security": PUBLIC,
+        "requestBody": {"required": False, "content": json_content(ref("DevTokenRequest"))},
+        "responses": {"200": ok("DevTokenEnvelope", "Dev token minted (public dev secret)"), **errors(400, 413)},
+    },
     ("GET", "/aura/openapi.json"): {
         "operationId": "apiDescription",
         "tags": ["operations"],
@@ -256,10 +301,11 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "security": PUBLIC,
         "servers": [{"url": "/", "description": "Aura itself: the gateway does not forward /metrics"}],
         "responses": {"200": {
-            "description": "Every family, with its HELP and TYPE",
+            "description": "Every family, with its HELP and TYPE: `text/plain; version=0.0.4`, or "
+            "`application/openmetrics-text; version=1.0.0` when Accept asks for it (UTF-8)",
             "content": {
-                "text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}},
-                "application/openmetrics-text; version=1.0.0; charset=utf-8": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
             },
         }},
     },
@@ -276,3 +322,9 @@ RESPONSES: Final[dict[str, Any]] = {
     }
     for status, codes in ERROR_CODES.items()
 }
+
+# Routes that exist only when a setting turns them on: absent, they are no drift (and not in the document).
+OPTIONAL: Final[frozenset[tuple[str, str]]] = frozenset({
+    ("GET", "/metrics"),  # AURA_METRICS=false
+    ("POST", "/aura/console/dev-token"),  # only on the public dev secret (DECISIONS #69)
+})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from statemachines import AbortReason, State, Trigger
+from statemachines import FINAL_STATES, AbortReason, State, Trigger
 
 from aura import errors
 from aura.http.body import MAX_AGENT_ID_CHARS, MAX_CONTEXT_DEPTH, MAX_CONTEXT_KEYS, MAX_PROMPT_CHARS
@@ -391,6 +391,42 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "SessionEnvelope": success_envelope(ref("SessionView"), "the session's snapshot, to its owner"),
     "CancelEnvelope": success_envelope(_closed({"sessionId": ref("SessionId"), "status": {"const": "cancelling"}}),
                                        "accepted: whichever replica drives the session aborts it"),
+    "SessionSummary": _closed({
+        "sessionId": ref("SessionId"),
+        "userId": {"type": "string", "description": "the session's owner"},
+        "state": _enum([state.value for state in State if state not in FINAL_STATES], "a live state"),
+        "createdAt": {"type": ["number", "null"], "description": "Unix seconds"},
+        "updatedAt": {"type": ["number", "null"], "description": "Unix seconds of its last write"},
+        "pendingRequestId": {"type": ["string", "null"], "description": "the approval it waits for"},
+        "own": {"type": "boolean", "description": "the caller's own session"},
+        "prompt": {"type": "string", "maxLength": 200, "description": "its prompt, on the caller's own only"},
+    }, optional=("prompt",)),
+    "SessionListEnvelope": success_envelope(_closed({
+        "sessions": {"type": "array", "items": ref("SessionSummary"), "description": "newest first"},
+        "total": {"type": "integer", "minimum": 0, "description": "the tenant's live sessions in all"},
+        "limit": {"type": "integer", "minimum": 1, "description": "at most this many are listed"},
+    }), "the caller's tenant's live sessions (DECISIONS #70)"),
+    "MachineDefinition": _closed({
+        "initial": {"const": State.PLANNING.value},
+        "states": {"type": "array", "items": _closed({"name": _enum([state.value for state in State]),
+                                                       "final": {"type": "boolean"}})},
+        "transitions": {"type": "array", "items": _closed({
+            "trigger": _enum([trigger.value for trigger in Trigger]),
+            "sources": {"type": "array", "items": _enum([state.value for state in State])},
+            "dest": _enum([state.value for state in State]),
+            "conditions": {"type": "array", "items": {"type": "string"}},
+        })},
+    }, description="statemachines.describe(): the session machine as data, which the console draws"),
+    "DevTokenRequest": _closed({
+        "userId": {"type": "string", "pattern": "^[0-9]{1,18}$", "description": "default \"1\""},
+        "tenantId": {"type": "string", "pattern": "^[0-9]{1,18}$", "description": "default \"1\""},
+    }, optional=("userId", "tenantId")),
+    "DevTokenEnvelope": success_envelope(_closed({
+        "token": {"type": "string", "description": "an HS256 JWT signed with the public dev secret"},
+        "userId": {"type": "string"},
+        "tenantId": {"type": "string"},
+        "expiresAt": {"type": "integer", "description": "Unix seconds"},
+    }), "a development token (DECISIONS #69)"),
     "Health": _closed({
         "status": _enum(["UP", "DEGRADED"]),
         "service": {"const": SERVICE_NAME},

@@ -20,10 +20,11 @@ from starlette.staticfiles import StaticFiles
 from statemachines import AbortReason, State, Transition, Trigger
 
 from aura import errors
-from aura.config import Settings
+from aura.config import DEV_JWT_SECRET, Settings
 from aura.http import create_app
 from aura.http.openapi import build_document, drift
-from aura.http.openapi.operations import OPERATIONS
+from aura.http.openapi.document import routed_operations
+from aura.http.openapi.operations import OPERATIONS, OPTIONAL
 from aura.http.openapi.schemas import ERROR_CODES, EVENT_SCHEMAS
 from aura.http.stream import unauthenticated_frame
 from aura.ids import EventId, new_request_id, new_session_id
@@ -37,13 +38,24 @@ from tests.support.openapi import ApiDescription
 AURA = Path(__file__).resolve().parents[4] / "aura"
 
 
-@pytest.fixture(scope="module")
-def app() -> Iterator[Starlette]:
-    """The app as create_app builds it (no lifespan, so no Redis is touched)."""
-    app = create_app(Settings(jwt_secret=SECRET))
+def _app(settings: Settings) -> Iterator[Starlette]:
+    app = create_app(settings)
     yield app
     services = app.state.runtime.services
     asyncio.run(_close(services.http, services.redis))
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[Starlette]:
+    """The app as create_app builds it with every route on (the dev secret: its dev-token route too; no
+    lifespan, so no Redis is touched)."""
+    yield from _app(Settings(jwt_secret=DEV_JWT_SECRET, allow_dev_secret=True))
+
+
+@pytest.fixture(scope="module")
+def lean_app() -> Iterator[Starlette]:
+    """The app with its optional routes off: no metrics, not on the dev secret."""
+    yield from _app(Settings(jwt_secret=SECRET, metrics=False))
 
 
 async def _close(http: httpx.AsyncClient, redis: Any) -> None:
@@ -70,39 +82,42 @@ def test_every_route_of_the_app_is_described_and_every_description_is_a_route(ap
     assert drift(app.routes) == []
 
 
+def test_optional_routes_that_are_off_are_no_drift_and_not_in_the_document(lean_app: Starlette) -> None:
+    assert drift(lean_app.routes) == []
+    paths = build_document(lean_app.routes)["paths"]
+    assert "/metrics" not in paths and "/aura/console/dev-token" not in paths
+    assert {key for key in OPTIONAL if key[1] in paths} == set()
+
+
 def test_every_route_and_method_of_the_app_is_in_the_document(app: Starlette, description: ApiDescription) -> None:
     paths = description.document["paths"]
-    for route in app.routes:
-        assert isinstance(route, Route)
-        for method in route.methods or ():
-            if method != "HEAD":
-                assert method.lower() in paths[route.path], f"{method} {route.path}"
-    assert sum(len(item) for item in paths.values()) == len(OPERATIONS)
+    routed = list(routed_operations(app.routes))
+    for operation in routed:
+        assert operation.method.lower() in paths[operation.path], f"{operation.method} {operation.path}"
+    assert sum(len(item) for item in paths.values()) == len(OPERATIONS) == len(routed)
 
 
 def test_a_route_without_a_description_is_named_with_where_to_add_it(app: Starlette, tmp_path: Path) -> None:
     added: list[BaseRoute] = [
-        Route("/aura/console", endpoint, methods=["GET"]),
-        Route("/aura/sessions", endpoint, methods=["GET", "DELETE"]),
-        Route("/aura/console/files/{path:path}", endpoint),
-        Mount("/aura/console/assets", app=StaticFiles(directory=tmp_path)),
+        Route("/aura/examples", endpoint, methods=["GET"]),
+        Route("/aura/sessions", endpoint, methods=["DELETE"]),
+        Route("/aura/examples/files/{path:path}", endpoint),
+        Mount("/aura/examples/assets", app=StaticFiles(directory=tmp_path)),
     ]
     problems = drift([*app.routes, *added])
-    table = "add ('GET', '/aura/console') to OPERATIONS in aura/http/openapi/operations.py"
+    table = "add ('GET', '/aura/examples') to OPERATIONS in aura/http/openapi/operations.py"
     assert problems == [
-        f"GET /aura/console (route '/aura/console') has no description: {table}",
+        f"GET /aura/examples (route '/aura/examples') has no description: {table}",
         "DELETE /aura/sessions (route '/aura/sessions') has no description: add ('DELETE', '/aura/sessions') to "
         "OPERATIONS in aura/http/openapi/operations.py",
-        "GET /aura/sessions (route '/aura/sessions') has no description: add ('GET', '/aura/sessions') to "
-        "OPERATIONS in aura/http/openapi/operations.py",
-        "GET /aura/console/files/{path} (route '/aura/console/files/{path:path}') has no description: add "
-        "('GET', '/aura/console/files/{path}') to OPERATIONS in aura/http/openapi/operations.py",
-        "GET /aura/console/assets/{path} (route '/aura/console/assets/{path:path}') has no description: add "
-        "('GET', '/aura/console/assets/{path}') to OPERATIONS in aura/http/openapi/operations.py",
+        "GET /aura/examples/files/{path} (route '/aura/examples/files/{path:path}') has no description: add "
+        "('GET', '/aura/examples/files/{path}') to OPERATIONS in aura/http/openapi/operations.py",
+        "GET /aura/examples/assets/{path} (route '/aura/examples/assets/{path:path}') has no description: add "
+        "('GET', '/aura/examples/assets/{path}') to OPERATIONS in aura/http/openapi/operations.py",
     ]
     # Served all the same: the document leaves out what it cannot describe, and stays valid.
     document = build_document([*app.routes, *added])
-    assert "/aura/console" not in document["paths"] and "get" not in document["paths"].get("/aura/sessions", {})
+    assert "/aura/examples" not in document["paths"] and "delete" not in document["paths"]["/aura/sessions"]
     validate(document, cls=OpenAPIV31SpecValidator)
 
 
@@ -124,7 +139,7 @@ def test_a_route_of_another_kind_is_refused_by_name(app: Starlette) -> None:
 
 
 def test_a_route_with_a_parameter_gets_it_declared(description: ApiDescription) -> None:
-    document = build_document([Route("/aura/console/files/{path:path}", endpoint)])
+    document = build_document([Route("/aura/examples/files/{path:path}", endpoint)])
     assert document["paths"] == {}  # undescribed: left out
     get = description.document["paths"]["/aura/sessions/{session_id}/events"]["get"]
     assert [(p["name"], p["in"]) for p in get["parameters"]] == [

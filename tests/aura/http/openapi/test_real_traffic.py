@@ -239,3 +239,38 @@ async def test_a_limited_stream_is_a_429_the_document_describes(start_server: Ca
                                                          headers=caller), 202)
             await stream.rest()
         checked_frames(description, stream)
+
+
+async def test_the_console_the_session_list_and_the_metrics_match_the_document(
+    client: httpx.AsyncClient, description: ApiDescription
+) -> None:
+    tenant = "133"
+    caller = auth_headers("1", tenant)
+    for path in ("/aura/console", "/aura/console/machine.json", "/aura/console/static/console.js",
+                 "/aura/console/static/console.css", "/metrics"):
+        response = await client.get(path)
+        assert response.status_code == 200, (path, response.text)
+        description.check_response(response)
+    description.check_response(await client.get("/aura/console/static/nothing.js"))
+    async with open_stream(client, EMAIL, headers=caller) as stream:
+        await stream.until("hitl")
+        listed = await checked(description, await client.get("/aura/sessions", headers=caller), 200)
+        assert [s["state"] for s in listed["data"]["sessions"]] == ["awaiting_approval"]
+        other = await checked(description, await client.get("/aura/sessions", headers=auth_headers("2", tenant)), 200)
+        assert "prompt" not in other["data"]["sessions"][0]  # another user's prompt is not shown
+        await client.post(f"/aura/sessions/{stream.frames[0].session_id}/cancel", headers=caller)
+        await stream.rest()
+    await checked(description, await client.get("/aura/sessions", headers={"X-Tenant-ID": tenant}), 401)
+
+
+async def test_the_dev_token_route_matches_the_document_on_the_dev_secret(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    from aura.config import DEV_JWT_SECRET
+
+    server = start_server(jwt_secret=DEV_JWT_SECRET, allow_dev_secret=True)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        description = await served_description(client)
+        minted = await checked(description, await client.post("/aura/console/dev-token", json={"userId": "7"}), 200)
+        assert minted["data"]["userId"] == "7" and minted["data"]["tenantId"] == "1"
+        await checked(description, await client.post("/aura/console/dev-token", json={"userId": "x"}), 400)
