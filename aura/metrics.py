@@ -142,7 +142,7 @@ class Metrics:
         self._tool_seconds = Histogram("aura_tool_call_duration_seconds", "Duration of tool calls, by tool.",
                                        ["tool"], buckets=TOOL_BUCKETS, registry=registry)
         self._tool_children: dict[tuple[str, ToolOutcome], tuple[Counter, Histogram]] = {}
-        llm_calls = Counter("aura_llm_calls", "Streamed chat completions asked of the model (retries included), "
+        llm_calls = Counter("aura_llm_calls", "Streamed chat completions asked of the model (one per completion, its retries inside it), "
                             "by outcome.", ["outcome"], registry=registry)
         self._llm_calls = {o: llm_calls.labels(o.value) for o in LlmOutcome}
         self._llm_seconds = Histogram("aura_llm_call_duration_seconds", "Duration of a streamed chat completion, "

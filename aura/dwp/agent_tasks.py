@@ -23,6 +23,7 @@ from aura.session.events import EventType
 from aura.session.feed import SessionFeed
 from aura.dwp.headers import outbound_headers
 from aura.session.session import Session
+from aura.telemetry.log_context import bound
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class AgentTaskReporter:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def track(self, session: Session) -> None:
-        task = asyncio.create_task(self._follow(session), name=f"aura-agent-task-{session.id}")
+        # The task copies the context as it is here: its log lines carry the session's ids.
+        with bound(session_id=session.id, tenant_id=session.owner.tenant_id):
+            task = asyncio.create_task(self._follow(session), name=f"aura-agent-task-{session.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -72,7 +72,8 @@ class LiveSessions:
                 state=state,
                 created_at=_seconds(fields.get(F.CREATED_AT)),
                 updated_at=_seconds(fields.get(F.UPDATED_AT)),
-                pending_request_id=fields.get(F.PENDING_REQUEST_ID) or None,
+                # Only the owner's: with it, anyone of the tenant could find and read every pending action.
+                pending_request_id=(fields.get(F.PENDING_REQUEST_ID) or None) if sid in prompt_of else None,
                 own=sid in prompt_of,
                 prompt=prompt_of.get(sid),
             )

@@ -53,7 +53,7 @@ async def stored(redis: Redis, owner: Principal, *, state: str = "awaiting_appro
 async def test_lists_the_tenants_live_sessions_with_the_prompt_of_the_callers_own_only(redis: Redis) -> None:
     tenant = fresh_tenant()
     mine = await stored(redis, Principal("1", tenant), prompt="내 세션: 메일 보내줘", pending="req_abc")
-    theirs = await stored(redis, Principal("2", tenant), state="executing", prompt="secret plans")
+    theirs = await stored(redis, Principal("2", tenant), prompt="secret plans", pending="req_theirs")
     elsewhere = await stored(redis, Principal("1", fresh_tenant()))
 
     found = await listing(redis).of_tenant(Principal("1", tenant))
@@ -64,7 +64,8 @@ async def test_lists_the_tenants_live_sessions_with_the_prompt_of_the_callers_ow
     assert by_id[mine].own and by_id[mine].prompt == "내 세션: 메일 보내줘"
     assert by_id[mine].state.value == "awaiting_approval" and by_id[mine].pending_request_id == "req_abc"
     assert not by_id[theirs].own and by_id[theirs].prompt is None and by_id[theirs].user_id == "2"
-    assert by_id[theirs].state.value == "executing" and by_id[theirs].pending_request_id is None
+    # Another user's waiting session: its state, never its request id (whose record holds the action's params).
+    assert by_id[theirs].state.value == "awaiting_approval" and by_id[theirs].pending_request_id is None
 
 
 async def test_at_most_the_newest_fifty_and_the_count_of_all(redis: Redis) -> None:

@@ -66,12 +66,14 @@ def mocked() -> Iterator[respx.MockRouter]:
 
 
 @pytest.fixture
-def llm_server(start_server: Callable[..., LiveServer], tmp_path: Path) -> LiveServer:
+def llm_server(start_server: Callable[..., LiveServer], tmp_path: Path, private_redis_server: RedisServer) -> LiveServer:
+    """On the module's own Redis: no other test's server adopts its sessions, and it adopts none of
+    theirs (an adopted run would add spans and use up the mocked model's answers)."""
     tools = tmp_path / "tools.json"
     tools.write_text(json.dumps({"tools": [MAIL_TOOL]}))
     return start_server(
         llm_base_url="https://llm.test/v1", llm_model="test-model", llm_api_key="sk-test-key-8c1d", llm_max_retries=0,
-        llm_timeout_seconds=5, dwp_gateway_url=GATEWAY, tools_file=str(tools),
+        llm_timeout_seconds=5, dwp_gateway_url=GATEWAY, tools_file=str(tools), redis_url=private_redis_server.url,
     )
 
 
@@ -91,13 +93,22 @@ def parent_of(span: ReadableSpan) -> str | None:
     return trace.format_span_id(span.parent.span_id) if span.parent is not None else None
 
 
-def finished_run(exporter: InMemorySpanExporter) -> Sequence[ReadableSpan]:
-    """Every span, once the run's own has ended (just after the stream's [DONE])."""
+def finished_run(exporter: InMemorySpanExporter, session_id: str | None = None) -> Sequence[ReadableSpan]:
+    """The spans of one session's trace, once its run span has ended (just after the stream's [DONE]).
+
+    The tracer is the process's, so other in-process servers' spans may be there too: only the trace
+    of the run of ``session_id`` (of the one run there is, when None) is returned."""
+    def runs() -> list[ReadableSpan]:
+        return [s for s in exporter.get_finished_spans() if s.name == "aura.session.run"
+                and (session_id is None or (s.attributes or {}).get("aura.session.id") == session_id)]
+
     deadline = time.monotonic() + 10
-    while not any(s.name == "aura.session.run" for s in exporter.get_finished_spans()):
+    while not runs():
         assert time.monotonic() < deadline, [s.name for s in exporter.get_finished_spans()]
         time.sleep(0.02)
-    return exporter.get_finished_spans()
+    (run,) = runs()
+    trace_id = ids(run)[0]
+    return [s for s in exporter.get_finished_spans() if ids(s)[0] == trace_id]
 
 
 async def approved_session(server: LiveServer, redis: Redis, headers: dict[str, str]) -> tuple[str, str]:
@@ -123,14 +134,14 @@ def mock_model_and_dwp(mocked: respx.MockRouter) -> tuple[respx.Route, respx.Rou
 
 
 async def test_a_sessions_spans_hang_under_the_gateways_trace_and_name_the_calls_they_made(
-    mocked: respx.MockRouter, llm_server: LiveServer, redis: Redis, spans: InMemorySpanExporter
+    mocked: respx.MockRouter, llm_server: LiveServer, private_redis: Redis, spans: InMemorySpanExporter
 ) -> None:
     llm, dwp = mock_model_and_dwp(mocked)
     headers = auth_headers(sub="5", tenant="1", **{"X-User-ID": "5",
                                                     "traceparent": f"00-{GATEWAY_TRACE}-{GATEWAY_SPAN}-01"})
-    session_id, request_id = await approved_session(llm_server, redis, headers)
+    session_id, request_id = await approved_session(llm_server, private_redis, headers)
 
-    finished = finished_run(spans)
+    finished = finished_run(spans, session_id)
     by_name: dict[str, list[ReadableSpan]] = {}
     for span in finished:
         by_name.setdefault(span.name, []).append(span)
@@ -186,24 +197,26 @@ async def test_a_sessions_spans_hang_under_the_gateways_trace_and_name_the_calls
 
 
 async def test_without_a_traceparent_the_run_starts_a_trace_of_its_own(
-    mocked: respx.MockRouter, llm_server: LiveServer, redis: Redis, spans: InMemorySpanExporter
+    mocked: respx.MockRouter, llm_server: LiveServer, private_redis: Redis, spans: InMemorySpanExporter
 ) -> None:
     mock_model_and_dwp(mocked)
-    await approved_session(llm_server, redis, auth_headers())
-    finished = finished_run(spans)
+    session_id, _ = await approved_session(llm_server, private_redis, auth_headers())
+    finished = finished_run(spans, session_id)
     (run,) = [s for s in finished if s.name == "aura.session.run"]
     assert run.parent is None
-    assert {ids(s)[0] for s in finished} == {ids(run)[0]}
+    # its calls are in its own trace
+    assert {s.name for s in finished} >= {"aura.planner.plan", "aura.approval.wait", "aura.tool.call",
+                                          "aura.planner.answer"}
 
 
 async def test_with_no_otel_configuration_nothing_is_traced_or_sent_and_the_session_runs(
-    mocked: respx.MockRouter, llm_server: LiveServer, redis: Redis
+    mocked: respx.MockRouter, llm_server: LiveServer, private_redis: Redis
 ) -> None:
     assert tracing.configure({"PATH": "/usr/bin"}) is False
     assert not tracing.enabled() and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     llm, dwp = mock_model_and_dwp(mocked)
     headers = auth_headers(**{"traceparent": f"00-{GATEWAY_TRACE}-{GATEWAY_SPAN}-01"})
-    await approved_session(llm_server, redis, headers)
+    await approved_session(llm_server, private_redis, headers)
     requests: list[Any] = [call.request for call in [*llm.calls, *dwp.calls]]
     assert len(requests) == 3 and not any("traceparent" in request.headers for request in requests)
 
@@ -227,7 +240,7 @@ async def test_a_run_that_adopts_a_session_is_a_new_trace_linked_to_the_creating
             assert response.status_code == 200
             frames = await SseStream(response).rest(timeout=20)
     assert [f.body["to"] for f in frames if f.type == "state"][-1] == "done"
-    finished = finished_run(spans)
+    finished = finished_run(spans, session.id)
     (run,) = [s for s in finished if s.name == "aura.session.run"]
     assert run.parent is None and ids(run)[0] != GATEWAY_TRACE
     assert run.attributes is not None and run.attributes["aura.session.adopted"] is True
@@ -235,4 +248,5 @@ async def test_a_run_that_adopts_a_session_is_a_new_trace_linked_to_the_creating
     (link,) = run.links
     assert (trace.format_trace_id(link.context.trace_id), trace.format_span_id(link.context.span_id)) == (
         GATEWAY_TRACE, GATEWAY_SPAN)
-    assert {ids(s)[0] for s in finished} == {ids(run)[0]}  # its planner and answer spans are in the new trace
+    # its planner, tool and answer spans are in the new trace
+    assert {s.name for s in finished} >= {"aura.planner.plan", "aura.tool.call", "aura.planner.answer"}

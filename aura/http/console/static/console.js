@@ -22,7 +22,7 @@ const ui = {
 
 const view = {
   sessionId: null, lastEventId: null, done: false, controller: null,
-  pending: null, countdown: null, machine: null, state: null,
+  pending: null, pendingIn: null, countdown: null, machine: null, state: null,
 };
 
 // ---------------------------------------------------------------- small helpers
@@ -291,6 +291,8 @@ const handlers = {
     if (result) showResult(result);
   },
   state(data) {
+    // The session left the state it asked in: the request was decided (here or elsewhere), or it ended.
+    if (view.pending && data.from === view.pendingIn) closeApproval();
     showState(data.to, data);
   },
   snapshot(data) {
@@ -352,6 +354,7 @@ function resetRun() {
 
 function openApproval(data) {
   view.pending = data;
+  view.pendingIn = view.state;  // the state the request was made in (the `state` event before `hitl`)
   ui.approvalRequest.textContent = data.requestId;
   ui.approvalAction.textContent = data.action || data.actionType || "";
   ui.approvalMessage.textContent = data.message || "";
@@ -370,7 +373,7 @@ function openApproval(data) {
 }
 
 function closeApproval() {
-  view.pending = null;
+  view.pending = view.pendingIn = null;
   clearInterval(view.countdown);
   if (ui.dialog.open) ui.dialog.close();
 }
