@@ -39,7 +39,7 @@ from aura.session.results import ToolCall
 from aura.session.registry import SessionRegistry
 from aura.session.replication import ReplicaAcks
 from aura.session.session import Session
-from aura.telemetry import tracing
+from aura.telemetry import log_context, tracing
 
 log = logging.getLogger(__name__)
 
@@ -115,34 +115,48 @@ class AgentRunner:
         self._workspace_events = workspace_events
 
     async def run(self, session: Session) -> None:
-        """Drive ``session`` from wherever its snapshot says it is, to a final state."""
-        try:
-            if session.cancel_requested:
-                raise asyncio.CancelledError
-            await self._run(session)
-        except asyncio.CancelledError:
-            if session.detached:
-                return  # another instance continues it: touch nothing
-            running = self._close_running_tool(session, "cancelled while running")
-            await self._abort(session, Abort(
-                Trigger.CANCEL, errors.CANCELLED, "The session was cancelled",
-                Ending.CANCELLED if running is None else Ending.CANCELLED_WHILE_RUNNING,
-                tool=running.step.tool if running else None,
-                failed=running or _waiting_call(session, _CANCELLED_CALL[_language(session)])))
-            if not session.cancel_requested:
-                raise
-        except LeaseLost:
-            session.detach()
-            log.warning("session %s: lease lost; another instance drives it now", session.id)
-        except PlannerError as exc:
-            await self._abort(session, Abort(Trigger.FAIL, errors.PLANNER_FAILED, f"The planner failed: {exc}",
-                                             Ending.PLANNER_FAILED, detail=str(exc)))
-        except Exception as exc:
-            log.exception("session %s failed", session.id)
-            message = describe(exc)
-            await self._abort(session, Abort(Trigger.FAIL, errors.INTERNAL, message, Ending.INTERNAL, detail=message))
-        finally:
-            await self._end(session)
+        """Drive ``session`` from wherever its snapshot says it is, to a final state: in its span, with
+        the session's ids on every line it logs (the run's task has a context of its own). One frame
+        for it all: a waiting session holds this coroutine, and no wrapper around it."""
+        adopted = session.resumed_at_seq > 0
+        with log_context.bound(session_id=session.id, tenant_id=session.owner.tenant_id), tracing.session_run(
+            session.id, session.owner.tenant_id, session.request.trace_context, adopted=adopted
+        ) as span:
+            log.info("session %s: run %s in state %s", session.id, "resumed" if adopted else "started",
+                     session.state.value)
+            try:
+                if session.cancel_requested:
+                    raise asyncio.CancelledError
+                await self._run(session)
+            except asyncio.CancelledError:
+                if session.detached:
+                    return  # another instance continues it: touch nothing
+                running = self._close_running_tool(session, "cancelled while running")
+                await self._abort(session, Abort(
+                    Trigger.CANCEL, errors.CANCELLED, "The session was cancelled",
+                    Ending.CANCELLED if running is None else Ending.CANCELLED_WHILE_RUNNING,
+                    tool=running.step.tool if running else None,
+                    failed=running or _waiting_call(session, _CANCELLED_CALL[_language(session)])))
+                if not session.cancel_requested:
+                    raise
+            except LeaseLost:
+                session.detach()
+                log.warning("session %s: lease lost; another instance drives it now", session.id)
+            except PlannerError as exc:
+                await self._abort(session, Abort(Trigger.FAIL, errors.PLANNER_FAILED, f"The planner failed: {exc}",
+                                                 Ending.PLANNER_FAILED, detail=str(exc)))
+            except Exception as exc:
+                log.exception("session %s failed", session.id)
+                message = describe(exc)
+                await self._abort(session, Abort(Trigger.FAIL, errors.INTERNAL, message, Ending.INTERNAL, detail=message))
+            finally:
+                try:
+                    await self._end(session)
+                finally:
+                    reason = session.model.abort_reason
+                    span.set({"aura.session.state": session.state.value,
+                              "aura.session.abort_reason": reason.value if reason else None})
+                    log.info("session %s: run %s", session.id, _ending(session))
 
     async def _end(self, session: Session) -> None:
         try:
@@ -428,6 +442,15 @@ def _waiting_call(session: Session, why: str) -> ToolCall | None:
     if session.pending_request_id is None or session.plan is None or session.step_index >= len(session.plan.steps):
         return None
     return ToolCall(session.plan.steps[session.step_index], why, completed=False, ran=False)
+
+
+def _ending(session: Session) -> str:
+    if session.stranded:
+        return f"stopped in state {session.state.value}: Redis is away; it resumes from its snapshot"
+    if session.detached:
+        return f"stopped in state {session.state.value}: another instance continues it"
+    reason = session.model.abort_reason
+    return f"ended {session.state.value}" + (f" ({reason.value})" if reason else "")
 
 
 def describe(exc: BaseException) -> str:

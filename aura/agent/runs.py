@@ -9,8 +9,6 @@ from collections.abc import Callable
 from aura.agent.runner import AgentRunner
 from aura.session.registry import SessionRegistry
 from aura.session.session import Session
-from aura.telemetry import tracing
-from aura.telemetry.log_context import bound
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +28,11 @@ class RunSupervisor:
         """Run ``session`` to a final state in a task of its own."""
         if self._on_new_session is not None and session.resumed_at_seq == 0:
             self._on_new_session(session)
-        task = asyncio.create_task(self._observed(session), name=f"aura-session-{session.id}")
+        task = asyncio.create_task(self._runner.run(session), name=f"aura-session-{session.id}")
         self.started += 1
         self._runs[session.id] = task
         task.add_done_callback(lambda _: self._ended(session))
         return task
-
-    async def _observed(self, session: Session) -> None:
-        """The run in its span, with the session's ids on every line it logs (in its own task's context)."""
-        adopted = session.resumed_at_seq > 0
-        with bound(session_id=session.id, tenant_id=session.owner.tenant_id), tracing.session_run(
-            session.id, session.owner.tenant_id, session.request.trace_context, adopted=adopted
-        ) as run:
-            log.info("session %s: run %s in state %s", session.id, "resumed" if adopted else "started",
-                     session.state.value)
-            try:
-                await self._runner.run(session)
-            finally:
-                reason = session.model.abort_reason
-                run.set({"aura.session.state": session.state.value, "aura.session.abort_reason": reason.value if reason else None})
-                log.info("session %s: run %s", session.id, _ending(session))
 
     def _ended(self, session: Session) -> None:
         self._runs.pop(session.id, None)
@@ -87,12 +70,3 @@ class RunSupervisor:
         if runs:
             log.info("draining %d session run(s)", len(runs))
             await asyncio.wait(runs, timeout=grace_seconds)
-
-
-def _ending(session: Session) -> str:
-    if session.stranded:
-        return f"stopped in state {session.state.value}: Redis is away; it resumes from its snapshot"
-    if session.detached:
-        return f"stopped in state {session.state.value}: another instance continues it"
-    reason = session.model.abort_reason
-    return f"ended {session.state.value}" + (f" ({reason.value})" if reason else "")

@@ -161,25 +161,46 @@ class SpanScope:
 _NO_SPAN: Final = SpanScope(None)
 
 
-@contextlib.contextmanager
-def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[SpanScope]:
+class _NoSpan(contextlib.AbstractContextManager[SpanScope]):
+    """The block of every span while tracing is off: one shared object, so a waiting session holds
+    no suspended generator per span (a generator frame is about half a KiB)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> SpanScope:
+        return _NO_SPAN
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_SPAN_BLOCK: Final = _NoSpan()
+Block = contextlib.AbstractContextManager[SpanScope]
+
+
+def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Block:
     """A child of the current span, current inside the block. Not across an async generator's
     ``yield``: its cleanup may run in another context (use :func:`client_span` there)."""
-    if _tracer is None:
-        yield _NO_SPAN
-        return
+    return _NO_SPAN_BLOCK if _tracer is None else _span(name, attributes)
+
+
+@contextlib.contextmanager
+def _span(name: str, attributes: Mapping[str, AttributeValue] | None) -> Iterator[SpanScope]:
+    assert _tracer is not None
     with _tracer.start_as_current_span(name, attributes=attributes, record_exception=False,
                                        set_status_on_exception=False) as current:
         yield from _scoped(current)
 
 
-@contextlib.contextmanager
-def client_span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[SpanScope]:
+def client_span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Block:
     """A CLIENT child of the current span that is never made current, so it may live in an async
     generator; its parent is the span current when the block starts. Send ``scope.headers()``."""
-    if _tracer is None:
-        yield _NO_SPAN
-        return
+    return _NO_SPAN_BLOCK if _tracer is None else _client_span(name, attributes)
+
+
+@contextlib.contextmanager
+def _client_span(name: str, attributes: Mapping[str, AttributeValue] | None) -> Iterator[SpanScope]:
+    assert _tracer is not None
     call = _tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
     try:
         yield from _scoped(call)
@@ -187,17 +208,19 @@ def client_span(name: str, attributes: Mapping[str, AttributeValue] | None = Non
         call.end()
 
 
-@contextlib.contextmanager
-def session_run(session_id: str, tenant_id: str, origin: TraceContext | None, *, adopted: bool) -> Iterator[SpanScope]:
+def session_run(session_id: str, tenant_id: str, origin: TraceContext | None, *, adopted: bool) -> Block:
     """The span of one run of a session, current inside the block.
 
     A new session's run is a child of the caller's span (``origin``, the gateway's ``traceparent``).
     A run that continues a session another driver started is a trace of its own, linked to that
     span (DECISIONS #63): the request that created it ended long ago.
     """
-    if _tracer is None:
-        yield _NO_SPAN
-        return
+    return _NO_SPAN_BLOCK if _tracer is None else _session_run(session_id, tenant_id, origin, adopted)
+
+
+@contextlib.contextmanager
+def _session_run(session_id: str, tenant_id: str, origin: TraceContext | None, adopted: bool) -> Iterator[SpanScope]:
+    assert _tracer is not None
     caller = _W3C.extract(origin.carrier()) if origin is not None and _W3C is not None else None
     caller_span = trace.get_current_span(caller).get_span_context() if caller is not None else None
     links = [Link(caller_span, {"aura.link": "session created"})] if adopted and caller_span and caller_span.is_valid else []

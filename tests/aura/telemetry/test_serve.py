@@ -131,4 +131,4 @@ async def test_aura_serves_without_the_otel_extra_and_says_so_when_traces_are_as
         stderr = stopped(server)
     assert ("WARNING aura.telemetry.tracing: OTEL_TRACES_EXPORTER is set but the otel extra is not installed "
             "(pip install 'aura[otel]'): no traces") in stderr
-    assert f"INFO aura.agent.runs: session {session_id}: run ended done" in stderr  # the text format, as before
+    assert f"INFO aura.agent.runner: session {session_id}: run ended done" in stderr  # the text format, as before
