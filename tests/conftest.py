@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 from redis.asyncio import Redis
 
 from aura.config import Settings
@@ -127,6 +128,14 @@ def start_server(base_settings: Settings) -> Iterator[Callable[..., LiveServer]]
 async def client(aura: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=aura.url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture
+def mocked() -> Iterator[respx.MockRouter]:
+    """respx over outbound HTTP only (the model, DWP): the servers under test on 127.0.0.1 are real."""
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="127.0.0.1").pass_through()
+        yield router
 
 
 @pytest.fixture

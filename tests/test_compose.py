@@ -30,7 +30,7 @@ import yaml
 from aura.config import DEV_JWT_SECRET
 from tests.support.auth import auth_headers
 from tests.support.live_server import LiveServer
-from tests.support.nginx import NginxProxy, aura_route, nginx_binary
+from tests.support.nginx import NginxProxy, aura_route, require_nginx
 from tests.support.sse import SseStream
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -449,19 +449,9 @@ def test_the_reference_check_would_catch_a_mistake() -> None:
         "aura: secret jwt", "gateway: network edge", "gateway: service auro", "prometheus: config prometheus"]
 
 
-def _require_nginx() -> None:
-    problem = None
-    try:
-        nginx_binary()
-    except RuntimeError as missing:
-        problem = str(missing)
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)  # the suite installs nginx: never skip silently
-
-
 @pytest.mark.e2e  # runs nginx
 def test_nginx_accepts_the_gateway_config() -> None:
-    _require_nginx()
+    require_nginx()
     proxy = NginxProxy(9000, server=gateway_for_tests)
     try:
         checked = proxy.check()
@@ -476,7 +466,7 @@ async def test_the_gateway_config_streams_a_hitl_session_from_a_live_aura(aura: 
     """The committed server in a real nginx before a real Aura: the stream reaches `hitl` while the
     session waits, and the approval through the same route finishes it. (Aura's X-Accel-Buffering
     would unbuffer even a buffering nginx: the directives are held to the tests' above.)"""
-    _require_nginx()
+    require_nginx()
     proxy = NginxProxy(aura.port, server=gateway_for_tests).start()
     try:
         async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as gateway:

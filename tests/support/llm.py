@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 import httpx
+
+LLM: Final = "https://llm.test/v1/chat/completions"  # the model endpoint of the tests' LLM servers
+GATEWAY: Final = "http://gateway.test"  # AURA_DWP_GATEWAY_URL of the tests' DWP tools
+# A DWP tool that needs approval, declared as an AURA_TOOLS_FILE entry (POST {gateway}/api/mail/send).
+MAIL_TOOL: Final[dict[str, Any]] = {
+    "name": "send_dwp_mail",
+    "description": "Send a mail through DWP mail-service.",
+    "requires_approval": True,
+    "parameters": {"type": "object", "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
+                   "required": ["to", "subject"], "additionalProperties": False},
+    "http": {"method": "POST", "url": "{gateway}/api/mail/send", "body": {"to": "{to}", "subject": "{subject}"}},
+}
 
 
 def sse(*chunks: dict[str, Any], done: bool = True) -> bytes:

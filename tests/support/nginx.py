@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.support.redis_server import free_port
 
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -36,6 +38,17 @@ def nginx_binary() -> str:
         "nginx is not installed (looked on PATH and in /usr/sbin): run `make test`, which installs it "
         "with apt-get when root, or `sudo apt-get install nginx`; the nginx proxy tests cannot run without it"
     )
+
+
+def require_nginx() -> None:
+    """A missing nginx fails the test loudly: the suite installs it, and a proxy path is never skipped."""
+    problem = None
+    try:
+        nginx_binary()
+    except RuntimeError as missing:
+        problem = str(missing)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
 
 
 def _supports_error_log_flag(binary: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,11 @@ from tests.conftest import auth_headers, open_stream
 from tests.support import main_service
 from tests.support.delegated_tokens import delegated_claims
 from tests.support.live_server import LiveServer
-from tests.support.llm import text_stream, tool_call_stream
+from tests.support.llm import GATEWAY, LLM, text_stream, tool_call_stream
 from tests.support.sse import Frame
 
 pytestmark = pytest.mark.anyio
 
-LLM = "https://llm.test/v1/chat/completions"
-GATEWAY = "http://gateway.test"
 MAIL_TOOL = {
     "name": "send_dwp_mail",
     "description": "Send a mail through DWP mail-service.",
@@ -36,13 +34,6 @@ MAIL_TOOL = {
     },
     "http": {"method": "POST", "url": "{gateway}/api/mail/send", "body": {"to": "{to}", "subject": "{subject}", "tenant": "{tenant_id}"}},
 }
-
-
-@pytest.fixture
-def mocked() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        router.route(host="127.0.0.1").pass_through()  # the real Aura server under test
-        yield router
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from tests.support.agent import Logged, assert_workspace_events, terminal_cards
 from tests.support.auth import approver_headers, auth_headers
 from tests.support.frontend_clients import Client, EarlierWorkspacePage, MiniOverlay, WorkspacePage
 from tests.support.live_server import LiveServer
-from tests.support.nginx import NginxProxy, nginx_binary
+from tests.support.nginx import NginxProxy, require_nginx
 from tests.support.sse import Frame, parse_frame
 
 pytestmark = pytest.mark.anyio
@@ -40,22 +40,12 @@ KOREAN_REASON = "사용자가 작업을 거부했습니다."  # what the current
 OPENING = ["thought", "thought_chain", "thought", "thought_chain"]
 
 
-def _require_nginx() -> None:
-    problem = None
-    try:
-        nginx_binary()
-    except RuntimeError as missing:
-        problem = str(missing)
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)
-
-
 @pytest.fixture
 def gateway() -> Iterator[Callable[[LiveServer], NginxProxy]]:
     started: list[NginxProxy] = []
 
     def start(server: LiveServer) -> NginxProxy:
-        _require_nginx()
+        require_nginx()
         proxy = NginxProxy(server.port)
         started.append(proxy)
         return proxy.start()

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from tests.conftest import auth_headers
 from tests.support.live_server import LiveServer
 from tests.support.main_service import decide
-from tests.support.nginx import NginxProxy, nginx_binary
+from tests.support.nginx import NginxProxy, require_nginx
 from tests.support.sse import Frame, SseStream
 
 pytestmark = pytest.mark.anyio
@@ -30,20 +30,9 @@ KOREAN_PROMPT = "이메일을 kim@example.com 에게 보내 주세요"
 PIECE = 7  # bytes per read: frames and \uXXXX escapes are split across reads on purpose
 
 
-def _require_nginx() -> None:
-    """A missing nginx fails these tests loudly; the proxy path must never be skipped silently."""
-    problem = None
-    try:
-        nginx_binary()
-    except RuntimeError as missing:
-        problem = str(missing)
-    if problem is not None:
-        pytest.fail(problem, pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def nginx(aura: LiveServer) -> Iterator[NginxProxy]:
-    _require_nginx()
+    require_nginx()
     proxy = NginxProxy(aura.port).start()
     yield proxy
     proxy.stop()
@@ -54,7 +43,7 @@ def start_nginx() -> Iterator[Callable[[int], NginxProxy]]:
     started: list[NginxProxy] = []
 
     def start(upstream_port: int) -> NginxProxy:
-        _require_nginx()
+        require_nginx()
         proxy = NginxProxy(upstream_port)
         started.append(proxy)
         return proxy.start()

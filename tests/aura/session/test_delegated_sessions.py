@@ -30,25 +30,15 @@ from tests.support import main_service
 from tests.support.auth import OTHER_SECRET, bearer, make_token
 from tests.support.delegated_tokens import delegated_claims, every_string, tokens_in
 from tests.support.live_server import LiveServer
-from tests.support.llm import text_stream, tool_call_stream
+from tests.support.llm import GATEWAY, LLM, MAIL_TOOL, text_stream, tool_call_stream
 from tests.support.redis_server import RedisServer
 from tests.support.sse import Frame
 from tests.support.streams import EMAIL, follow, get_json
 
 pytestmark = pytest.mark.anyio
 
-LLM = "https://llm.test/v1/chat/completions"
-GATEWAY = "http://gateway.test"
 MAIL_URL = f"{GATEWAY}/api/mail/send"
 FINISHED_TTL = 120
-MAIL_TOOL = {
-    "name": "send_dwp_mail",
-    "description": "Send a mail through DWP mail-service.",
-    "requires_approval": True,
-    "parameters": {"type": "object", "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
-                   "required": ["to", "subject"], "additionalProperties": False},
-    "http": {"method": "POST", "url": "{gateway}/api/mail/send", "body": {"to": "{to}", "subject": "{subject}"}},
-}
 RULES: dict[str, Any] = {"llm_base_url": None, "llm_model": None}  # the rule-based planner: EMAIL waits for approval
 CONTEXT = {"activeApp": "mail", "document": "x" * 200_000}  # what the frontend may send: up to 256 KiB
 
@@ -57,13 +47,6 @@ CONTEXT = {"activeApp": "mail", "document": "x" * 200_000}  # what the frontend 
 async def redis(private_redis: Redis) -> AsyncIterator[Redis]:
     await private_redis.flushall()  # the previous test's servers are stopped: start from nothing
     yield private_redis
-
-
-@pytest.fixture
-def mocked() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        router.route(host="127.0.0.1").pass_through()  # the servers under test
-        yield router
 
 
 @pytest.fixture

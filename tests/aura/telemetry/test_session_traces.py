@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,37 +32,16 @@ from tests.conftest import auth_headers, open_stream
 from tests.support import main_service
 from tests.support.auth import SECRET
 from tests.support.live_server import LiveServer
-from tests.support.llm import text_stream, tool_call_stream
+from tests.support.llm import GATEWAY, LLM, MAIL_TOOL, text_stream, tool_call_stream
 from tests.support.redis_server import RedisServer
 from tests.support.sessions import driver_for
 from tests.support.sse import SseStream
 
 pytestmark = pytest.mark.anyio
 
-LLM = "https://llm.test/v1/chat/completions"
-GATEWAY = "http://gateway.test"
 GATEWAY_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 GATEWAY_SPAN = "00f067aa0ba902b7"
 PROMPT = "Mail kim about the release, codeword zebra-prompt-41"
-MAIL_TOOL = {
-    "name": "send_dwp_mail",
-    "description": "Send a mail through DWP mail-service.",
-    "requires_approval": True,
-    "parameters": {
-        "type": "object",
-        "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
-        "required": ["to", "subject"],
-        "additionalProperties": False,
-    },
-    "http": {"method": "POST", "url": "{gateway}/api/mail/send", "body": {"to": "{to}", "subject": "{subject}"}},
-}
-
-
-@pytest.fixture
-def mocked() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        router.route(host="127.0.0.1").pass_through()  # the real Aura server under test
-        yield router
 
 
 @pytest.fixture

@@ -22,19 +22,9 @@ from tests.support.auth import make_token
 from tests.support.browser import chromium, chromium_path
 from tests.support.console import EMAIL_PROMPT, KOREAN_EMAIL_PROMPT, Console
 from tests.support.live_server import LiveServer
-from tests.support.llm import text_stream, tool_call_stream
+from tests.support.llm import GATEWAY, LLM, MAIL_TOOL, text_stream, tool_call_stream
 from tests.support.redis_server import RedisServer
 
-LLM = "https://llm.test/v1/chat/completions"
-GATEWAY = "http://gateway.test"
-MAIL_TOOL = {
-    "name": "send_dwp_mail",
-    "description": "Send a mail through DWP mail-service.",
-    "requires_approval": True,
-    "parameters": {"type": "object", "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
-                   "required": ["to", "subject"]},
-    "http": {"method": "POST", "url": "{gateway}/api/mail/send", "body": {"to": "{to}", "subject": "{subject}"}},
-}
 
 KOREAN_REASON = "배포 일정이 아직 확정되지 않았습니다"
 
@@ -153,9 +143,8 @@ def test_a_missing_browser_fails_loudly(monkeypatch: pytest.MonkeyPatch, tmp_pat
         chromium_path()
 
 
-
 def test_the_approval_dialog_closes_when_the_session_leaves_the_state_it_asked_in(
-    start_server: Callable[..., LiveServer], browser: Browser, tmp_path: Path
+    start_server: Callable[..., LiveServer], browser: Browser, tmp_path: Path, mocked: respx.MockRouter
 ) -> None:
     """Regression: the dialog opened by `hitl` stayed open until the stream ended, so a tab whose
     session someone else approved kept showing the decided request while the tool ran."""
@@ -168,30 +157,28 @@ def test_the_approval_dialog_closes_when_the_session_leaves_the_state_it_asked_i
             await asyncio.sleep(0.02)
         return httpx.Response(200, json={"status": "SUCCESS", "data": {"mailId": 7}})
 
-    with respx.mock(assert_all_called=False) as mocked:
-        mocked.route(host="127.0.0.1").pass_through()  # the real Aura under test
-        mocked.post(LLM).mock(side_effect=[
-            tool_call_stream("send_dwp_mail", '{"to":"kim@example.com","subject":"Release"}', say="I will mail."),
-            text_stream("Mail sent."),
-        ])
-        mocked.post(f"{GATEWAY}/api/mail/send").mock(side_effect=slow_mail)
-        server = start_server(llm_base_url="https://llm.test/v1", llm_model="test-model", llm_max_retries=0,
-                              llm_timeout_seconds=5, dwp_gateway_url=GATEWAY, tools_file=str(tools))
-        console = Console.open(browser, server.url)
-        try:
-            console.use_token(make_token("1", "1"))
-            console.send("Mail kim about the release")
-            console.wait_for_approval()
-            request_id = console.text("#approval-request")
-            with httpx.Client(base_url=server.url, timeout=10) as client:  # someone else approves it
-                answer = client.post(f"/aura/hitl/approve/{request_id}", json={"userId": "1"},
-                                     headers={"Authorization": f"Bearer {make_token('1', '1')}",
-                                              "X-Tenant-ID": "1", "X-User-ID": "1"})
-                assert answer.status_code == 200, answer.text
-            console.page.wait_for_selector("#tools .tool-card[data-status='executing']", timeout=10_000)
-            console.page.wait_for_selector("dialog#approval:not([open])", state="attached", timeout=10_000)
-            assert console.page.get_attribute("#stream-status", "data-status") != "done"  # still streaming
-        finally:
-            release.set()
-        console.wait_until_done()
-        console.page.close()
+    mocked.post(LLM).mock(side_effect=[
+        tool_call_stream("send_dwp_mail", '{"to":"kim@example.com","subject":"Release"}', say="I will mail."),
+        text_stream("Mail sent."),
+    ])
+    mocked.post(f"{GATEWAY}/api/mail/send").mock(side_effect=slow_mail)
+    server = start_server(llm_base_url="https://llm.test/v1", llm_model="test-model", llm_max_retries=0,
+                          llm_timeout_seconds=5, dwp_gateway_url=GATEWAY, tools_file=str(tools))
+    console = Console.open(browser, server.url)
+    try:
+        console.use_token(make_token("1", "1"))
+        console.send("Mail kim about the release")
+        console.wait_for_approval()
+        request_id = console.text("#approval-request")
+        with httpx.Client(base_url=server.url, timeout=10) as client:  # someone else approves it
+            answer = client.post(f"/aura/hitl/approve/{request_id}", json={"userId": "1"},
+                                 headers={"Authorization": f"Bearer {make_token('1', '1')}",
+                                          "X-Tenant-ID": "1", "X-User-ID": "1"})
+            assert answer.status_code == 200, answer.text
+        console.page.wait_for_selector("#tools .tool-card[data-status='executing']", timeout=10_000)
+        console.page.wait_for_selector("dialog#approval:not([open])", state="attached", timeout=10_000)
+        assert console.page.get_attribute("#stream-status", "data-status") != "done"  # still streaming
+    finally:
+        release.set()
+    console.wait_until_done()
+    console.page.close()

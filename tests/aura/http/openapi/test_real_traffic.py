@@ -5,7 +5,7 @@ responses, their media types, headers and bodies)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ from aura.config import StreamAuthPolicy
 from tests.conftest import open_stream
 from tests.support.auth import approver_headers, auth_headers, make_token
 from tests.support.live_server import LiveServer
-from tests.support.llm import text_stream
+from tests.support.llm import LLM, text_stream
 from tests.support.openapi import ApiDescription
 from tests.support.sse import Frame, SseStream
 
@@ -25,7 +25,6 @@ pytestmark = pytest.mark.anyio
 
 EMAIL = "Send an email to kim@example.com saying the release is ready"  # waits for approval
 KOREAN_EMAIL = "kim@example.com 에게 회의 일정 메일 보내줘"
-LLM = "https://llm.test/v1/chat/completions"
 
 
 async def served_description(client: httpx.AsyncClient) -> ApiDescription:
@@ -127,20 +126,13 @@ async def test_every_frame_and_answer_of_real_sessions_matches_the_document(
     assert all_types - seen == {"snapshot"}  # the next test has one
 
 
-@pytest.fixture
-def mocked_model() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        router.route(host="127.0.0.1").pass_through()  # the server under test
-        yield router
-
-
 async def test_a_snapshot_frame_of_a_long_session_matches_the_document(
-    start_server: Callable[..., LiveServer], mocked_model: respx.MockRouter
+    start_server: Callable[..., LiveServer], mocked: respx.MockRouter
 ) -> None:
     """A cursor older than the bounded log gets a `snapshot` event first: a model's long answer makes one."""
     server = start_server(session_max_events=100, llm_base_url="https://llm.test/v1", llm_model="m",
                           llm_max_retries=0, llm_timeout_seconds=5)
-    mocked_model.post(LLM).mock(return_value=text_stream("A long answer. " * 4000, reasoning="Thinking it over."))
+    mocked.post(LLM).mock(return_value=text_stream("A long answer. " * 4000, reasoning="Thinking it over."))
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         description = await served_description(client)
         caller = auth_headers("1", "133")
