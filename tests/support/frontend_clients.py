@@ -72,6 +72,35 @@ def local_plan() -> list[PlanRow]:
 REJECTED_NOTE = "작업이 거부되었습니다."  # what both workspace pages add themselves when Reject succeeds
 
 
+def end_card(card: Card, body: dict[str, Any]) -> None:
+    """Both workspace pages finish a card only from the frame that made it, when it says so."""
+    if body.get("status") == "completed":
+        card.status, card.result = "completed", body.get("result")
+    elif body.get("status") == "failed":
+        card.status, card.error = "failed", body.get("error")
+
+
+def dialog_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The approval dialog the overlay and the earlier page make of a `hitl` frame."""
+    return {"id": either(body.get("requestId"), "hitl-local"),
+            "message": either(body.get("message"), "이 작업을 실행하시겠습니까?"),
+            "action": either(body.get("actionType"), body.get("action"), "unknown"),
+            "params": either(body.get("params"), {})}
+
+
+def result_of(kind: Any, body: dict[str, Any]) -> Any:
+    """What the workspace pages keep for the Result tab: a `content` frame's ``metadata.result``."""
+    metadata = body.get("metadata") if kind in ("content", "message") else None
+    return metadata["result"] if isinstance(metadata, dict) and truthy(metadata.get("result")) else None
+
+
+def plan_updates(plan: list[PlanRow], kind: Any, body: dict[str, Any]) -> int:
+    """How many of a page's plan rows an update matches: by the page's own ids only."""
+    if kind not in ("plan_step_update", "timeline_step_update"):
+        return 0
+    return sum(row.local_id == body.get("id") for row in plan)
+
+
 @dataclass
 class Message:
     role: str
@@ -108,6 +137,17 @@ class Client:
     def saved_metadata(self) -> Any:
         """The overlay saves none."""
         return None
+
+    def read_answer(self, kind: Any, body: dict[str, Any], data: dict[str, Any]) -> None:
+        """A `content`/`message` frame, or one without a type that has text: every client appends it."""
+        if kind in ("content", "message"):
+            source = body
+        elif not truthy(kind) and (truthy(data.get("content")) or truthy(data.get("message"))):
+            source = data
+        else:
+            return
+        self.thinking = False
+        self.text += either(source.get("content"), source.get("message"), "")
 
     def clicked_approve(self) -> None:
         """After the approve API answered 2xx: the dialog closes and the page thinks again."""
@@ -180,20 +220,11 @@ class WorkspacePage(Client):
             if kind == "action_execution":
                 card = Card(body.get("tool"), body.get("params"), body.get("status"))
                 self.cards.append(card)
-                if body.get("status") == "completed":
-                    card.status, card.result = "completed", body.get("result")
-                elif body.get("status") == "failed":
-                    card.status, card.error = "failed", body.get("error")
-            if kind in ("content", "message"):
-                self.thinking = False
-                self.text += either(body.get("content"), body.get("message"), "")
-                metadata = body.get("metadata")
-                if isinstance(metadata, dict) and truthy(metadata.get("result")):
-                    self.last_result = metadata["result"]
-            elif not truthy(kind) and (truthy(data.get("content")) or truthy(data.get("message"))):
-                self.text += either(data.get("content"), data.get("message"), "")
-            if kind in ("plan_step_update", "timeline_step_update"):
-                self.plan_updates_landed += sum(row.local_id == body.get("id") for row in self.plan)
+                end_card(card, body)
+            self.read_answer(kind, body, data)
+            if (result := result_of(kind, body)) is not None:
+                self.last_result = result
+            self.plan_updates_landed += plan_updates(self.plan, kind, body)
 
     def request_id(self) -> str:
         """What the approve/reject buttons put in the URL: the pending id without its ``hitl-``."""
@@ -233,17 +264,10 @@ class MiniOverlay(Client):
                 self.cards.append(Card(either(body.get("tool"), "unknown"), either(body.get("params"), {}),
                                        "executing"))
             elif kind in ("hitl", "approval_required"):
-                self.pending_hitl = {"id": either(body.get("requestId"), "hitl-local"),
-                                     "message": either(body.get("message"), "이 작업을 실행하시겠습니까?"),
-                                     "action": either(body.get("actionType"), body.get("action"), "unknown"),
-                                     "params": either(body.get("params"), {})}
-                self.thinking = False
+                self.pending_hitl, self.thinking = dialog_of(body), False
                 break  # the rest of this read is dropped
-            elif kind in ("content", "message"):
-                self.thinking = False
-                self.text += either(body.get("content"), body.get("message"), "")
-            elif not truthy(kind) and (truthy(data.get("content")) or truthy(data.get("message"))):
-                self.text += either(data.get("content"), data.get("message"), "")
+            else:
+                self.read_answer(kind, body, data)
 
 
 @dataclass
@@ -290,26 +314,13 @@ class EarlierWorkspacePage(Client):
                                          either(body.get("order"), self.plan_before_send), "pending"))
                 self.plan.sort(key=lambda row: row.order)  # the store sorts by order; JS's sort is stable
             if kind in ("hitl", "approval_required"):
-                self.pending_hitl = {"id": either(body.get("requestId"), "hitl-local"),
-                                     "message": either(body.get("message"), "이 작업을 실행하시겠습니까?"),
-                                     "action": either(body.get("actionType"), body.get("action"), "unknown"),
-                                     "params": either(body.get("params"), {})}
-                self.thinking = False
+                self.pending_hitl, self.thinking = dialog_of(body), False
                 break  # "Stop streaming for approval": the rest of this read is dropped
             if kind in ("tool_execution", "action"):
                 card = Card(either(body.get("tool"), "unknown"), either(body.get("params"), {}), "executing")
                 self.cards.append(card)
-                if body.get("status") == "completed":
-                    card.status, card.result = "completed", body.get("result")
-                elif body.get("status") == "failed":
-                    card.status, card.error = "failed", body.get("error")
-            if kind in ("content", "message"):
-                self.thinking = False
-                self.text += either(body.get("content"), body.get("message"), "")
-                metadata = body.get("metadata")
-                if isinstance(metadata, dict) and truthy(metadata.get("result")):
-                    self.last_result = metadata["result"]
-            elif not truthy(kind) and (truthy(data.get("content")) or truthy(data.get("message"))):
-                self.text += either(data.get("content"), data.get("message"), "")
-            if kind in ("plan_step_update", "timeline_step_update"):
-                self.plan_updates_landed += sum(row.local_id == body.get("id") for row in self.plan)
+                end_card(card, body)
+            self.read_answer(kind, body, data)
+            if (result := result_of(kind, body)) is not None:
+                self.last_result = result
+            self.plan_updates_landed += plan_updates(self.plan, kind, body)
