@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +139,29 @@ class Client:
         """The overlay saves none."""
         return None
 
+    def trimmed_frames(self, lines: list[str]) -> Iterator[tuple[Any, dict[str, Any], dict[str, Any]]]:
+        """How the overlay and the earlier page read: each line trimmed, ``data: `` with its space, the
+        type from ``type`` only. Ends at ``[DONE]``; a reader that stops early drops the rest of the read."""
+        for line in lines:
+            line = line.strip()
+            if line.startswith("id: "):
+                self.seen_id(line[4:].strip())
+                continue
+            if line.startswith("event: ") or not line.startswith("data: "):
+                continue
+            data_text = line[len("data: "):]
+            if data_text == "[DONE]":
+                self.done_seen = True
+                return
+            try:
+                data = json.loads(data_text)
+            except ValueError:
+                continue
+            yield data.get("type"), either(data.get("data"), data), data
+
+    def seen_id(self, event_id: str) -> None:
+        """An ``id:`` line (only the earlier page keeps it)."""
+
     def read_answer(self, kind: Any, body: dict[str, Any], data: dict[str, Any]) -> None:
         """A `content`/`message` frame, or one without a type that has text: every client appends it."""
         if kind in ("content", "message"):
@@ -241,20 +265,7 @@ class MiniOverlay(Client):
     thinking_shown: int = 0
 
     def lines(self, lines: list[str]) -> None:
-        for line in lines:
-            line = line.strip()
-            if line.startswith("event: ") or not line.startswith("data: "):
-                continue
-            data_text = line[len("data: "):]
-            if data_text == "[DONE]":
-                self.done_seen = True
-                break
-            try:
-                data = json.loads(data_text)
-            except ValueError:
-                continue
-            kind = data.get("type")
-            body = either(data.get("data"), data)
+        for kind, body, data in self.trimmed_frames(lines):
             if kind in ("thought", "thinking"):
                 self.thinking, self.thinking_shown = True, self.thinking_shown + 1
             elif kind == "plan_step":
@@ -285,24 +296,11 @@ class EarlierWorkspacePage(Client):
     def saved_metadata(self) -> Any:
         return {"result": self.result_when_sent} if truthy(self.result_when_sent) else None
 
+    def seen_id(self, event_id: str) -> None:
+        self.last_event_id = event_id
+
     def lines(self, lines: list[str]) -> None:
-        for line in lines:
-            line = line.strip()
-            if line.startswith("id: "):
-                self.last_event_id = line[4:].strip()
-                continue
-            if line.startswith("event: ") or not line.startswith("data: "):
-                continue
-            data_text = line[len("data: "):]
-            if data_text == "[DONE]":
-                self.done_seen = True
-                break
-            try:
-                data = json.loads(data_text)
-            except ValueError:
-                continue
-            kind = data.get("type")
-            body = either(data.get("data"), data)
+        for kind, body, data in self.trimmed_frames(lines):
             if kind in ("thought", "thinking"):
                 self.thinking = True
                 self.thoughts.append({"type": either(body.get("thoughtType"), "analysis"),
