@@ -372,9 +372,10 @@ class AgentRunner:
                 with contextlib.suppress(LeaseLost, StoreUnavailable):
                     self._send_answer(session, held)
             raise
-        result = results.result(results.tool_calls(plan.steps, session.outcomes), _language(session))
+        language = _language(session)
+        result = results.result(results.tool_calls(plan.steps, session.outcomes), language)
         if held is None and result is not None and not sent:
-            held = _DONE[_language(session)]  # an empty answer still carries the result
+            held = _DONE[language]  # an empty answer still carries the result
         if held is not None:
             self._send_answer(session, held, result)
 
@@ -434,7 +435,7 @@ def _plan_text(plan: Plan, language: Language) -> str:
     lines = [_PLAN_HEADING[language]]
     lines += [f"{number}. {step.title}" for number, step in enumerate(plan.steps, 1)]
     text = "\n".join(lines)
-    return text if len(text) <= events.MAX_CONTENT_CHARS else text[: events.MAX_CONTENT_CHARS - 3] + "..."
+    return events.fit(text, events.MAX_CONTENT_CHARS)
 
 
 def _waiting_call(session: Session, why: str) -> ToolCall | None:

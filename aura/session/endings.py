@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from aura.session.events import fit
 from aura.session.language import Language
 
 DETAIL_CHARS: Final = 300  # a human's reason or a tool's error, clipped: the text stays one short frame
@@ -80,7 +81,7 @@ TEXTS: Final[dict[Ending, dict[Language, str]]] = {
 
 def _clip(text: str) -> str:
     text = " ".join(text.split())  # one paragraph: a multi-line tool error must not break the sentence
-    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 3] + "..."
+    return fit(text, DETAIL_CHARS)
 
 
 def explain(ending: Ending, language: Language, *, tool: str | None = None, detail: str = "",

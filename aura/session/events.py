@@ -105,6 +105,11 @@ def clip(text: str) -> str:
     return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "..."
 
 
+def fit(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, ``...`` included when it had to be cut."""
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
 # -- one builder per payload (docs/EVENTS.md) -----------------------------------------------
 def thought(content: str, kind: str) -> EventData:
     return EventType.THOUGHT, {"content": content, "thoughtType": kind, "timestamp": int(time.time())}

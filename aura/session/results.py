@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aura.session.events import fit
 from aura.session.language import Language
 from aura.session.plan import PlanStep
 
@@ -52,10 +53,6 @@ def tool_calls(steps: Sequence[PlanStep], outcomes: Mapping[str, str | None],
     return calls
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
-
-
 def _json_value(text: str) -> Any:
     try:
         value = json.loads(text)
@@ -70,10 +67,10 @@ def result(calls: Sequence[ToolCall], language: Language) -> dict[str, Any] | No
         return None
     if len(calls) == 1 and calls[0].completed:
         call = calls[0]
-        title = _clip(call.step.title, TITLE_CHARS)
+        title = fit(call.step.title, TITLE_CHARS)
         if len(call.output) <= RESULT_CHARS and (value := _json_value(call.output)) is not None:
             return {"type": "preview", "title": title, "content": value}
-        return {"type": "text", "title": title, "content": _clip(call.output, RESULT_CHARS)}
+        return {"type": "text", "title": title, "content": fit(call.output, RESULT_CHARS)}
     shown = calls[:MAX_ITEMS]
     label_chars = max(MIN_LABEL_CHARS, RESULT_CHARS // len(shown))
     items: list[dict[str, Any]] = []
@@ -82,9 +79,9 @@ def result(calls: Sequence[ToolCall], language: Language) -> dict[str, Any] | No
             output = call.output
         else:
             output = f"{(FAILED if call.ran else NOT_RUN)[language]}: {call.output}"
-        title = _clip(call.step.title, TITLE_CHARS)
+        title = fit(call.step.title, TITLE_CHARS)
         label = f"{title}: {' '.join(output.split())}" if output else title
-        items.append({"label": _clip(label, label_chars), "checked": call.completed})
+        items.append({"label": fit(label, label_chars), "checked": call.completed})
     if len(calls) > len(shown):
         items.append({"label": MORE[language].format(count=len(calls) - len(shown)), "checked": False})
     return {"type": "checklist", "title": CHECKLIST_TITLE[language], "content": items}
